@@ -1,0 +1,39 @@
+// The extension module ptsevent._core: the only binding code.
+#include <nanobind/nanobind.h>
+
+#include "hub/hub.h"
+#include "hub/tasklet.h"
+#include "hub/timer.h"
+#include "py/greenlet_api.h"
+
+namespace nb = nanobind;
+using namespace ptsevent;
+
+NB_MODULE(_core, m) {
+  if (!py::greenlet::import_api()) throw nb::python_error();
+  if (PyModule_AddFunctions(m.ptr(), hub::tasklet_functions) < 0)
+    throw nb::python_error();
+
+  auto add_type = [&](const char* name, PyTypeObject* type) {
+    if (!type) throw nb::python_error();
+    m.attr(name) = nb::handle(reinterpret_cast<PyObject*>(type));
+  };
+  add_type("Tasklet", hub::make_tasklet_type());
+  add_type("Timer", hub::make_timer_type());
+  add_type("Waiter", hub::make_waiter_type());
+
+  hub::LoopExit = PyErr_NewExceptionWithDoc(
+      "ptsevent.LoopExit",
+      "Raised in the main tasklet when it waits and nothing can ever wake "
+      "it.",
+      nullptr, nullptr);
+  hub::BlockingSwitchOutError = PyErr_NewExceptionWithDoc(
+      "ptsevent.BlockingSwitchOutError",
+      "Raised when a blocking call is made in the hub itself.",
+      PyExc_RuntimeError, nullptr);
+  if (!hub::LoopExit || !hub::BlockingSwitchOutError) throw nb::python_error();
+  m.attr("LoopExit") = nb::handle(hub::LoopExit);
+  m.attr("BlockingSwitchOutError") = nb::handle(hub::BlockingSwitchOutError);
+  m.attr("TaskletExit") = nb::handle(py::greenlet::exit_exception());
+  m.attr("LIBEVENT_VERSION") = event_get_version();
+}

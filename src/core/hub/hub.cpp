@@ -1,0 +1,644 @@
+#include "hub/hub.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cmath>
+
+#include "hub/tasklet.h"
+#include "hub/timer.h"
+#include "py/greenlet_api.h"
+
+namespace ptsevent::hub {
+
+PyObject* LoopExit = nullptr;
+PyObject* BlockingSwitchOutError = nullptr;
+
+namespace {
+
+thread_local Hub* tls_hub = nullptr;
+// Every hub that exists, for Hub::alive(): a Waiter set from another thread
+// must not post to a hub whose thread has already torn it down.
+std::mutex hubs_mu;
+std::vector<Hub*> all_hubs;
+// Module-lifetime objects are plain pointers, never freed: a static Ref
+// would be destroyed by the C runtime after the interpreter is gone.
+PyObject* error_handler = nullptr;
+
+PyMethodDef hub_main_def = {"hub_main", Hub::hub_main, METH_NOARGS, nullptr};
+PyMethodDef worker_main_def = {"worker_main", Hub::worker_main, METH_NOARGS,
+                               nullptr};
+PyObject* hub_main_fn = nullptr;
+PyObject* worker_main_fn = nullptr;
+
+// libevent logs bad event_add calls to stderr; the errors reach the user as
+// Python exceptions instead.
+void quiet_log(int, const char*) {}
+
+int set_nonblock_cloexec(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+  int fdfl = fcntl(fd, F_GETFD);
+  if (fdfl < 0 || fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) < 0) return -1;
+  return 0;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- timeouts
+
+int parse_timeout(PyObject* obj, TimeoutMode mode, double* seconds) {
+  if (obj == nullptr || obj == Py_None) {
+    *seconds = -1.0;
+    return 0;
+  }
+  double s;
+  if (PyFloat_CheckExact(obj)) {
+    s = PyFloat_AS_DOUBLE(obj);
+  } else if (PyLong_Check(obj)) {
+    s = PyLong_AsDouble(obj);
+    if (s == -1.0 && PyErr_Occurred()) return -1;
+  } else {
+    if (PyUnicode_Check(obj) || PyBytes_Check(obj) ||
+        !(Py_TYPE(obj)->tp_as_number &&
+          (Py_TYPE(obj)->tp_as_number->nb_float ||
+           Py_TYPE(obj)->tp_as_number->nb_index))) {
+      PyErr_Format(PyExc_TypeError,
+                   "'%.200s' object cannot be interpreted as a number of "
+                   "seconds",
+                   Py_TYPE(obj)->tp_name);
+      return -1;
+    }
+    s = PyFloat_AsDouble(obj);
+    if (s == -1.0 && PyErr_Occurred()) return -1;
+  }
+  if (std::isnan(s)) {
+    PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
+    return -1;
+  }
+  if (s < 0) {
+    if (mode == TimeoutMode::kWait) {
+      s = 0;
+    } else if (mode == TimeoutMode::kSleep) {
+      PyErr_SetString(PyExc_ValueError, "sleep length must be non-negative");
+      return -1;
+    } else {
+      PyErr_SetString(PyExc_ValueError, "timeout value must be non-negative");
+      return -1;
+    }
+  }
+  // The same bound as time.sleep: what fits a 64-bit count of nanoseconds.
+  if (s > 9.2e9) {
+    PyErr_SetString(PyExc_OverflowError,
+                    "timestamp too large to convert to C _PyTime_t");
+    return -1;
+  }
+  *seconds = s;
+  return 0;
+}
+
+struct timeval to_timeval(double seconds) {
+  struct timeval tv;
+  double whole = std::floor(seconds);
+  tv.tv_sec = static_cast<time_t>(whole);
+  tv.tv_usec = static_cast<suseconds_t>((seconds - whole) * 1e6);
+  if (tv.tv_usec >= 1000000) {
+    tv.tv_sec += 1;
+    tv.tv_usec -= 1000000;
+  }
+  return tv;
+}
+
+// ---------------------------------------------------------------- creation
+
+Hub* Hub::peek() noexcept { return tls_hub; }
+
+Hub* Hub::get() {
+  if (tls_hub) return tls_hub;
+  if (!hub_main_fn) {
+    hub_main_fn = PyCFunction_New(&hub_main_def, nullptr);
+    worker_main_fn = PyCFunction_New(&worker_main_def, nullptr);
+    if (!hub_main_fn || !worker_main_fn) return nullptr;
+    event_set_log_callback(quiet_log);
+  }
+  std::unique_ptr<Hub> hub(new Hub());
+  if (hub->init() < 0) return nullptr;
+  tls_hub = hub.release();
+  std::lock_guard<std::mutex> lock(hubs_mu);
+  all_hubs.push_back(tls_hub);
+  return tls_hub;
+}
+
+bool Hub::alive(Hub* hub) {
+  std::lock_guard<std::mutex> lock(hubs_mu);
+  for (Hub* h : all_hubs)
+    if (h == hub) return true;
+  return false;
+}
+
+int Hub::init() {
+  event_config* cfg = event_config_new();
+  if (!cfg) return PyErr_NoMemory(), -1;
+  // One hub per thread and no libevent locking: other threads reach a hub
+  // only through post(), which has its own mutex.
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+  base_.reset(event_base_new_with_config(cfg));
+  event_config_free(cfg);
+  if (!base_) {
+    PyErr_SetString(PyExc_OSError, "libevent: cannot create an event_base");
+    return -1;
+  }
+  adopted_ = py::Ref::steal(PyDict_New());
+  if (!adopted_) return -1;
+  // The root greenlet of this thread parents the hub greenlet, so that an
+  // error escaping the hub reaches the main program.
+  py::Ref g = py::Ref::steal(py::greenlet::current());
+  if (!g) return -1;
+  for (;;) {
+    py::Ref p = py::Ref::steal(py::greenlet::parent(g.get()));
+    if (!p) break;
+    g = std::move(p);
+  }
+  PyErr_Clear();
+  root_greenlet_ = std::move(g);
+  main_thread_ = _PyOS_IsMainThread();
+  return open_wakeups();
+}
+
+int Hub::open_wakeups() {
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) return PyErr_SetFromErrno(PyExc_OSError), -1;
+  event_assign(&wake_ev_, base(), wake_fd_, EV_READ | EV_PERSIST, on_wake,
+               this);
+  if (event_add(&wake_ev_, nullptr) < 0) {
+    PyErr_SetString(PyExc_OSError, "libevent: cannot watch the wake-up fd");
+    return -1;
+  }
+  wake_armed_ = true;
+  ++internal_events_;
+
+  if (!main_thread_) return 0;
+  // Signals: CPython's C handler writes the signal number to the wake-up fd,
+  // which ends the poll; the hub then runs the Python handlers itself.
+  int fds[2];
+  if (pipe(fds) < 0) return PyErr_SetFromErrno(PyExc_OSError), -1;
+  sig_rfd_ = fds[0];
+  sig_wfd_ = fds[1];
+  if (set_nonblock_cloexec(sig_rfd_) < 0 || set_nonblock_cloexec(sig_wfd_) < 0)
+    return PyErr_SetFromErrno(PyExc_OSError), -1;
+  py::Ref signal_mod = py::Ref::steal(PyImport_ImportModule("signal"));
+  if (!signal_mod) return -1;
+  py::Ref kw = py::Ref::steal(Py_BuildValue("{s:O}", "warn_on_full_buffer",
+                                            Py_False));
+  py::Ref fn = py::Ref::steal(
+      PyObject_GetAttrString(signal_mod.get(), "set_wakeup_fd"));
+  py::Ref args = py::Ref::steal(Py_BuildValue("(i)", sig_wfd_));
+  if (!kw || !fn || !args) return -1;
+  py::Ref old = py::Ref::steal(PyObject_Call(fn.get(), args.get(), kw.get()));
+  if (!old) {
+    // Not the main interpreter thread after all: run without signal wake-up.
+    PyErr_Clear();
+    close(sig_rfd_);
+    close(sig_wfd_);
+    sig_rfd_ = sig_wfd_ = -1;
+    main_thread_ = false;
+    return 0;
+  }
+  old_wakeup_fd_ = static_cast<int>(PyLong_AsLong(old.get()));
+  event_assign(&sig_ev_, base(), sig_rfd_, EV_READ | EV_PERSIST, on_signal,
+               this);
+  if (event_add(&sig_ev_, nullptr) < 0) {
+    PyErr_SetString(PyExc_OSError, "libevent: cannot watch the signal fd");
+    return -1;
+  }
+  sig_armed_ = true;
+  ++internal_events_;
+  return 0;
+}
+
+void Hub::close_wakeups() {
+  if (wake_armed_) {
+    event_del(&wake_ev_);
+    wake_armed_ = false;
+    --internal_events_;
+  }
+  if (wake_fd_ >= 0) close(wake_fd_);
+  wake_fd_ = -1;
+  if (sig_armed_) {
+    event_del(&sig_ev_);
+    sig_armed_ = false;
+    --internal_events_;
+  }
+  if (sig_rfd_ >= 0) close(sig_rfd_);
+  if (sig_wfd_ >= 0) close(sig_wfd_);
+  sig_rfd_ = sig_wfd_ = -1;
+}
+
+Hub::~Hub() {
+  close_wakeups();
+  base_.reset();
+}
+
+// ------------------------------------------------------------- scheduling
+
+Tasklet* Hub::current() {
+  py::Ref g = py::Ref::steal(py::greenlet::current());
+  if (!g) return nullptr;
+  if (current_ && current_->greenlet_.get() == g.get()) return current_;
+  if (g.get() == hub_greenlet_.get()) {
+    PyErr_SetString(BlockingSwitchOutError,
+                    "cannot block in the hub: this code runs in the event "
+                    "loop itself (a signal handler or a hub callback); spawn "
+                    "a tasklet for blocking work");
+    return nullptr;
+  }
+  PyObject* t = PyDict_GetItemWithError(adopted_.get(), g.get());
+  if (!t) {
+    if (PyErr_Occurred()) return nullptr;
+    bool is_main = g.get() == root_greenlet_.get();
+    Tasklet* nt = adopt_greenlet(this, g.get(), is_main);
+    if (!nt) return nullptr;
+    int rc = PyDict_SetItem(adopted_.get(), g.get(), nt->self());
+    if (is_main) main_ = py::Ref::borrow(nt->self());
+    Py_DECREF(nt->self());
+    if (rc < 0) return nullptr;
+    t = nt->self();
+  }
+  current_ = reinterpret_cast<Tasklet*>(t);
+  return current_;
+}
+
+void Hub::schedule(Tasklet* t) noexcept {
+  if (t->queued_) return;
+  t->queued_ = true;
+  ready_.push_back(t);
+}
+
+Tasklet* Hub::pop_batch() noexcept {
+  while (!batch_.empty()) {
+    Tasklet* t = batch_.front();
+    batch_.pop_front();
+    t->queued_ = false;
+    if (t->state_ == State::kDead) {
+      // Killed before it started, while queued: the queue held its last
+      // hub reference.
+      if (t->zombie_) {
+        t->zombie_ = false;
+        remove_live(t);
+        Py_DECREF(t->self());
+      }
+      continue;
+    }
+    return t;
+  }
+  return nullptr;
+}
+
+PyObject* Hub::take_greenlet() {
+  if (!pool_.empty()) {
+    PyObject* g = pool_.back();
+    pool_.pop_back();
+    return g;
+  }
+  if (ensure_hub_greenlet() < 0) return nullptr;
+  return py::greenlet::create(worker_main_fn, hub_greenlet_.get());
+}
+
+int Hub::ensure_hub_greenlet() {
+  if (hub_greenlet_ && !py::greenlet::dead(hub_greenlet_.get())) return 0;
+  hub_greenlet_ = py::Ref::steal(
+      py::greenlet::create(hub_main_fn, root_greenlet_.get()));
+  return hub_greenlet_ ? 0 : -1;
+}
+
+// Switches from `self` (the running tasklet, which has already queued
+// itself or armed what will wake it) to the next ready tasklet of this pass,
+// or to the hub.
+PyObject* Hub::switch_to_next(Tasklet* self) {
+  Tasklet* next = pop_batch();
+  PyObject* target;
+  if (next) {
+    if (next->state_ == State::kPending) {
+      PyObject* g = take_greenlet();
+      if (!g) {
+        // Could not start it: put it back and let the hub retry later.
+        schedule(next);
+        return nullptr;
+      }
+      next->greenlet_ = py::Ref::steal(g);
+      next->state_ = State::kRunning;
+    }
+    target = next->greenlet_.get();
+    current_ = next;
+  } else {
+    if (ensure_hub_greenlet() < 0) return nullptr;
+    target = hub_greenlet_.get();
+    current_ = nullptr;
+  }
+  PyObject* r = py::greenlet::switch_to(target);
+  current_ = self;
+  return r;
+}
+
+int Hub::suspend(Tasklet* t) {
+  if (closed_) {
+    PyErr_SetString(PyExc_RuntimeError, "the ptsevent hub is shut down");
+    return -1;
+  }
+  t->waiting_ = true;
+  t->wake_ = Wake::kNone;
+  PyObject* r = switch_to_next(t);
+  t->waiting_ = false;
+  if (!r) return -1;
+  Py_DECREF(r);
+  if (t->pending_exc_) {
+    py::Ref exc = std::move(t->pending_exc_);
+    if (PyExceptionClass_Check(exc.get()))
+      PyErr_SetNone(exc.get());
+    else
+      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.get())),
+                      exc.get());
+    return -1;
+  }
+  return 0;
+}
+
+void Hub::interrupt(Tasklet* t, PyObject* exc, bool override) {
+  if (t->pending_exc_ && !override) return;
+  t->pending_exc_ = py::Ref::borrow(exc);
+  t->disarm();
+  schedule(t);
+}
+
+// ---------------------------------------------------------------- the loop
+
+PyObject* Hub::hub_main(PyObject*, PyObject*) {
+  Hub* hub = tls_hub;
+  if (!hub) Py_RETURN_NONE;
+  return hub->run_loop();
+}
+
+PyObject* Hub::run_loop() {
+  for (;;) {
+    current_ = nullptr;
+    if (stopping_) Py_RETURN_NONE;
+    if (batch_.empty()) {
+      if (ready_.empty() && !can_wake()) {
+        // Nothing can ever make a tasklet ready: tell the main tasklet.
+        Tasklet* m = reinterpret_cast<Tasklet*>(main_.get());
+        if (m && m->waiting_) {
+          py::Ref e = py::Ref::steal(PyObject_CallFunction(
+              LoopExit, "s",
+              "the main tasklet waits, but nothing can wake it: no other "
+              "tasklet is ready and no timer, descriptor wait, thread job or "
+              "signal handler is pending"));
+          if (!e) return nullptr;
+          interrupt(m, e.get(), true);
+        } else {
+          PyErr_SetString(LoopExit,
+                          "the hub has nothing left to run or wait for");
+          return nullptr;
+        }
+      } else if (poll() < 0) {
+        PyErr_WriteUnraisable(nullptr);
+      }
+      batch_.swap(ready_);
+    }
+    Tasklet* t = pop_batch();
+    if (!t) continue;
+    if (t->state_ == State::kPending) {
+      PyObject* g = take_greenlet();
+      if (!g) {
+        PyErr_WriteUnraisable(nullptr);
+        schedule(t);
+        continue;
+      }
+      t->greenlet_ = py::Ref::steal(g);
+      t->state_ = State::kRunning;
+    }
+    current_ = t;
+    PyObject* r = py::greenlet::switch_to(t->greenlet_.get());
+    if (r) {
+      Py_DECREF(r);
+    } else if (closed_ || stopping_) {
+      return nullptr;  // the hub greenlet itself is being killed
+    } else {
+      // An error escaped a worker greenlet (they catch everything a job
+      // raises, so this is a bug, not a user error): report and go on.
+      PyErr_WriteUnraisable(hub_greenlet_.get());
+    }
+  }
+}
+
+int Hub::poll() {
+  int rc;
+  if (ready_.empty()) {
+    // Block: release the GIL for the whole poll. Callbacks run inside
+    // event_base_loop and touch no Python object.
+    Py_BEGIN_ALLOW_THREADS rc = event_base_loop(base(), EVLOOP_ONCE);
+    Py_END_ALLOW_THREADS
+  } else {
+    rc = event_base_loop(base(), EVLOOP_NONBLOCK);
+  }
+  if (rc < 0) {
+    PyErr_SetString(PyExc_OSError, "libevent: event_base_loop failed");
+    return -1;
+  }
+  process_after_poll();
+  return 0;
+}
+
+void Hub::process_after_poll() {
+  if (!fired_timers_.empty()) deliver_fired_timers();
+  if (posts_pending_) deliver_posts();
+  if (signal_pending_) deliver_signals();
+}
+
+void Hub::deliver_fired_timers() {
+  std::vector<Timer*> fired;
+  fired.swap(fired_timers_);
+  for (Timer* tm : fired) tm->deliver();
+}
+
+void Hub::deliver_signals() {
+  signal_pending_ = false;
+  char buf[256];
+  while (read(sig_rfd_, buf, sizeof buf) > 0) {
+  }
+  // Runs the Python-level handlers, here in the hub greenlet; an exception
+  // (KeyboardInterrupt from the default SIGINT handler) goes to the main
+  // tasklet.
+  if (PyErr_CheckSignals() < 0) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb) PyException_SetTraceback(value, tb);
+    Tasklet* m = reinterpret_cast<Tasklet*>(main_.get());
+    if (m && m->waiting_) {
+      interrupt(m, value, true);
+      Py_XDECREF(type);
+      Py_XDECREF(value);
+      Py_XDECREF(tb);
+    } else {
+      PyErr_Restore(type, value, tb);
+      PyErr_WriteUnraisable(nullptr);
+    }
+  }
+}
+
+void Hub::on_signal(evutil_socket_t, short, void* arg) {
+  static_cast<Hub*>(arg)->signal_pending_ = true;
+}
+
+// ---------------------------------------------------- cross-thread posting
+
+void Hub::on_wake(evutil_socket_t fd, short, void* arg) {
+  uint64_t n;
+  while (read(fd, &n, sizeof n) > 0) {
+  }
+  static_cast<Hub*>(arg)->posts_pending_ = true;
+}
+
+int Hub::post(Waiter* w) {
+  if (closed_) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "the hub of the waiting thread is shut down");
+    return -1;
+  }
+  Py_INCREF(w->self());
+  bool first;
+  {
+    std::lock_guard<std::mutex> lock(posts_mu_);
+    first = posts_.empty();
+    posts_.push_back(w);
+  }
+  if (first) {
+    uint64_t one = 1;
+    ssize_t n = write(wake_fd_, &one, sizeof one);
+    (void)n;  // EAGAIN means the counter is already non-zero: awake anyway
+  }
+  return 0;
+}
+
+void Hub::deliver_posts() {
+  posts_pending_ = false;
+  std::vector<Waiter*> posts;
+  {
+    std::lock_guard<std::mutex> lock(posts_mu_);
+    posts.swap(posts_);
+  }
+  for (Waiter* w : posts) {
+    w->deliver();
+    Py_DECREF(w->self());
+  }
+}
+
+// ------------------------------------------------------------- stats/exit
+
+PyObject* Hub::stats() const {
+  return Py_BuildValue(
+      "{s:l,s:l,s:l,s:i,s:l,s:n,s:l}", "tasklets", live_count_, "events",
+      armed_events_, "internal_events", internal_events_, "libevent_events",
+      event_base_get_num_events(base(), EVENT_BASE_COUNT_ADDED),
+      "thread_jobs", thread_jobs_.load(), "ready",
+      static_cast<Py_ssize_t>(ready_.size() + batch_.size()),
+      "signal_handlers", signal_handlers_);
+}
+
+void Hub::set_error_handler(PyObject* fn) {
+  Py_XINCREF(fn);
+  Py_XSETREF(error_handler, fn);
+}
+
+void Hub::report_error(Tasklet* t, PyObject* exc) {
+  if (error_handler) {
+    py::Ref r = py::Ref::steal(PyObject_CallFunctionObjArgs(
+        error_handler, t->self(), exc, nullptr));
+    if (r) return;
+    PyErr_WriteUnraisable(error_handler);
+    return;
+  }
+#if PY_VERSION_HEX >= 0x030C0000
+  PyErr_DisplayException(exc);
+#else
+  PyErr_Display(reinterpret_cast<PyObject*>(Py_TYPE(exc)), exc,
+                PyException_GetTraceback(exc));
+#endif
+}
+
+void Hub::shutdown_current() {
+  Hub* hub = tls_hub;
+  if (!hub) return;
+  hub->stopping_ = true;
+  // Disarm every event first: nothing may point into a freed event_base.
+  for (Tasklet* t = hub->live_head_; t; t = t->live_next_) t->disarm();
+  for (Timer* tm : hub->armed_timers_) tm->disarm();
+  hub->armed_timers_.clear();
+  for (Waiter* w : hub->posts_) Py_DECREF(w->self());
+  hub->posts_.clear();
+  hub->closed_ = true;
+  // Drop the run queues (tasklets there are live, still held by the hub).
+  for (Tasklet* t : hub->ready_) t->queued_ = false;
+  for (Tasklet* t : hub->batch_) t->queued_ = false;
+  hub->ready_.clear();
+  hub->batch_.clear();
+  // Release the live tasklets. A suspended one's greenlet is killed by
+  // greenlet when its last reference goes (GreenletExit at its wait point,
+  // which now fails fast because the hub is closed).
+  while (Tasklet* t = hub->live_head_) {
+    hub->remove_live(t);
+    t->hub_ = nullptr;
+    Py_DECREF(t->self());
+  }
+  std::vector<PyObject*> pool;
+  pool.swap(hub->pool_);
+  for (PyObject* g : pool) Py_DECREF(g);
+  hub->hub_greenlet_.reset();
+  hub->main_.reset();
+  hub->adopted_.reset();
+  if (hub->main_thread_) {
+    py::Ref signal_mod = py::Ref::steal(PyImport_ImportModule("signal"));
+    if (signal_mod) {
+      py::Ref r = py::Ref::steal(PyObject_CallMethod(
+          signal_mod.get(), "set_wakeup_fd", "i", hub->old_wakeup_fd_));
+    }
+    PyErr_Clear();
+  }
+  tls_hub = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(hubs_mu);
+    for (size_t i = 0; i < all_hubs.size(); ++i)
+      if (all_hubs[i] == hub) {
+        all_hubs.erase(all_hubs.begin() + i);
+        break;
+      }
+  }
+  delete hub;
+}
+
+int Hub::reinit_after_fork() {
+  Hub* hub = tls_hub;
+  if (!hub) return 0;
+  // The parent's threads do not exist here: their posts never come.
+  {
+    std::lock_guard<std::mutex> lock(hub->posts_mu_);
+    for (Waiter* w : hub->posts_) Py_DECREF(w->self());
+    hub->posts_.clear();
+  }
+  hub->thread_jobs_ = 0;
+  hub->close_wakeups();
+  if (event_reinit(hub->base()) < 0) {
+    PyErr_SetString(PyExc_OSError, "libevent: event_reinit failed");
+    return -1;
+  }
+  // Keep the descriptor that was installed before the first hub, not the
+  // parent's (now replaced) signal pipe.
+  int original = hub->old_wakeup_fd_;
+  int rc = hub->open_wakeups();
+  hub->old_wakeup_fd_ = original;
+  return rc;
+}
+
+}  // namespace ptsevent::hub

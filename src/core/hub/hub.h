@@ -1,0 +1,196 @@
+// The hub: one per OS thread, created lazily by Hub::get().
+//
+// The hub owns a libevent event_base and a greenlet (the hub greenlet) that
+// runs the loop: it polls libevent, then switches to the tasklets that became
+// ready, in FIFO order. A tasklet that must wait arms a libevent event whose
+// callback puts it back on the run queue, and switches away: straight to the
+// next ready tasklet of the current pass when there is one, else to the hub.
+//
+// GIL: libevent 2.1 has no hooks around its poll, so the GIL is released
+// around the whole event_base_loop() call. libevent callbacks therefore touch
+// no Python object: they move a tasklet onto the C++ run queue, set a flag,
+// or append to a C++ list that the hub processes once it holds the GIL again.
+//
+// Lifetime: the hub lives until Hub::shutdown() (at interpreter exit for the
+// main thread, when the thread state is cleared for other threads). Every
+// tasklet that is scheduled or started holds a reference from the hub (the
+// "live" list), so a pending libevent callback never outlives its tasklet.
+#pragma once
+
+#include <Python.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include <cstdint>
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "py/ref.h"
+
+namespace ptsevent::hub {
+
+struct Tasklet;
+struct Timer;
+struct Waiter;
+
+// Exception types, created when the module is initialised.
+extern PyObject* LoopExit;
+extern PyObject* BlockingSwitchOutError;
+
+// How a timeout argument is read (seconds as int/float; None = forever).
+enum class TimeoutMode {
+  kSleep,   // as time.sleep: negative -> ValueError
+  kWait,    // as threading waits: negative means 0
+  kStrict,  // as socket.settimeout: negative -> ValueError
+};
+// Parses `obj` into *seconds (-1.0 for None). 0 on success, -1 with an error.
+int parse_timeout(PyObject* obj, TimeoutMode mode, double* seconds);
+struct timeval to_timeval(double seconds);
+
+struct EventBaseFree {
+  void operator()(event_base* b) const noexcept { event_base_free(b); }
+};
+
+class Hub {
+ public:
+  // This thread's hub, created on first use. Null with an error set.
+  static Hub* get();
+  // This thread's hub if it exists.
+  static Hub* peek() noexcept;
+
+  event_base* base() const noexcept { return base_.get(); }
+  bool closed() const noexcept { return closed_; }
+
+  // The running tasklet; the main greenlet (or a greenlet ptsevent did not
+  // create) is adopted into a Tasklet the first time. Null with
+  // BlockingSwitchOutError when the hub greenlet itself is running.
+  Tasklet* current();
+  Tasklet* current_or_null() noexcept { return current_; }
+
+  // Puts t on the run queue unless it is there already. No Python calls:
+  // safe from libevent callbacks with the GIL released.
+  void schedule(Tasklet* t) noexcept;
+
+  // Suspends the running tasklet t until something schedules it. Returns 0
+  // on a plain wake-up, -1 with an exception set when t was interrupted
+  // (kill, Timeout, LoopExit, signal) or greenlet threw into it. The caller
+  // disarms its own events afterwards in both cases.
+  int suspend(Tasklet* t);
+
+  // Makes a suspended tasklet raise `exc` (an exception class or instance)
+  // at its wait point. With override false an interrupt already pending
+  // wins. GIL held.
+  void interrupt(Tasklet* t, PyObject* exc, bool override);
+
+  // Bookkeeping of what can still wake a waiting tasklet (LoopExit).
+  void on_event_armed() noexcept { ++armed_events_; }
+  void on_event_disarmed() noexcept { --armed_events_; }
+  void add_signal_handlers(long n) noexcept { signal_handlers_ += n; }
+  void add_thread_jobs(long n) noexcept { thread_jobs_ += n; }
+  // Armed Timers, so that shutdown can disarm them (timer.cpp).
+  std::vector<Timer*> armed_timers_;
+  // Whether `hub` still exists (a Waiter may outlive its thread's hub).
+  static bool alive(Hub* hub);
+
+  // Hands a finished Waiter from another OS thread to this hub (GIL held
+  // by the caller). Returns -1 with an error if the hub is closed.
+  int post(Waiter* w);
+
+  // Tasklet bookkeeping (tasklet.cpp).
+  void add_live(Tasklet* t);
+  void remove_live(Tasklet* t);
+  void park_timer(Timer* t) noexcept { fired_timers_.push_back(t); }
+  PyObject* live_tasklets() const;
+  PyObject* stats() const;
+  PyObject* main_tasklet() const { return main_.get(); }
+
+  // Worker greenlets: a started tasklet takes one (from the pool or new).
+  PyObject* take_greenlet();
+  // The entry points of the hub greenlet and of worker greenlets.
+  static PyObject* hub_main(PyObject*, PyObject*);
+  static PyObject* worker_main(PyObject*, PyObject*);
+
+  // Tears the hub down: disarms every event, drops the tasklets, frees the
+  // event_base. Live tasklets should have been killed before (Python side).
+  static void shutdown_current();
+  // In a forked child: re-initialise the event_base and the wake-up fds.
+  static int reinit_after_fork();
+  // Sets the callable that reports a tasklet's uncaught exception.
+  static void set_error_handler(PyObject* fn);
+  static void report_error(Tasklet* t, PyObject* exc);
+
+  ~Hub();
+
+ private:
+  Hub() = default;
+  int init();
+  int open_wakeups();
+  void close_wakeups();
+  PyObject* run_loop();
+  int poll();
+  void process_after_poll();
+  void deliver_signals();
+  void deliver_posts();
+  void deliver_fired_timers();
+  bool can_wake() const noexcept {
+    return armed_events_ > 0 || thread_jobs_ > 0 || signal_handlers_ > 0;
+  }
+  Tasklet* pop_batch() noexcept;
+  PyObject* switch_to_next(Tasklet* self);
+  int ensure_hub_greenlet();
+
+  static void on_wake(evutil_socket_t fd, short what, void* arg);
+  static void on_signal(evutil_socket_t fd, short what, void* arg);
+
+  friend struct Tasklet;
+  friend struct Timer;
+
+  std::unique_ptr<event_base, EventBaseFree> base_;
+  py::Ref hub_greenlet_;
+  py::Ref root_greenlet_;
+  py::Ref main_;     // the adopted root greenlet's Tasklet
+  py::Ref adopted_;  // dict: greenlet -> Tasklet, for greenlets we did not make
+  Tasklet* current_ = nullptr;
+
+  // Run queue: tasklets made ready during this pass go to ready_; the hub
+  // swaps it into batch_ after each poll, so it polls once per pass.
+  std::deque<Tasklet*> ready_;
+  std::deque<Tasklet*> batch_;
+
+  std::vector<PyObject*> pool_;  // idle worker greenlets (owned refs)
+  static constexpr size_t kMaxPool = 256;
+
+  Tasklet* live_head_ = nullptr;  // intrusive list of live tasklets
+  long live_count_ = 0;
+
+  long armed_events_ = 0;
+  long internal_events_ = 0;
+  long signal_handlers_ = 0;
+  std::atomic<long> thread_jobs_{0};
+
+  std::vector<Timer*> fired_timers_;
+
+  // Cross-thread wake-up: an eventfd the hub watches.
+  std::mutex posts_mu_;
+  std::vector<Waiter*> posts_;  // owned refs
+  int wake_fd_ = -1;
+  struct event wake_ev_ {};
+  bool wake_armed_ = false;
+  bool posts_pending_ = false;  // set by the callback, GIL-free
+
+  // Signals: CPython's signal.set_wakeup_fd on a pipe (main thread only).
+  int sig_rfd_ = -1, sig_wfd_ = -1;
+  struct event sig_ev_ {};
+  bool sig_armed_ = false;
+  bool signal_pending_ = false;
+  int old_wakeup_fd_ = -1;
+
+  bool stopping_ = false;
+  bool closed_ = false;
+  bool main_thread_ = false;
+};
+
+}  // namespace ptsevent::hub

@@ -1,0 +1,424 @@
+#include "hub/tasklet.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <structmember.h>
+
+#include "py/greenlet_api.h"
+
+namespace ptsevent::hub {
+
+PyTypeObject* TaskletType = nullptr;
+
+namespace {
+
+void construct(Tasklet* t) {
+  for (py::Ref* r : {&t->greenlet_, &t->run_, &t->args_, &t->kwargs_,
+                     &t->context_, &t->value_, &t->exception_, &t->links_,
+                     &t->joiners_, &t->pending_exc_})
+    new (r) py::Ref();
+}
+
+Tasklet* alloc(PyTypeObject* type, Hub* hub) {
+  Tasklet* t = reinterpret_cast<Tasklet*>(type->tp_alloc(type, 0));
+  if (!t) return nullptr;
+  construct(t);
+  t->hub_ = hub;
+  t->state_ = State::kIdle;
+  return t;
+}
+
+int bind_job(Tasklet* t, PyObject* fn, PyObject* args, PyObject* kw) {
+  if (!PyCallable_Check(fn)) {
+    PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
+                 Py_TYPE(fn)->tp_name);
+    return -1;
+  }
+  t->run_ = py::Ref::borrow(fn);
+  t->args_ = args ? py::Ref::borrow(args) : py::Ref::steal(PyTuple_New(0));
+  t->kwargs_ = py::Ref::borrow(kw);
+  // Each tasklet runs in a copy of its spawner's context, as asyncio tasks.
+  t->context_ = py::Ref::steal(PyContext_CopyCurrent());
+  return t->args_ && t->context_ ? 0 : -1;
+}
+
+// Raises `exc` (an exception class or instance) as the current error.
+void set_error(PyObject* exc) {
+  if (PyExceptionClass_Check(exc))
+    PyErr_SetNone(exc);
+  else
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc)), exc);
+}
+
+int check_exception_arg(PyObject* exc) {
+  if (PyExceptionClass_Check(exc) || PyExceptionInstance_Check(exc)) return 0;
+  PyErr_SetString(PyExc_TypeError,
+                  "exceptions must be classes or instances deriving from "
+                  "BaseException");
+  return -1;
+}
+
+// Fetches the current error as a normalized exception instance.
+py::Ref fetch_error() {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  if (tb && value) PyException_SetTraceback(value, tb);
+  Py_XDECREF(type);
+  Py_XDECREF(tb);
+  return py::Ref::steal(value);
+}
+
+Hub* hub_of(Tasklet* t) {
+  if (!t->hub_ || t->hub_->closed()) {
+    PyErr_SetString(PyExc_RuntimeError, "the tasklet's hub is shut down");
+    return nullptr;
+  }
+  if (Hub::peek() != t->hub_) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "a tasklet belongs to the thread that created it");
+    return nullptr;
+  }
+  return t->hub_;
+}
+
+}  // namespace
+
+// ----------------------------------------------------------- construction
+
+Tasklet* new_tasklet(Hub* hub, PyObject* fn, PyObject* args, PyObject* kw) {
+  Tasklet* t = alloc(TaskletType, hub);
+  if (!t) return nullptr;
+  if (bind_job(t, fn, args, kw) < 0) {
+    Py_DECREF(t->self());
+    return nullptr;
+  }
+  return t;
+}
+
+Tasklet* adopt_greenlet(Hub* hub, PyObject* greenlet, bool is_main) {
+  Tasklet* t = alloc(TaskletType, hub);
+  if (!t) return nullptr;
+  t->greenlet_ = py::Ref::borrow(greenlet);
+  t->state_ = State::kRunning;
+  t->adopted_ = true;
+  t->main_ = is_main;
+  return t;
+}
+
+void Hub::add_live(Tasklet* t) {
+  Py_INCREF(t->self());
+  t->live_ = true;
+  t->live_prev_ = nullptr;
+  t->live_next_ = live_head_;
+  if (live_head_) live_head_->live_prev_ = t;
+  live_head_ = t;
+  ++live_count_;
+}
+
+void Hub::remove_live(Tasklet* t) {
+  if (t->live_prev_)
+    t->live_prev_->live_next_ = t->live_next_;
+  else
+    live_head_ = t->live_next_;
+  if (t->live_next_) t->live_next_->live_prev_ = t->live_prev_;
+  t->live_prev_ = t->live_next_ = nullptr;
+  t->live_ = false;
+  --live_count_;
+}
+
+PyObject* Hub::live_tasklets() const {
+  PyObject* list = PyList_New(0);
+  if (!list) return nullptr;
+  for (Tasklet* t = live_head_; t; t = t->live_next_)
+    if (PyList_Append(list, t->self()) < 0) {
+      Py_DECREF(list);
+      return nullptr;
+    }
+  return list;
+}
+
+// ------------------------------------------------------------------ waits
+
+void Tasklet::on_io(evutil_socket_t, short what, void* arg) {
+  // Inside event_base_loop, maybe without the GIL: C++ state only.
+  Tasklet* t = static_cast<Tasklet*>(arg);
+  t->io_armed_ = false;
+  t->hub_->on_event_disarmed();
+  t->io_what_ = what;
+  t->wake_ = (what & EV_TIMEOUT) ? Wake::kTimeout : Wake::kIo;
+  t->hub_->schedule(t);
+}
+
+void Tasklet::on_timer(evutil_socket_t, short, void* arg) {
+  Tasklet* t = static_cast<Tasklet*>(arg);
+  t->timer_armed_ = false;
+  t->hub_->on_event_disarmed();
+  t->wake_ = Wake::kTimeout;
+  t->hub_->schedule(t);
+}
+
+void Tasklet::disarm() noexcept {
+  if (io_armed_) {
+    event_del(&io_ev_);
+    io_armed_ = false;
+    if (hub_) hub_->on_event_disarmed();
+  }
+  if (timer_armed_) {
+    event_del(&timer_ev_);
+    timer_armed_ = false;
+    if (hub_) hub_->on_event_disarmed();
+  }
+}
+
+int Tasklet::wait_with_timer(double seconds) {
+  if (seconds >= 0) {
+    event_assign(&timer_ev_, hub_->base(), -1, 0, on_timer, this);
+    struct timeval tv = to_timeval(seconds);
+    if (event_add(&timer_ev_, &tv) < 0) {
+      PyErr_SetString(PyExc_OSError, "libevent: cannot add a timer");
+      return -1;
+    }
+    timer_armed_ = true;
+    hub_->on_event_armed();
+  }
+  int rc = hub_->suspend(this);
+  Wake why = wake_;
+  disarm();
+  if (rc < 0) return -1;
+  return why == Wake::kTimeout ? 1 : 0;
+}
+
+int Tasklet::wait_fd(int fd, short what, double seconds) {
+  if (fcntl(fd, F_GETFD) < 0) {
+    PyErr_SetFromErrno(PyExc_OSError);
+    return -1;
+  }
+  event_assign(&io_ev_, hub_->base(), fd, what, on_io, this);
+  struct timeval tv;
+  if (seconds >= 0) tv = to_timeval(seconds);
+  errno = 0;
+  if (event_add(&io_ev_, seconds >= 0 ? &tv : nullptr) < 0) {
+    if (errno == EPERM)
+      PyErr_Format(PyExc_OSError,
+                   "[Errno %d] descriptor %d cannot be waited on (a regular "
+                   "file?)",
+                   EPERM, fd);
+    else if (errno)
+      PyErr_SetFromErrno(PyExc_OSError);
+    else
+      PyErr_SetString(PyExc_OSError, "libevent: cannot watch the descriptor");
+    return -1;
+  }
+  io_armed_ = true;
+  hub_->on_event_armed();
+  int rc = hub_->suspend(this);
+  Wake why = wake_;
+  disarm();
+  if (rc < 0) return -1;
+  return why == Wake::kTimeout ? 1 : 0;
+}
+
+// -------------------------------------------------------------- lifecycle
+
+int Tasklet::start(double delay) {
+  if (state_ != State::kIdle) {
+    PyErr_SetString(PyExc_RuntimeError, "the tasklet is already started");
+    return -1;
+  }
+  Hub* hub = hub_of(this);
+  if (!hub) return -1;
+  if (delay > 0) {
+    event_assign(&timer_ev_, hub->base(), -1, 0, on_timer, this);
+    struct timeval tv = to_timeval(delay);
+    if (event_add(&timer_ev_, &tv) < 0) {
+      PyErr_SetString(PyExc_OSError, "libevent: cannot add a timer");
+      return -1;
+    }
+    timer_armed_ = true;
+    hub->on_event_armed();
+  } else {
+    hub->schedule(this);
+  }
+  state_ = State::kPending;
+  hub->add_live(this);
+  return 0;
+}
+
+void Tasklet::finish(PyObject* value, PyObject* exc) {
+  // Called with the GIL; may free `this` (last line).
+  disarm();
+  state_ = State::kDead;
+  value_ = py::Ref::borrow(value);
+  exception_ = py::Ref::borrow(exc);
+  run_.reset();
+  args_.reset();
+  kwargs_.reset();
+  context_.reset();
+  pending_exc_.reset();
+  Hub* hub = hub_;
+  if (py::Ref joiners = std::move(joiners_)) {
+    Py_ssize_t n = PyList_GET_SIZE(joiners.get());
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      Tasklet* w = reinterpret_cast<Tasklet*>(PyList_GET_ITEM(joiners.get(), i));
+      if (w->waiting_ && hub) hub->schedule(w);
+    }
+  }
+  if (py::Ref links = std::move(links_)) {
+    py::Ref args = py::Ref::steal(PyTuple_Pack(1, self()));
+    Py_ssize_t n = args ? PyList_GET_SIZE(links.get()) : 0;
+    for (Py_ssize_t i = 0; i < n && hub; ++i) {
+      Tasklet* l =
+          new_tasklet(hub, PyList_GET_ITEM(links.get(), i), args.get(), nullptr);
+      if (!l || l->start(0) < 0) PyErr_WriteUnraisable(self());
+      if (l) Py_DECREF(l->self());
+    }
+    if (!args) PyErr_WriteUnraisable(self());
+  }
+  if (!hub || !live_) return;
+  if (queued_) {
+    zombie_ = true;  // the run queue drops the hub's reference
+  } else {
+    hub->remove_live(this);
+    Py_DECREF(self());
+  }
+}
+
+// Runs the job in the current worker greenlet. Returns the outcome in
+// *value or *exc (normalized instance); reports unexpected errors.
+static void run_job(Tasklet* t, py::Ref* value, py::Ref* exc) {
+  Hub* hub = t->hub_;
+  PyObject* ctx = t->context_.get();
+  if (PyContext_Enter(ctx) < 0) {
+    *exc = fetch_error();
+    return;
+  }
+  PyObject* r = PyObject_Call(t->run_.get(), t->args_.get(), t->kwargs_.get());
+  if (!r) *exc = fetch_error();
+  if (PyContext_Exit(ctx) < 0) PyErr_WriteUnraisable(t->self());
+  if (r) {
+    *value = py::Ref::steal(r);
+    return;
+  }
+  PyObject* e = exc->get();
+  if (!e) return;
+  if (PyErr_GivenExceptionMatches(e, py::greenlet::exit_exception())) {
+    // TaskletExit is a normal way to end: the exception is the value.
+    *value = std::move(*exc);
+    return;
+  }
+  if (PyErr_GivenExceptionMatches(e, PyExc_KeyboardInterrupt) ||
+      PyErr_GivenExceptionMatches(e, PyExc_SystemExit)) {
+    Tasklet* m = reinterpret_cast<Tasklet*>(hub->main_tasklet());
+    if (m && m->waiting_) {
+      hub->interrupt(m, e, true);
+      return;
+    }
+  }
+  Hub::report_error(t, e);
+}
+
+// The body of every worker greenlet: runs jobs until the pool is full.
+PyObject* Hub::worker_main(PyObject*, PyObject*) {
+  for (;;) {
+    Hub* hub = Hub::peek();
+    if (!hub) Py_RETURN_NONE;
+    Tasklet* t = hub->current_;
+    py::Ref value, exc;
+    run_job(t, &value, &exc);
+    PyObject* g = t->greenlet_.release();
+    t->finish(value.get(), exc.get());  // may free t
+    value.reset();
+    exc.reset();
+    if (hub->closed_ || hub->stopping_ || hub->pool_.size() >= kMaxPool) {
+      Py_DECREF(g);  // this greenlet ends; the hub (its parent) resumes
+      Py_RETURN_NONE;
+    }
+    Tasklet* next = hub->pop_batch();
+    if (next && next->state_ == State::kPending) {
+      // Run the next new job right here: no switch at all.
+      next->greenlet_ = py::Ref::steal(g);
+      next->state_ = State::kRunning;
+      hub->current_ = next;
+      continue;
+    }
+    hub->pool_.push_back(g);
+    PyObject* target;
+    if (next) {
+      target = next->greenlet_.get();
+      hub->current_ = next;
+    } else {
+      if (hub->ensure_hub_greenlet() < 0) return nullptr;
+      target = hub->hub_greenlet_.get();
+      hub->current_ = nullptr;
+    }
+    PyObject* r = py::greenlet::switch_to(target);
+    if (!r) return nullptr;  // killed while idle in the pool (teardown)
+    Py_DECREF(r);
+    // Resumed by a switcher that gave us a new job (hub->current_).
+  }
+}
+
+int Tasklet::join(double timeout) {
+  if (state_ == State::kDead) return 0;
+  Hub* hub = hub_of(this);
+  if (!hub) return -1;
+  Tasklet* me = hub->current();
+  if (!me) return -1;
+  if (me == this) {
+    PyErr_SetString(PyExc_RuntimeError, "cannot join the current tasklet");
+    return -1;
+  }
+  if (!joiners_) {
+    joiners_ = py::Ref::steal(PyList_New(0));
+    if (!joiners_) return -1;
+  }
+  if (PyList_Append(joiners_.get(), me->self()) < 0) return -1;
+  int rc = me->wait_with_timer(timeout);
+  if (joiners_) {
+    // Still listed (timeout, interrupt): take us off.
+    PyObject* list = joiners_.get();
+    for (Py_ssize_t i = PyList_GET_SIZE(list) - 1; i >= 0; --i)
+      if (PyList_GET_ITEM(list, i) == me->self()) {
+        PySequence_DelItem(list, i);
+        break;
+      }
+  }
+  return rc < 0 ? -1 : 0;
+}
+
+int Tasklet::kill(PyObject* exc, bool block, double timeout) {
+  if (check_exception_arg(exc) < 0) return -1;
+  if (state_ == State::kDead) return 0;
+  Hub* hub = hub_of(this);
+  if (!hub) return -1;
+  if (state_ == State::kIdle || state_ == State::kPending) {
+    // Never started: it never will. The exception is its outcome.
+    py::Ref inst = PyExceptionClass_Check(exc)
+                       ? py::Ref::steal(PyObject_CallNoArgs(exc))
+                       : py::Ref::borrow(exc);
+    if (!inst) return -1;
+    if (PyErr_GivenExceptionMatches(inst.get(), py::greenlet::exit_exception()))
+      finish(inst.get(), nullptr);
+    else
+      finish(nullptr, inst.get());
+    return 0;
+  }
+  Tasklet* me = hub->current();
+  if (!me) return -1;
+  if (me == this) {
+    set_error(exc);
+    return -1;
+  }
+  if (!waiting_) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "the tasklet is not waiting in ptsevent and cannot be "
+                    "killed from here");
+    return -1;
+  }
+  hub->interrupt(this, exc, true);
+  if (!block) return 0;
+  return join(timeout);
+}
+
+}  // namespace ptsevent::hub

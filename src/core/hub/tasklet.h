@@ -1,0 +1,103 @@
+// Tasklet: the Python object `ptsevent.Tasklet`, one unit of concurrent work.
+//
+// A tasklet is not a greenlet: it borrows a worker greenlet from its hub's
+// pool when it starts and gives it back when it finishes, so spawning does
+// not create a greenlet (and its C stack) each time. getcurrent() identity
+// is therefore per tasklet. The main greenlet of a thread (and any greenlet
+// ptsevent did not create) is "adopted": it gets a Tasklet that owns it.
+//
+// Lifetime: the hub keeps a reference to every live tasklet (scheduled or
+// started, not dead), so the libevent events embedded here can be armed
+// with `this` as their argument; they are always disarmed before the
+// tasklet dies or is freed.
+#pragma once
+
+#include <Python.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "hub/hub.h"
+#include "py/ref.h"
+
+namespace ptsevent::hub {
+
+enum class State : uint8_t {
+  kIdle,     // created, not started (Tasklet(fn) before start())
+  kPending,  // scheduled to start (run queue or spawn_later timer)
+  kRunning,  // started: has a greenlet (running or suspended)
+  kDead,
+};
+
+enum class Wake : uint8_t { kNone, kReady, kIo, kTimeout };
+
+struct Tasklet {
+  PyObject_HEAD
+  PyObject* dict_;
+  PyObject* weakrefs_;
+  Hub* hub_;
+
+  py::Ref greenlet_;
+  py::Ref run_, args_, kwargs_, context_;
+  py::Ref value_, exception_;
+  py::Ref links_;        // list of callables, or null
+  py::Ref joiners_;      // list of tasklets waiting in join(), or null
+  py::Ref pending_exc_;  // raised at the next wake-up (kill, Timeout ...)
+
+  struct event io_ev_;
+  struct event timer_ev_;
+
+  Tasklet* live_prev_;
+  Tasklet* live_next_;
+
+  short io_what_;
+  State state_;
+  Wake wake_;
+  bool live_;        // on the hub's live list (holds a reference)
+  bool queued_;      // on the run queue
+  bool zombie_;      // died while queued: the queue drops the live ref
+  bool waiting_;     // inside Hub::suspend
+  bool io_armed_;
+  bool timer_armed_;
+  bool adopted_;     // wraps a greenlet ptsevent did not create
+  bool main_;        // the thread's root greenlet
+
+  PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
+
+  // Waits (Hub::suspend) with the timer armed for `seconds` (< 0: none).
+  // Returns 1 on wake-up by timeout, 0 on other wake-up, -1 on error.
+  int wait_with_timer(double seconds);
+  // Arms io_ev_ for fd/what with an optional timeout and waits.
+  // Returns 1 on timeout, 0 when ready, -1 on error.
+  int wait_fd(int fd, short what, double seconds);
+  void disarm() noexcept;
+  // Schedules this (idle) tasklet to start now or after `delay` seconds.
+  int start(double delay);
+  // Runs the job in the current (worker) greenlet and records the outcome.
+  void run_job();
+  // Marks the tasklet dead with a result (value) or an exception; wakes
+  // joiners, schedules links.
+  void finish(PyObject* value, PyObject* exc);
+  // kill(): see Tasklet.kill in tasklet.cpp.
+  int kill(PyObject* exc, bool block, double timeout);
+  int join(double timeout);
+
+  static void on_io(evutil_socket_t fd, short what, void* arg);
+  static void on_timer(evutil_socket_t fd, short what, void* arg);
+};
+
+extern PyTypeObject* TaskletType;
+inline bool is_tasklet(PyObject* o) {
+  return PyObject_TypeCheck(o, TaskletType);
+}
+
+// Creates the Tasklet type. Returns null with an error set.
+PyTypeObject* make_tasklet_type();
+// A new tasklet for fn(*args, **kwargs) in a copy of the current context.
+Tasklet* new_tasklet(Hub* hub, PyObject* fn, PyObject* args, PyObject* kw);
+// An adopted tasklet for a greenlet ptsevent did not create.
+Tasklet* adopt_greenlet(Hub* hub, PyObject* greenlet, bool is_main);
+
+// Module-level functions (METH_FASTCALL), exposed through the binding.
+extern PyMethodDef tasklet_functions[];
+
+}  // namespace ptsevent::hub

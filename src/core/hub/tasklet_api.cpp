@@ -1,0 +1,536 @@
+// The Python face of tasklets: the Tasklet type's methods and the
+// module-level functions (spawn, sleep, wait_read ...). Hot entry points use
+// METH_FASTCALL directly.
+#include <Python.h>
+#include <structmember.h>
+
+#include "hub/tasklet.h"
+#include "hub/timer.h"
+#include "py/greenlet_api.h"
+
+namespace ptsevent::hub {
+
+namespace {
+
+// Reads keyword/positional arguments of a FASTCALL|KEYWORDS call into
+// `out` (by position in `names`). Returns -1 with TypeError on bad names.
+int parse_args(const char* fname, PyObject* const* args, Py_ssize_t nargs,
+               PyObject* kwnames, const char* const* names, Py_ssize_t n,
+               PyObject** out) {
+  if (nargs > n) {
+    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)",
+                 fname, n, nargs);
+    return -1;
+  }
+  for (Py_ssize_t i = 0; i < nargs; ++i) out[i] = args[i];
+  if (!kwnames) return 0;
+  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(kwnames); ++k) {
+    PyObject* key = PyTuple_GET_ITEM(kwnames, k);
+    Py_ssize_t i = 0;
+    for (; i < n; ++i)
+      if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0) break;
+    if (i == n) {
+      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
+                   fname, key);
+      return -1;
+    }
+    if (i < nargs) {
+      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
+                   fname, names[i]);
+      return -1;
+    }
+    out[i] = args[nargs + k];
+  }
+  return 0;
+}
+
+// fn, *args, **kwargs of a FASTCALL|KEYWORDS call starting at `first`.
+Tasklet* tasklet_from_call(Hub* hub, PyObject* const* args, Py_ssize_t nargs,
+                           PyObject* kwnames, Py_ssize_t first) {
+  py::Ref pos = py::Ref::steal(PyTuple_New(nargs - first - 1));
+  if (!pos) return nullptr;
+  for (Py_ssize_t i = first + 1; i < nargs; ++i)
+    PyTuple_SET_ITEM(pos.get(), i - first - 1, Py_NewRef(args[i]));
+  py::Ref kw;
+  if (kwnames && PyTuple_GET_SIZE(kwnames)) {
+    kw = py::Ref::steal(PyDict_New());
+    if (!kw) return nullptr;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(kwnames); ++k)
+      if (PyDict_SetItem(kw.get(), PyTuple_GET_ITEM(kwnames, k),
+                         args[nargs + k]) < 0)
+        return nullptr;
+  }
+  return new_tasklet(hub, args[first], pos.get(), kw.get());
+}
+
+int fd_arg(PyObject* obj) { return PyObject_AsFileDescriptor(obj); }
+
+PyObject* wait_fd_call(const char* fname, short what, PyObject* const* args,
+                       Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"fd", "timeout"};
+  PyObject* a[2] = {nullptr, Py_None};
+  if (parse_args(fname, args, nargs, kwnames, names, 2, a) < 0) return nullptr;
+  if (!a[0]) {
+    PyErr_Format(PyExc_TypeError, "%s() missing required argument 'fd'", fname);
+    return nullptr;
+  }
+  int fd = fd_arg(a[0]);
+  if (fd < 0) return nullptr;
+  double timeout;
+  if (parse_timeout(a[1], TimeoutMode::kWait, &timeout) < 0) return nullptr;
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  Tasklet* t = hub->current();
+  if (!t) return nullptr;
+  int rc = t->wait_fd(fd, what, timeout);
+  if (rc < 0) return nullptr;
+  if (rc == 1) {
+    PyErr_SetString(PyExc_TimeoutError, "timed out");
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+}  // namespace
+
+// ------------------------------------------------------- Tasklet methods
+
+static PyObject* Tasklet_new(PyTypeObject* type, PyObject* args,
+                             PyObject* kwds) {
+  if (PyTuple_GET_SIZE(args) < 1) {
+    PyErr_SetString(PyExc_TypeError,
+                    "Tasklet() missing required argument 'run'");
+    return nullptr;
+  }
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  Tasklet* t = reinterpret_cast<Tasklet*>(type->tp_alloc(type, 0));
+  if (!t) return nullptr;
+  for (py::Ref* r : {&t->greenlet_, &t->run_, &t->args_, &t->kwargs_,
+                     &t->context_, &t->value_, &t->exception_, &t->links_,
+                     &t->joiners_, &t->pending_exc_})
+    new (r) py::Ref();
+  t->hub_ = hub;
+  t->state_ = State::kIdle;
+  py::Ref rest = py::Ref::steal(PyTuple_GetSlice(args, 1, PY_SSIZE_T_MAX));
+  if (!rest) {
+    Py_DECREF(t->self());
+    return nullptr;
+  }
+  PyObject* fn = PyTuple_GET_ITEM(args, 0);
+  if (!PyCallable_Check(fn)) {
+    PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
+                 Py_TYPE(fn)->tp_name);
+    Py_DECREF(t->self());
+    return nullptr;
+  }
+  t->run_ = py::Ref::borrow(fn);
+  t->args_ = std::move(rest);
+  t->kwargs_ = py::Ref::borrow(kwds);
+  t->context_ = py::Ref::steal(PyContext_CopyCurrent());
+  if (!t->context_) {
+    Py_DECREF(t->self());
+    return nullptr;
+  }
+  return t->self();
+}
+
+static int Tasklet_traverse(Tasklet* t, visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(t));
+  Py_VISIT(t->dict_);
+  for (py::Ref* r : {&t->greenlet_, &t->run_, &t->args_, &t->kwargs_,
+                     &t->context_, &t->value_, &t->exception_, &t->links_,
+                     &t->joiners_, &t->pending_exc_})
+    if (int rc = r->visit(visit, arg)) return rc;
+  return 0;
+}
+
+static int Tasklet_clear(Tasklet* t) {
+  Py_CLEAR(t->dict_);
+  for (py::Ref* r : {&t->run_, &t->args_, &t->kwargs_, &t->context_,
+                     &t->value_, &t->exception_, &t->links_, &t->joiners_,
+                     &t->pending_exc_})
+    r->reset();
+  // greenlet_ is kept: an adopted greenlet may still be running.
+  return 0;
+}
+
+static void Tasklet_dealloc(Tasklet* t) {
+  PyTypeObject* tp = Py_TYPE(t);
+  PyObject_GC_UnTrack(t);
+  // A live tasklet is referenced by its hub, so nothing is armed here; stay
+  // defensive all the same: no event may outlive its memory.
+  if (Hub::peek() == t->hub_) t->disarm();
+  if (t->weakrefs_) PyObject_ClearWeakRefs(t->self());
+  Tasklet_clear(t);
+  for (py::Ref* r : {&t->greenlet_, &t->run_, &t->args_, &t->kwargs_,
+                     &t->context_, &t->value_, &t->exception_, &t->links_,
+                     &t->joiners_, &t->pending_exc_})
+    r->~Ref();
+  tp->tp_free(t);
+  Py_DECREF(tp);
+}
+
+static PyObject* Tasklet_repr(Tasklet* t) {
+  const char* state = "idle";
+  switch (t->state_) {
+    case State::kIdle: state = "idle"; break;
+    case State::kPending: state = "pending"; break;
+    case State::kRunning: state = t->waiting_ ? "waiting" : "running"; break;
+    case State::kDead: state = "dead"; break;
+  }
+  if (t->main_) return PyUnicode_FromFormat("<Tasklet main at %p: %s>", t, state);
+  if (t->run_)
+    return PyUnicode_FromFormat("<Tasklet at %p: %R: %s>", t, t->run_.get(),
+                                state);
+  return PyUnicode_FromFormat("<Tasklet at %p: %s>", t, state);
+}
+
+static PyObject* Tasklet_join(Tasklet* t, PyObject* const* args,
+                              Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"timeout"};
+  PyObject* a[1] = {Py_None};
+  if (parse_args("join", args, nargs, kwnames, names, 1, a) < 0) return nullptr;
+  double timeout;
+  if (parse_timeout(a[0], TimeoutMode::kWait, &timeout) < 0) return nullptr;
+  if (t->join(timeout) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+static PyObject* Tasklet_kill(Tasklet* t, PyObject* const* args,
+                              Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"exception", "block", "timeout"};
+  PyObject* a[3] = {py::greenlet::exit_exception(), Py_True, Py_None};
+  if (parse_args("kill", args, nargs, kwnames, names, 3, a) < 0) return nullptr;
+  int block = PyObject_IsTrue(a[1]);
+  if (block < 0) return nullptr;
+  double timeout;
+  if (parse_timeout(a[2], TimeoutMode::kWait, &timeout) < 0) return nullptr;
+  if (t->kill(a[0], block, timeout) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+static PyObject* Tasklet_get(Tasklet* t, PyObject* const* args,
+                             Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"block", "timeout"};
+  PyObject* a[2] = {Py_True, Py_None};
+  if (parse_args("get", args, nargs, kwnames, names, 2, a) < 0) return nullptr;
+  int block = PyObject_IsTrue(a[0]);
+  if (block < 0) return nullptr;
+  double timeout;
+  if (parse_timeout(a[1], TimeoutMode::kWait, &timeout) < 0) return nullptr;
+  if (t->state_ != State::kDead) {
+    if (block && t->join(timeout) < 0) return nullptr;
+    if (t->state_ != State::kDead) {
+      PyErr_SetString(PyExc_TimeoutError, "timed out");
+      return nullptr;
+    }
+  }
+  if (t->exception_) {
+    PyObject* e = t->exception_.get();
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(e)), e);
+    return nullptr;
+  }
+  return Py_NewRef(t->value_ ? t->value_.get() : Py_None);
+}
+
+static PyObject* Tasklet_start(Tasklet* t, PyObject*) {
+  if (t->start(0) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+static PyObject* Tasklet_start_later(Tasklet* t, PyObject* seconds) {
+  double s;
+  if (parse_timeout(seconds, TimeoutMode::kSleep, &s) < 0) return nullptr;
+  if (s < 0) {
+    PyErr_SetString(PyExc_TypeError, "start_later() needs a number of seconds");
+    return nullptr;
+  }
+  if (t->start(s) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+static PyObject* Tasklet_ready(Tasklet* t, PyObject*) {
+  return PyBool_FromLong(t->state_ == State::kDead);
+}
+
+static PyObject* Tasklet_successful(Tasklet* t, PyObject*) {
+  return PyBool_FromLong(t->state_ == State::kDead && !t->exception_);
+}
+
+static PyObject* Tasklet_link(Tasklet* t, PyObject* cb) {
+  if (!PyCallable_Check(cb)) {
+    PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
+                 Py_TYPE(cb)->tp_name);
+    return nullptr;
+  }
+  if (t->state_ == State::kDead) {
+    Hub* hub = Hub::get();
+    if (!hub) return nullptr;
+    py::Ref args = py::Ref::steal(PyTuple_Pack(1, t->self()));
+    if (!args) return nullptr;
+    Tasklet* l = new_tasklet(hub, cb, args.get(), nullptr);
+    if (!l) return nullptr;
+    int rc = l->start(0);
+    Py_DECREF(l->self());
+    if (rc < 0) return nullptr;
+    Py_RETURN_NONE;
+  }
+  if (!t->links_) {
+    t->links_ = py::Ref::steal(PyList_New(0));
+    if (!t->links_) return nullptr;
+  }
+  if (PyList_Append(t->links_.get(), cb) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+static PyObject* Tasklet_unlink(Tasklet* t, PyObject* cb) {
+  if (t->links_) {
+    PyObject* list = t->links_.get();
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); ++i) {
+      int eq = PyObject_RichCompareBool(PyList_GET_ITEM(list, i), cb, Py_EQ);
+      if (eq < 0) return nullptr;
+      if (eq) {
+        if (PySequence_DelItem(list, i) < 0) return nullptr;
+        break;
+      }
+    }
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject* Tasklet_get_dead(Tasklet* t, void*) {
+  if (t->adopted_)
+    return PyBool_FromLong(py::greenlet::dead(t->greenlet_.get()));
+  return PyBool_FromLong(t->state_ == State::kDead);
+}
+static PyObject* Tasklet_get_started(Tasklet* t, void*) {
+  return PyBool_FromLong(t->state_ != State::kIdle);
+}
+static PyObject* Tasklet_get_value(Tasklet* t, void*) {
+  return Py_NewRef(t->value_ ? t->value_.get() : Py_None);
+}
+static PyObject* Tasklet_get_exception(Tasklet* t, void*) {
+  return Py_NewRef(t->exception_ ? t->exception_.get() : Py_None);
+}
+static PyObject* Tasklet_get_main(Tasklet* t, void*) {
+  return PyBool_FromLong(t->main_);
+}
+
+#define FASTCALL_KW(f) \
+  reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
+
+static PyMethodDef Tasklet_methods[] = {
+    {"join", FASTCALL_KW(Tasklet_join), METH_FASTCALL | METH_KEYWORDS,
+     "join(timeout=None): wait until the tasklet is dead (or the timeout)."},
+    {"kill", FASTCALL_KW(Tasklet_kill), METH_FASTCALL | METH_KEYWORDS,
+     "kill(exception=TaskletExit, block=True, timeout=None): raise the "
+     "exception in the tasklet at its wait point; a tasklet not yet started "
+     "never runs."},
+    {"get", FASTCALL_KW(Tasklet_get), METH_FASTCALL | METH_KEYWORDS,
+     "get(block=True, timeout=None): the return value, or raise the "
+     "tasklet's exception; TimeoutError if it is not dead in time."},
+    {"start", FASTCALL_KW(Tasklet_start), METH_NOARGS,
+     "Schedule the tasklet to run."},
+    {"start_later", FASTCALL_KW(Tasklet_start_later), METH_O,
+     "start_later(seconds): schedule the tasklet to run after a delay."},
+    {"ready", FASTCALL_KW(Tasklet_ready), METH_NOARGS,
+     "True once the tasklet is dead."},
+    {"successful", FASTCALL_KW(Tasklet_successful), METH_NOARGS,
+     "True if dead without an exception (TaskletExit counts as success)."},
+    {"link", FASTCALL_KW(Tasklet_link), METH_O,
+     "link(callback): run callback(tasklet) in a new tasklet once it is dead."},
+    {"unlink", FASTCALL_KW(Tasklet_unlink), METH_O,
+     "unlink(callback): remove a callback added by link()."},
+    {nullptr, nullptr, 0, nullptr}};
+
+static PyGetSetDef Tasklet_getset[] = {
+    {"dead", reinterpret_cast<getter>(Tasklet_get_dead), nullptr,
+     "True once the tasklet finished or was killed.", nullptr},
+    {"started", reinterpret_cast<getter>(Tasklet_get_started), nullptr,
+     "True once start() (or spawn) scheduled it.", nullptr},
+    {"value", reinterpret_cast<getter>(Tasklet_get_value), nullptr,
+     "The return value (None until dead or on failure).", nullptr},
+    {"exception", reinterpret_cast<getter>(Tasklet_get_exception), nullptr,
+     "The exception that ended it, or None.", nullptr},
+    {"is_main", reinterpret_cast<getter>(Tasklet_get_main), nullptr,
+     "True for the tasklet of a thread's main greenlet.", nullptr},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, nullptr,
+     nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+static PyMemberDef Tasklet_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(Tasklet, weakrefs_), READONLY,
+     nullptr},
+    {"__dictoffset__", T_PYSSIZET, offsetof(Tasklet, dict_), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr}};
+
+PyTypeObject* make_tasklet_type() {
+  PyType_Slot slots[] = {
+      {Py_tp_new, reinterpret_cast<void*>(Tasklet_new)},
+      {Py_tp_dealloc, reinterpret_cast<void*>(Tasklet_dealloc)},
+      {Py_tp_traverse, reinterpret_cast<void*>(Tasklet_traverse)},
+      {Py_tp_clear, reinterpret_cast<void*>(Tasklet_clear)},
+      {Py_tp_repr, reinterpret_cast<void*>(Tasklet_repr)},
+      {Py_tp_methods, Tasklet_methods},
+      {Py_tp_getset, Tasklet_getset},
+      {Py_tp_members, Tasklet_members},
+      {Py_tp_doc, const_cast<char*>(
+                      "Tasklet(run, *args, **kwargs): run(*args, **kwargs) "
+                      "as a lightweight cooperative task once started.")},
+      {0, nullptr}};
+  PyType_Spec spec = {
+      "ptsevent.Tasklet", sizeof(Tasklet), 0,
+      Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE, slots};
+  TaskletType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  return TaskletType;
+}
+
+// ------------------------------------------------------ module functions
+
+static PyObject* fn_spawn(PyObject*, PyObject* const* args, Py_ssize_t nargs,
+                          PyObject* kwnames) {
+  if (nargs < 1) {
+    PyErr_SetString(PyExc_TypeError, "spawn() missing required argument 'fn'");
+    return nullptr;
+  }
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  Tasklet* t = tasklet_from_call(hub, args, nargs, kwnames, 0);
+  if (!t) return nullptr;
+  if (t->start(0) < 0) {
+    Py_DECREF(t->self());
+    return nullptr;
+  }
+  return t->self();
+}
+
+static PyObject* fn_spawn_later(PyObject*, PyObject* const* args,
+                                Py_ssize_t nargs, PyObject* kwnames) {
+  if (nargs < 2) {
+    PyErr_SetString(PyExc_TypeError,
+                    "spawn_later() missing required arguments 'seconds' and "
+                    "'fn'");
+    return nullptr;
+  }
+  double delay;
+  if (parse_timeout(args[0], TimeoutMode::kSleep, &delay) < 0) return nullptr;
+  if (delay < 0) {
+    PyErr_SetString(PyExc_TypeError, "spawn_later() needs a number of seconds");
+    return nullptr;
+  }
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  Tasklet* t = tasklet_from_call(hub, args, nargs, kwnames, 1);
+  if (!t) return nullptr;
+  if (t->start(delay) < 0) {
+    Py_DECREF(t->self());
+    return nullptr;
+  }
+  return t->self();
+}
+
+static PyObject* fn_sleep(PyObject*, PyObject* const* args, Py_ssize_t nargs,
+                          PyObject* kwnames) {
+  static const char* const names[] = {"seconds"};
+  PyObject* a[1] = {nullptr};
+  if (parse_args("sleep", args, nargs, kwnames, names, 1, a) < 0) return nullptr;
+  double seconds = 0;
+  if (a[0]) {
+    if (a[0] == Py_None) {
+      PyErr_SetString(PyExc_TypeError,
+                      "'NoneType' object cannot be interpreted as an integer");
+      return nullptr;
+    }
+    if (parse_timeout(a[0], TimeoutMode::kSleep, &seconds) < 0) return nullptr;
+  }
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  Tasklet* t = hub->current();
+  if (!t) return nullptr;
+  if (seconds == 0) {
+    // Yield: queue ourselves behind the tasklets already ready.
+    hub->schedule(t);
+    if (hub->suspend(t) < 0) return nullptr;
+    Py_RETURN_NONE;
+  }
+  if (t->wait_with_timer(seconds) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+static PyObject* fn_getcurrent(PyObject*, PyObject*) {
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  Tasklet* t = hub->current();
+  return t ? Py_NewRef(t->self()) : nullptr;
+}
+
+static PyObject* fn_wait_read(PyObject*, PyObject* const* args,
+                              Py_ssize_t nargs, PyObject* kwnames) {
+  return wait_fd_call("wait_read", EV_READ, args, nargs, kwnames);
+}
+
+static PyObject* fn_wait_write(PyObject*, PyObject* const* args,
+                               Py_ssize_t nargs, PyObject* kwnames) {
+  return wait_fd_call("wait_write", EV_WRITE, args, nargs, kwnames);
+}
+
+static PyObject* fn_hub_stats(PyObject*, PyObject*) {
+  Hub* hub = Hub::get();
+  return hub ? hub->stats() : nullptr;
+}
+
+static PyObject* fn_live_tasklets(PyObject*, PyObject*) {
+  Hub* hub = Hub::peek();
+  return hub ? hub->live_tasklets() : PyList_New(0);
+}
+
+static PyObject* fn_shutdown(PyObject*, PyObject*) {
+  Hub::shutdown_current();
+  Py_RETURN_NONE;
+}
+
+static PyObject* fn_after_fork(PyObject*, PyObject*) {
+  if (Hub::reinit_after_fork() < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+static PyObject* fn_set_error_handler(PyObject*, PyObject* fn) {
+  Hub::set_error_handler(fn == Py_None ? nullptr : fn);
+  Py_RETURN_NONE;
+}
+
+static PyObject* fn_add_signal_handlers(PyObject*, PyObject* n) {
+  long v = PyLong_AsLong(n);
+  if (v == -1 && PyErr_Occurred()) return nullptr;
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  hub->add_signal_handlers(v);
+  Py_RETURN_NONE;
+}
+
+PyMethodDef tasklet_functions[] = {
+    {"spawn", FASTCALL_KW(fn_spawn), METH_FASTCALL | METH_KEYWORDS,
+     "spawn(fn, *args, **kwargs) -> Tasklet: run fn in a new tasklet."},
+    {"spawn_later", FASTCALL_KW(fn_spawn_later), METH_FASTCALL | METH_KEYWORDS,
+     "spawn_later(seconds, fn, *args, **kwargs) -> Tasklet."},
+    {"sleep", FASTCALL_KW(fn_sleep), METH_FASTCALL | METH_KEYWORDS,
+     "sleep(seconds=0): suspend the current tasklet; 0 yields to the other "
+     "ready tasklets."},
+    {"getcurrent", FASTCALL_KW(fn_getcurrent), METH_NOARGS,
+     "getcurrent() -> the running Tasklet."},
+    {"wait_read", FASTCALL_KW(fn_wait_read), METH_FASTCALL | METH_KEYWORDS,
+     "wait_read(fd, timeout=None): wait until fd is readable; TimeoutError."},
+    {"wait_write", FASTCALL_KW(fn_wait_write), METH_FASTCALL | METH_KEYWORDS,
+     "wait_write(fd, timeout=None): wait until fd is writable; TimeoutError."},
+    {"hub_stats", FASTCALL_KW(fn_hub_stats), METH_NOARGS,
+     "Counters of this thread's hub (for tests and debugging)."},
+    {"_live_tasklets", FASTCALL_KW(fn_live_tasklets), METH_NOARGS, nullptr},
+    {"_shutdown", FASTCALL_KW(fn_shutdown), METH_NOARGS, nullptr},
+    {"_after_fork", FASTCALL_KW(fn_after_fork), METH_NOARGS, nullptr},
+    {"_set_error_handler", FASTCALL_KW(fn_set_error_handler), METH_O, nullptr},
+    {"_add_signal_handlers", FASTCALL_KW(fn_add_signal_handlers), METH_O,
+     nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace ptsevent::hub

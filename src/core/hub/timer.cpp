@@ -1,0 +1,393 @@
+#include "hub/timer.h"
+
+#include <structmember.h>
+
+#include <algorithm>
+
+#include "hub/tasklet.h"
+
+namespace ptsevent::hub {
+
+PyTypeObject* TimerType = nullptr;
+PyTypeObject* WaiterType = nullptr;
+
+namespace {
+
+void erase_armed(Hub* hub, Timer* t) {
+  auto& v = hub->armed_timers_;
+  auto it = std::find(v.begin(), v.end(), t);
+  if (it != v.end()) v.erase(it);
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ Timer
+
+void Timer::on_fire(evutil_socket_t, short, void* arg) {
+  // Runs inside event_base_loop, possibly without the GIL: only C++ state.
+  Timer* t = static_cast<Timer*>(arg);
+  t->armed_ = false;
+  t->fired_ = true;
+  t->hub_->on_event_disarmed();
+  erase_armed(t->hub_, t);
+  t->hub_->park_timer(t);
+}
+
+void Timer::disarm() noexcept {
+  if (!armed_) return;
+  event_del(&ev_);
+  armed_ = false;
+  hub_->on_event_disarmed();
+}
+
+void Timer::deliver() {
+  fired_ = false;
+  if (!cancelled_ && target_) {
+    Tasklet* t = reinterpret_cast<Tasklet*>(target_.get());
+    if (t->state_ == State::kRunning && t->waiting_) {
+      if (t->pending_exc_) {
+        // Another interrupt is on its way (an inner Timeout, a kill): fire
+        // again on the next pass, after that one has been raised.
+        struct timeval zero = {0, 0};
+        if (event_add(&ev_, &zero) == 0) {
+          armed_ = true;
+          hub_->on_event_armed();
+          hub_->armed_timers_.push_back(this);
+          return;  // keeps the self reference
+        }
+      } else {
+        hub_->interrupt(t, exc_.get(), false);
+      }
+    }
+  }
+  cancelled_ = false;
+  target_.reset();
+  Py_DECREF(self());  // the reference held while armed
+}
+
+static PyObject* Timer_new(PyTypeObject* type, PyObject*, PyObject*) {
+  Timer* self = reinterpret_cast<Timer*>(type->tp_alloc(type, 0));
+  if (!self) return nullptr;
+  new (&self->target_) py::Ref();
+  new (&self->exc_) py::Ref();
+  return self->self();
+}
+
+static int Timer_traverse(Timer* self, visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(self));
+  if (int r = self->target_.visit(visit, arg)) return r;
+  return self->exc_.visit(visit, arg);
+}
+
+static int Timer_clear(Timer* self) {
+  self->target_.reset();
+  self->exc_.reset();
+  return 0;
+}
+
+static void Timer_dealloc(Timer* self) {
+  PyTypeObject* tp = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  // Never armed here: an armed timer holds a reference to itself.
+  if (self->weakrefs_) PyObject_ClearWeakRefs(self->self());
+  Timer_clear(self);
+  self->target_.~Ref();
+  self->exc_.~Ref();
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+// start(seconds, exception): arm for the running tasklet.
+static PyObject* Timer_start(Timer* self, PyObject* const* args,
+                             Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError,
+                    "start() takes exactly 2 arguments (seconds, exception)");
+    return nullptr;
+  }
+  if (self->armed_ || self->fired_) {
+    PyErr_SetString(PyExc_RuntimeError, "the timer is already started");
+    return nullptr;
+  }
+  double seconds;
+  if (parse_timeout(args[0], TimeoutMode::kStrict, &seconds) < 0)
+    return nullptr;
+  if (seconds < 0) {
+    PyErr_SetString(PyExc_ValueError, "a timer needs a number of seconds");
+    return nullptr;
+  }
+  PyObject* exc = args[1];
+  if (!(PyExceptionClass_Check(exc) || PyExceptionInstance_Check(exc))) {
+    PyErr_SetString(PyExc_TypeError,
+                    "exceptions must derive from BaseException");
+    return nullptr;
+  }
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  Tasklet* t = hub->current();
+  if (!t) return nullptr;
+  self->hub_ = hub;
+  event_assign(&self->ev_, hub->base(), -1, 0, Timer::on_fire, self);
+  struct timeval tv = to_timeval(seconds);
+  if (event_add(&self->ev_, &tv) < 0) {
+    PyErr_SetString(PyExc_OSError, "libevent: cannot add a timer");
+    return nullptr;
+  }
+  self->armed_ = true;
+  self->cancelled_ = false;
+  hub->on_event_armed();
+  hub->armed_timers_.push_back(self);
+  self->target_ = py::Ref::borrow(t->self());
+  self->exc_ = py::Ref::borrow(exc);
+  Py_INCREF(self);  // held while armed or fired
+  Py_RETURN_NONE;
+}
+
+static PyObject* Timer_cancel(Timer* self, PyObject*) {
+  if (self->armed_) {
+    self->disarm();
+    erase_armed(self->hub_, self);
+    self->target_.reset();
+    Py_DECREF(self->self());
+  } else if (self->fired_) {
+    self->cancelled_ = true;  // delivery will drop it
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject* Timer_pending(Timer* self, void*) {
+  return PyBool_FromLong(self->armed_);
+}
+
+static PyMethodDef Timer_methods[] = {
+    {"start", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Timer_start)),
+     METH_FASTCALL, "start(seconds, exception): arm for the running tasklet"},
+    {"cancel", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Timer_cancel)),
+     METH_NOARGS, "disarm; does nothing if not armed"},
+    {nullptr, nullptr, 0, nullptr}};
+
+static PyGetSetDef Timer_getset[] = {
+    {"pending", reinterpret_cast<getter>(Timer_pending), nullptr,
+     "True while the timer is armed", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+static PyMemberDef Timer_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(Timer, weakrefs_), READONLY,
+     nullptr},
+    {nullptr, 0, 0, 0, nullptr}};
+
+PyTypeObject* make_timer_type() {
+  PyType_Slot slots[] = {
+      {Py_tp_new, reinterpret_cast<void*>(Timer_new)},
+      {Py_tp_dealloc, reinterpret_cast<void*>(Timer_dealloc)},
+      {Py_tp_traverse, reinterpret_cast<void*>(Timer_traverse)},
+      {Py_tp_clear, reinterpret_cast<void*>(Timer_clear)},
+      {Py_tp_methods, Timer_methods},
+      {Py_tp_getset, Timer_getset},
+      {Py_tp_members, Timer_members},
+      {Py_tp_doc, const_cast<char*>(
+                      "A one-shot timer that interrupts the tasklet that "
+                      "started it.")},
+      {0, nullptr}};
+  PyType_Spec spec = {"ptsevent._core.Timer", sizeof(Timer), 0,
+                      Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots};
+  TimerType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  return TimerType;
+}
+
+// ----------------------------------------------------------------- Waiter
+
+void Waiter::deliver() {
+  done_ = true;
+  if (counted_) {
+    counted_ = false;
+    hub_->add_thread_jobs(-1);
+  }
+  if (waiter_) {
+    Tasklet* t = reinterpret_cast<Tasklet*>(waiter_.get());
+    if (t->waiting_) hub_->schedule(t);
+  }
+}
+
+static PyObject* Waiter_new(PyTypeObject* type, PyObject* args,
+                            PyObject* kwds) {
+  static const char* kwlist[] = {"remote", nullptr};
+  int remote = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p:Waiter",
+                                   const_cast<char**>(kwlist), &remote))
+    return nullptr;
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  Waiter* self = reinterpret_cast<Waiter*>(type->tp_alloc(type, 0));
+  if (!self) return nullptr;
+  new (&self->waiter_) py::Ref();
+  new (&self->value_) py::Ref();
+  new (&self->exc_) py::Ref();
+  self->hub_ = hub;
+  if (remote) {
+    self->counted_ = true;
+    hub->add_thread_jobs(1);
+  }
+  return self->self();
+}
+
+static int Waiter_traverse(Waiter* self, visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(self));
+  if (int r = self->waiter_.visit(visit, arg)) return r;
+  if (int r = self->value_.visit(visit, arg)) return r;
+  return self->exc_.visit(visit, arg);
+}
+
+static int Waiter_clear(Waiter* self) {
+  self->waiter_.reset();
+  self->value_.reset();
+  self->exc_.reset();
+  return 0;
+}
+
+static void Waiter_dealloc(Waiter* self) {
+  PyTypeObject* tp = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  if (self->counted_ && Hub::peek() == self->hub_)
+    self->hub_->add_thread_jobs(-1);
+  if (self->weakrefs_) PyObject_ClearWeakRefs(self->self());
+  Waiter_clear(self);
+  self->waiter_.~Ref();
+  self->value_.~Ref();
+  self->exc_.~Ref();
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+static int waiter_set(Waiter* self, PyObject* value, PyObject* exc) {
+  if (self->has_result_) {
+    PyErr_SetString(PyExc_RuntimeError, "this Waiter already has a result");
+    return -1;
+  }
+  self->has_result_ = true;
+  self->value_ = py::Ref::borrow(value);
+  self->exc_ = py::Ref::borrow(exc);
+  if (Hub::peek() == self->hub_) {
+    self->deliver();
+    return 0;
+  }
+  if (!Hub::alive(self->hub_)) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "the hub of the waiting thread is shut down");
+    return -1;
+  }
+  return self->hub_->post(self);
+}
+
+static PyObject* Waiter_switch(Waiter* self, PyObject* const* args,
+                               Py_ssize_t nargs) {
+  if (nargs > 1) {
+    PyErr_SetString(PyExc_TypeError, "switch() takes at most 1 argument");
+    return nullptr;
+  }
+  if (waiter_set(self, nargs ? args[0] : Py_None, nullptr) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+static PyObject* Waiter_throw(Waiter* self, PyObject* exc) {
+  if (!(PyExceptionClass_Check(exc) || PyExceptionInstance_Check(exc))) {
+    PyErr_SetString(PyExc_TypeError,
+                    "exceptions must derive from BaseException");
+    return nullptr;
+  }
+  if (waiter_set(self, nullptr, exc) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+static PyObject* Waiter_get(Waiter* self, PyObject* const* args,
+                            Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* timeout_obj = nargs > 0 ? args[0] : Py_None;
+  if (nargs > 1 || (kwnames && PyTuple_GET_SIZE(kwnames) > 1)) {
+    PyErr_SetString(PyExc_TypeError, "get() takes at most 1 argument");
+    return nullptr;
+  }
+  if (kwnames && PyTuple_GET_SIZE(kwnames) == 1) {
+    if (nargs || !PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
+        PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
+                                         "timeout") != 0) {
+      PyErr_SetString(PyExc_TypeError, "get() got an unexpected argument");
+      return nullptr;
+    }
+    timeout_obj = args[0];
+  }
+  double timeout;
+  if (parse_timeout(timeout_obj, TimeoutMode::kWait, &timeout) < 0)
+    return nullptr;
+  Hub* hub = Hub::peek();
+  if (hub != self->hub_) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "Waiter.get() must be called in the thread that made it");
+    return nullptr;
+  }
+  if (!self->done_) {
+    Tasklet* t = hub->current();
+    if (!t) return nullptr;
+    if (self->waiter_) {
+      PyErr_SetString(PyExc_RuntimeError, "another tasklet waits on this");
+      return nullptr;
+    }
+    self->waiter_ = py::Ref::borrow(t->self());
+    int rc = t->wait_with_timer(timeout);
+    self->waiter_.reset();
+    if (rc < 0) return nullptr;
+    if (!self->done_) {
+      PyErr_SetString(PyExc_TimeoutError, "timed out");
+      return nullptr;
+    }
+  }
+  if (self->exc_) {
+    PyObject* exc = self->exc_.get();
+    if (PyExceptionClass_Check(exc))
+      PyErr_SetNone(exc);
+    else
+      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc)), exc);
+    return nullptr;
+  }
+  return self->value_.new_ref();
+}
+
+static PyObject* Waiter_ready(Waiter* self, PyObject*) {
+  return PyBool_FromLong(self->done_);
+}
+
+static PyMethodDef Waiter_methods[] = {
+    {"switch", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Waiter_switch)),
+     METH_FASTCALL, "switch(value=None): set the result (any thread)"},
+    {"throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Waiter_throw)),
+     METH_O, "throw(exc): set an exception as the result (any thread)"},
+    {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Waiter_get)),
+     METH_FASTCALL | METH_KEYWORDS,
+     "get(timeout=None): wait for the result; TimeoutError if late"},
+    {"ready", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Waiter_ready)),
+     METH_NOARGS, "True once the result arrived in this thread"},
+    {nullptr, nullptr, 0, nullptr}};
+
+static PyMemberDef Waiter_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(Waiter, weakrefs_), READONLY,
+     nullptr},
+    {nullptr, 0, 0, 0, nullptr}};
+
+PyTypeObject* make_waiter_type() {
+  PyType_Slot slots[] = {
+      {Py_tp_new, reinterpret_cast<void*>(Waiter_new)},
+      {Py_tp_dealloc, reinterpret_cast<void*>(Waiter_dealloc)},
+      {Py_tp_traverse, reinterpret_cast<void*>(Waiter_traverse)},
+      {Py_tp_clear, reinterpret_cast<void*>(Waiter_clear)},
+      {Py_tp_methods, Waiter_methods},
+      {Py_tp_members, Waiter_members},
+      {Py_tp_doc, const_cast<char*>(
+                      "A one-shot result slot that a tasklet waits on and "
+                      "any thread may fill.")},
+      {0, nullptr}};
+  PyType_Spec spec = {"ptsevent._core.Waiter", sizeof(Waiter), 0,
+                      Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots};
+  WaiterType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  return WaiterType;
+}
+
+}  // namespace ptsevent::hub

@@ -1,0 +1,45 @@
+"""ptsevent: coroutine-based non-blocking network I/O for Python 3.
+
+Blocking-style code runs in lightweight tasklets scheduled by a C++ hub over
+libevent and greenlet. This package is the public API; the core lives in
+``ptsevent._core``.
+"""
+
+from ptsevent._core import (
+    BlockingSwitchOutError,
+    LoopExit,
+    Tasklet,
+    TaskletExit,
+    getcurrent,
+    hub_stats,
+    sleep,
+    spawn,
+    spawn_later,
+    wait_read,
+    wait_write,
+)
+from ptsevent.hub import joinall, killall, signal_handler
+from ptsevent.threadpool import run_in_thread
+from ptsevent.timeout import Timeout, with_timeout
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlockingSwitchOutError",
+    "LoopExit",
+    "Tasklet",
+    "TaskletExit",
+    "Timeout",
+    "getcurrent",
+    "hub_stats",
+    "joinall",
+    "killall",
+    "run_in_thread",
+    "signal_handler",
+    "sleep",
+    "spawn",
+    "spawn_later",
+    "wait_read",
+    "wait_write",
+    "with_timeout",
+]

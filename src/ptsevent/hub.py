@@ -1,0 +1,116 @@
+"""Process-level glue for the C++ hub: error reporting, fork, exit, and the
+helpers that compose tasklet primitives (joinall, killall, signal_handler)."""
+
+import atexit
+import logging
+import os
+import signal as _signal
+import time
+
+from ptsevent import _core
+
+logger = logging.getLogger("ptsevent")
+
+
+def _report_error(tasklet, exc):
+    # Through logging, so an application redirects or silences it as any
+    # other log record; with no logging configured, Python's last-resort
+    # handler prints it to stderr with the traceback.
+    logger.error("uncaught exception in %r", tasklet,
+                 exc_info=(type(exc), exc, exc.__traceback__))
+
+
+_core._set_error_handler(_report_error)
+
+
+def _after_fork_in_child():
+    _core._after_fork()
+    from ptsevent import threadpool
+    threadpool._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _shutdown():
+    # Kill what is still running (each gets TaskletExit at its wait point and
+    # may clean up), then free the hub with nothing left registered.
+    try:
+        live = _core._live_tasklets()
+        if live:
+            killall(live, block=True, timeout=1.0)
+    except BaseException:  # noqa: BLE001 - exiting anyway
+        logger.debug("error while killing tasklets at exit", exc_info=True)
+    _core._shutdown()
+
+
+atexit.register(_shutdown)
+
+
+def joinall(tasklets, timeout=None, raise_error=False):
+    """Wait until every tasklet is dead, or the timeout passes.
+
+    Returns the list of tasklets that are dead. With raise_error, the first
+    exception of a failed tasklet is raised as soon as it is seen."""
+    tasklets = list(tasklets)
+    deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
+    for t in tasklets:
+        if not isinstance(t, _core.Tasklet):
+            raise TypeError(f"expected a Tasklet, got {type(t).__name__}")
+    for t in tasklets:
+        if deadline is None:
+            t.join()
+        else:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if raise_error and t.dead and t.exception is not None:
+            raise t.exception
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    return [t for t in tasklets if t.dead]
+
+
+def killall(tasklets, exception=_core.TaskletExit, block=True, timeout=None):
+    """Kill every tasklet; with block, wait (up to timeout) until all are dead."""
+    tasklets = list(tasklets)
+    for t in tasklets:
+        if not isinstance(t, _core.Tasklet):
+            raise TypeError(f"expected a Tasklet, got {type(t).__name__}")
+    current = _core.getcurrent()
+    for t in tasklets:
+        if t is not current:
+            t.kill(exception, block=False)
+    if block:
+        joinall([t for t in tasklets if t is not current], timeout=timeout)
+
+
+class SignalHandler:
+    """What signal_handler() returns; cancel() restores the previous handler."""
+
+    def __init__(self, signum, handler, args, kwargs):
+        self.signum = signum
+        self.handler = handler
+        self.args = args
+        self.kwargs = kwargs
+        self._previous = _signal.signal(signum, self._on_signal)
+        self._active = True
+        _core._add_signal_handlers(1)
+
+    def _on_signal(self, signum, frame):
+        # Runs in the hub (or between bytecodes of a tasklet): only spawn.
+        _core.spawn(self.handler, *self.args, **self.kwargs)
+
+    def cancel(self):
+        if self._active:
+            self._active = False
+            _core._add_signal_handlers(-1)
+            _signal.signal(self.signum, self._previous)
+
+    def __repr__(self):
+        return f"<SignalHandler {self.signum} -> {self.handler!r}>"
+
+
+def signal_handler(signum, handler, *args, **kwargs):
+    """Run handler(*args, **kwargs) in a new tasklet each time signum arrives."""
+    if not callable(handler):
+        raise TypeError(f"'{type(handler).__name__}' object is not callable")
+    return SignalHandler(signum, handler, args, kwargs)

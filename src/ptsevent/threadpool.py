@@ -1,0 +1,60 @@
+"""run_in_thread: blocking work in OS threads, waited for cooperatively."""
+
+import os
+import queue
+import threading
+
+from ptsevent import _core
+
+MAX_THREADS = int(os.environ.get("PTSEVENT_THREADS", "10"))
+
+
+class _Pool:
+    def __init__(self, maxthreads):
+        self.maxthreads = maxthreads
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, waiter, fn, args, kwargs):
+        with self._lock:
+            if self._idle == 0 and self._threads < self.maxthreads:
+                self._threads += 1
+                threading.Thread(target=self._work, daemon=True,
+                                 name=f"ptsevent-pool-{self._threads}").start()
+            else:
+                self._idle -= 1 if self._idle else 0
+        self._jobs.put((waiter, fn, args, kwargs))
+
+    def _work(self):
+        while True:
+            waiter, fn, args, kwargs = self._jobs.get()
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                waiter.throw(e)
+            else:
+                waiter.switch(result)
+            del waiter, fn, args, kwargs
+            with self._lock:
+                self._idle += 1
+
+
+_pool = _Pool(MAX_THREADS)
+
+
+def _reset_after_fork():
+    global _pool
+    _pool = _Pool(MAX_THREADS)
+
+
+def run_in_thread(fn, *args, **kwargs):
+    """Run fn(*args, **kwargs) in an OS thread; block only this tasklet.
+
+    Returns fn's result or raises its exception."""
+    if not callable(fn):
+        raise TypeError(f"'{type(fn).__name__}' object is not callable")
+    waiter = _core.Waiter(remote=True)
+    _pool.submit(waiter, fn, args, kwargs)
+    return waiter.get()
