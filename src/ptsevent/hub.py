@@ -50,23 +50,59 @@ atexit.register(_shutdown)
 def joinall(tasklets, timeout=None, raise_error=False):
     """Wait until every tasklet is dead, or the timeout passes.
 
-    Returns the list of tasklets that are dead. With raise_error, the first
-    exception of a failed tasklet is raised as soon as it is seen."""
+    Returns the list of tasklets that are dead. With raise_error, the
+    exception of the first tasklet to fail is raised as soon as it fails."""
     tasklets = list(tasklets)
-    deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
     for t in tasklets:
         if not isinstance(t, _core.Tasklet):
             raise TypeError(f"expected a Tasklet, got {type(t).__name__}")
-    for t in tasklets:
-        if deadline is None:
-            t.join()
-        else:
-            t.join(max(0.0, deadline - time.monotonic()))
-        if raise_error and t.dead and t.exception is not None:
-            raise t.exception
-        if deadline is not None and time.monotonic() >= deadline:
-            break
+    if raise_error:
+        _join_any_failure(tasklets, timeout)
+    else:
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
+        for t in tasklets:
+            if deadline is None:
+                t.join()
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                t.join(remaining)
     return [t for t in tasklets if t.dead]
+
+
+def _join_any_failure(tasklets, timeout):
+    for t in tasklets:
+        if t.dead and t.exception is not None:
+            raise t.exception
+    pending = [t for t in tasklets if not t.dead]
+    if not pending:
+        return
+    state = {"left": len(pending), "failure": None, "waiter": _core.Waiter()}
+
+    def on_done(t):
+        state["left"] -= 1
+        if t.exception is not None and state["failure"] is None:
+            state["failure"] = t.exception
+        waiter = state["waiter"]
+        if waiter is not None and (state["failure"] is not None
+                                   or state["left"] == 0):
+            state["waiter"] = None
+            waiter.switch()
+
+    for t in pending:
+        t.link(on_done)
+    try:
+        try:
+            state["waiter"] and state["waiter"].get(timeout)
+        except TimeoutError:
+            pass
+        if state["failure"] is not None:
+            raise state["failure"]
+    finally:
+        state["waiter"] = None
+        for t in pending:
+            t.unlink(on_done)
 
 
 def killall(tasklets, exception=_core.TaskletExit, block=True, timeout=None):

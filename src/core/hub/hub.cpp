@@ -125,10 +125,28 @@ Hub* Hub::get() {
   }
   std::unique_ptr<Hub> hub(new Hub());
   if (hub->init() < 0) return nullptr;
-  tls_hub = hub.release();
-  std::lock_guard<std::mutex> lock(hubs_mu);
-  all_hubs.push_back(tls_hub);
-  return tls_hub;
+  Hub* h = hub.release();
+  tls_hub = h;
+  {
+    std::lock_guard<std::mutex> lock(hubs_mu);
+    all_hubs.push_back(h);
+  }
+  if (!h->main_thread_) {
+    // Other threads: tear the hub down when the thread state is cleared
+    // (thread exit, GIL held, in that thread), through a capsule kept in
+    // the thread state's dict. The main thread's hub goes at exit (atexit).
+    PyObject* dict = PyThreadState_GetDict();
+    py::Ref cap = py::Ref::steal(
+        PyCapsule_New(h, "ptsevent.hub", [](PyObject* c) {
+          Hub* hub = static_cast<Hub*>(PyCapsule_GetPointer(c, "ptsevent.hub"));
+          if (hub && hub == tls_hub) shutdown_current();
+        }));
+    if (!dict || !cap ||
+        PyDict_SetItemString(dict, "ptsevent.hub", cap.get()) < 0) {
+      PyErr_Clear();  // the hub works; it just is not freed at thread exit
+    }
+  }
+  return h;
 }
 
 bool Hub::alive(Hub* hub) {
@@ -286,7 +304,6 @@ Tasklet* Hub::pop_batch() noexcept {
       // hub reference.
       if (t->zombie_) {
         t->zombie_ = false;
-        remove_live(t);
         Py_DECREF(t->self());
       }
       continue;
@@ -318,15 +335,18 @@ int Hub::ensure_hub_greenlet() {
 // or to the hub.
 PyObject* Hub::switch_to_next(Tasklet* self) {
   Tasklet* next = pop_batch();
+  if (next && next->state_ == State::kPending && pool_.empty()) {
+    // A new greenlet inherits the Python recursion depth of the greenlet
+    // that starts it: start new ones from the hub, whose depth is constant,
+    // never from a chain of tasklets.
+    next->queued_ = true;
+    batch_.push_front(next);
+    next = nullptr;
+  }
   PyObject* target;
   if (next) {
     if (next->state_ == State::kPending) {
       PyObject* g = take_greenlet();
-      if (!g) {
-        // Could not start it: put it back and let the hub retry later.
-        schedule(next);
-        return nullptr;
-      }
       next->greenlet_ = py::Ref::steal(g);
       next->state_ = State::kRunning;
     }
@@ -440,7 +460,9 @@ int Hub::poll() {
     Py_BEGIN_ALLOW_THREADS rc = event_base_loop(base(), EVLOOP_ONCE);
     Py_END_ALLOW_THREADS
   } else {
-    rc = event_base_loop(base(), EVLOOP_NONBLOCK);
+    // ONCE as well: with NONBLOCK alone, libevent keeps looping for as long
+    // as callbacks ran in the previous iteration.
+    rc = event_base_loop(base(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
   }
   if (rc < 0) {
     PyErr_SetString(PyExc_OSError, "libevent: event_base_loop failed");
@@ -464,9 +486,6 @@ void Hub::deliver_fired_timers() {
 
 void Hub::deliver_signals() {
   signal_pending_ = false;
-  char buf[256];
-  while (read(sig_rfd_, buf, sizeof buf) > 0) {
-  }
   // Runs the Python-level handlers, here in the hub greenlet; an exception
   // (KeyboardInterrupt from the default SIGINT handler) goes to the main
   // tasklet.
@@ -488,7 +507,11 @@ void Hub::deliver_signals() {
   }
 }
 
-void Hub::on_signal(evutil_socket_t, short, void* arg) {
+void Hub::on_signal(evutil_socket_t fd, short, void* arg) {
+  // Drain here, so the persistent event does not stay active.
+  char buf[256];
+  while (read(fd, buf, sizeof buf) > 0) {
+  }
   static_cast<Hub*>(arg)->signal_pending_ = true;
 }
 
@@ -580,10 +603,17 @@ void Hub::shutdown_current() {
   hub->posts_.clear();
   hub->closed_ = true;
   // Drop the run queues (tasklets there are live, still held by the hub).
-  for (Tasklet* t : hub->ready_) t->queued_ = false;
-  for (Tasklet* t : hub->batch_) t->queued_ = false;
-  hub->ready_.clear();
-  hub->batch_.clear();
+  for (auto* queue : {&hub->ready_, &hub->batch_}) {
+    std::deque<Tasklet*> q;
+    q.swap(*queue);
+    for (Tasklet* t : q) {
+      t->queued_ = false;
+      if (t->zombie_) {
+        t->zombie_ = false;
+        Py_DECREF(t->self());
+      }
+    }
+  }
   // Release the live tasklets. A suspended one's greenlet is killed by
   // greenlet when its last reference goes (GreenletExit at its wait point,
   // which now fails fast because the hub is closed).
@@ -628,11 +658,14 @@ int Hub::reinit_after_fork() {
     hub->posts_.clear();
   }
   hub->thread_jobs_ = 0;
-  hub->close_wakeups();
+  // event_reinit first: until then the epoll instance is the parent's too
+  // (shared across fork), and an event_del here would remove the parent's
+  // own registrations of the same descriptors.
   if (event_reinit(hub->base()) < 0) {
     PyErr_SetString(PyExc_OSError, "libevent: event_reinit failed");
     return -1;
   }
+  hub->close_wakeups();
   // Keep the descriptor that was installed before the first hub, not the
   // parent's (now replaced) signal pipe.
   int original = hub->old_wakeup_fd_;

@@ -276,12 +276,11 @@ void Tasklet::finish(PyObject* value, PyObject* exc) {
     if (!args) PyErr_WriteUnraisable(self());
   }
   if (!hub || !live_) return;
-  if (queued_) {
-    zombie_ = true;  // the run queue drops the hub's reference
-  } else {
-    hub->remove_live(this);
+  hub->remove_live(this);
+  if (queued_)
+    zombie_ = true;  // the run queue now owns that reference and drops it
+  else
     Py_DECREF(self());
-  }
 }
 
 // Runs the job in the current worker greenlet. Returns the outcome in

@@ -54,7 +54,7 @@ struct Tasklet {
   Wake wake_;
   bool live_;        // on the hub's live list (holds a reference)
   bool queued_;      // on the run queue
-  bool zombie_;      // died while queued: the queue drops the live ref
+  bool zombie_;      // died while queued: the queue owns the hub's ref
   bool waiting_;     // inside Hub::suspend
   bool io_armed_;
   bool timer_armed_;

@@ -1,0 +1,508 @@
+"""Helpers shared by the benchmark scripts in bench/.
+
+A benchmark script describes its workloads (what to run for each
+implementation) and hands them to :func:`main`.  The same script then works
+in two modes:
+
+* child mode, ``script.py --impl NAME --workload W --json``: runs one
+  workload for one implementation in this process, optionally pinned to one
+  CPU, and prints exactly one JSON object on stdout;
+* driver mode (no ``--json``): starts one child process per implementation,
+  workload and repeat, interleaving the implementations so that slow drift
+  of the machine affects all of them alike, and prints for each workload a
+  table with the median, min and max rate and the ratio to ptsevent.
+
+Each implementation runs in a fresh interpreter so that nothing one loop
+library installs (hubs, policies, monkey-patches, allocator state) can
+touch another one's numbers.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+
+BASELINE = "ptsevent"
+
+# Child exit statuses, carried in the JSON object.
+OK = "ok"
+MISSING = "missing"  # the implementation's modules are not importable
+ERROR = "error"  # the child raised, crashed, timed out or printed no JSON
+NOT_APPLICABLE = "n/a"
+
+
+class Missing(Exception):
+    """Raised by an implementation's setup when a module cannot be imported."""
+
+
+@dataclasses.dataclass
+class Workload:
+    """One workload of a benchmark script.
+
+    ``runners`` maps an implementation name to ``fn(params) -> dict``; the
+    dict has at least ``ops`` and ``seconds`` (the timed region only) and
+    may add ``extra`` (a dict of numbers or strings shown in the JSON, some
+    of which a column can summarise).  Implementations listed in the
+    script's ``impls`` but absent here are reported as not applicable.
+    """
+
+    name: str
+    title: str  # str.format()-ed with the parameters of the run
+    unit: str  # what one operation is, e.g. "sleep(0) calls"
+    runners: dict
+    params: dict  # default parameters
+    quick_params: dict  # parameters under --quick
+    # Optional extra column: (header, key in "extra", formatter).
+    extra_column: tuple = None
+
+
+# --------------------------------------------------------------------------
+# Implementations: import and describe.
+
+
+def import_impl(impl):
+    """Import what ``impl`` needs; return ``(version, description)``.
+
+    Raises :class:`Missing` if a module is not importable.  Anything else
+    (a module that imports but is broken) propagates as an error.
+    """
+    try:
+        if impl == "ptsevent":
+            import ptsevent
+
+            return _dist_version("ptsevent", ptsevent), "ptsevent"
+        if impl == "gevent":
+            import gevent
+
+            return gevent.__version__, "gevent"
+        if impl == "uvloop":
+            import uvloop
+
+            return uvloop.__version__, "asyncio + uvloop"
+        if impl == "asyncio":
+            import asyncio  # noqa: F401
+
+            return platform.python_version(), "asyncio (default loop)"
+        if impl == "greenlet":
+            import greenlet
+
+            return greenlet.__version__, "greenlet"
+    except ImportError as exc:
+        raise Missing(f"{type(exc).__name__}: {exc}") from None
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+def _dist_version(dist, module):
+    version = getattr(module, "__version__", None)
+    if version:
+        return version
+    try:
+        from importlib import metadata
+
+        return metadata.version(dist)
+    except Exception:
+        return "?"
+
+
+# --------------------------------------------------------------------------
+# CPU pinning.
+
+
+def default_cpu():
+    """The CPU children are pinned to: the highest one this process may use.
+
+    The driver itself mostly sleeps in ``subprocess.run``; taking the last
+    CPU keeps the children off CPU 0, where interrupts tend to land.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return max(os.sched_getaffinity(0))
+
+
+def pin_to_cpu(cpu):
+    """Pin this process to ``cpu``; return True if it could be done."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return False
+    os.sched_setaffinity(0, {cpu})
+    return True
+
+
+# --------------------------------------------------------------------------
+# Child mode.
+
+
+def run_child(workload, impl, params, cpu):
+    """Run one workload for one implementation here; return the result dict."""
+    result = {
+        "impl": impl,
+        "workload": workload.name,
+        "unit": workload.unit,
+        "params": params,
+        "python": platform.python_version(),
+        "cpu": None,
+    }
+    if cpu is not None and pin_to_cpu(cpu):
+        result["cpu"] = cpu
+    runner = workload.runners.get(impl)
+    if runner is None:
+        result["status"] = NOT_APPLICABLE
+        return result
+    try:
+        result["version"], result["description"] = import_impl(impl)
+    except Missing as exc:
+        result["status"] = MISSING
+        result["error"] = str(exc)
+        return result
+    try:
+        measured = runner(dict(params))
+    except BaseException as exc:  # report, do not crash the driver's parse
+        result["status"] = ERROR
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["traceback"] = traceback.format_exc()
+        return result
+    result.update(measured)
+    result["rate"] = measured["ops"] / measured["seconds"]
+    result["status"] = OK
+    return result
+
+
+# --------------------------------------------------------------------------
+# Driver mode.
+
+
+def spawn_child(script, impl, workload, params, cpu, timeout, python):
+    """Run ``script`` in child mode in a new interpreter; return its result.
+
+    Whatever goes wrong (a crash, a hang, no JSON) comes back as a result
+    with status ``error`` so that one broken implementation never stops the
+    others from being measured.
+    """
+    cmd = [
+        python,
+        script,
+        "--impl",
+        impl,
+        "--workload",
+        workload,
+        "--json",
+        "--params",
+        json.dumps(params),
+    ]
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
+    base = {"impl": impl, "workload": workload, "status": ERROR}
+    try:
+        proc = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {**base, "error": f"timed out after {timeout:g} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+    return {**base, "error": f"exit status {proc.returncode}: {tail}"}
+
+
+def summarize(results):
+    """Median, min and max rate over the successful results, or None."""
+    rates = [r["rate"] for r in results if r.get("status") == OK]
+    if not rates:
+        return None
+    return {
+        "median": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "n": len(rates),
+    }
+
+
+def format_rate(rate):
+    if rate is None:
+        return "-"
+    if rate >= 1e6:
+        return f"{rate / 1e6:.2f} M"
+    if rate >= 1e3:
+        return f"{rate / 1e3:.1f} k"
+    return f"{rate:.0f}"
+
+
+def format_table(workload, impls, results_by_impl, params):
+    """The table for one workload, as a list of lines."""
+    headers = ["impl", "version", "median", "min", "max", f"vs {BASELINE}"]
+    extra = workload.extra_column
+    if extra:
+        headers.append(extra[0])
+    headers += ["runs", "note"]
+
+    base = summarize(results_by_impl.get(BASELINE, []))
+    rows = []
+    errors = []
+    for impl in impls:
+        results = results_by_impl.get(impl, [])
+        statuses = {r.get("status") for r in results}
+        stats = summarize(results)
+        version = next((r["version"] for r in results if r.get("version")), "")
+        failed = [r for r in results if r.get("status") == ERROR]
+        if failed:
+            errors.append(f"  {impl}: {failed[-1].get('error')}")
+        if stats is None:
+            if NOT_APPLICABLE in statuses:
+                note = "not applicable"
+            elif MISSING in statuses:
+                note = "missing (not importable)"
+            else:
+                note = "failed, see below"
+            blanks = ["-"] * (len(headers) - 4)
+            rows.append([impl, version] + blanks + ["0", note])
+            continue
+        if impl == BASELINE:
+            ratio = "1.00x"
+        elif base:
+            ratio = f"{stats['median'] / base['median']:.2f}x"
+        else:
+            ratio = "-"
+        row = [
+            impl,
+            version,
+            format_rate(stats["median"]),
+            format_rate(stats["min"]),
+            format_rate(stats["max"]),
+            ratio,
+        ]
+        if extra:
+            values = [
+                r["extra"][extra[1]]
+                for r in results
+                if r.get("status") == OK and extra[1] in r.get("extra", {})
+            ]
+            row.append(extra[2](statistics.median(values)) if values else "-")
+        row.append(str(stats["n"]))
+        row.append(f"{len(failed)} run(s) failed, see below" if failed else "")
+        rows.append(row)
+
+    widths = [
+        max(len(str(x)) for x in [h] + [row[i] for row in rows])
+        for i, h in enumerate(headers)
+    ]
+    # Numbers right-aligned; names, versions and the note left-aligned.
+    numeric = set(range(2, len(headers) - 1))
+
+    def fmt(cells):
+        out = []
+        for i, cell in enumerate(cells):
+            cell = str(cell)
+            out.append(cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    lines = [f"{workload.name}: {workload.title.format(**params)}"]
+    lines.append(f"  rate = {workload.unit} per second")
+    lines.append("  " + fmt(headers))
+    lines.append("  " + "  ".join("-" * w for w in widths))
+    lines += ["  " + fmt(row) for row in rows]
+    if errors:
+        lines.append("  failures (last error of each):")
+        lines += ["  " + e for e in errors]
+    return lines
+
+
+def machine_description():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
+
+
+def load_average():
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (AttributeError, OSError):
+        return "unknown"
+
+
+def drive(script, workloads, impls, args):
+    """Run every (workload, implementation) ``args.repeat`` times; print tables."""
+    cpu = None if args.no_pin else (args.cpu if args.cpu is not None else default_cpu())
+    python = sys.executable
+    if cpu is not None:
+        pin_note = f"each run pinned to CPU {cpu} (os.sched_setaffinity)"
+    elif args.no_pin:
+        pin_note = "runs not pinned (--no-pin)"
+    else:
+        pin_note = "runs not pinned: os.sched_setaffinity is not available here"
+
+    shown = os.path.relpath(python)
+    if shown.startswith(".."):
+        shown = python
+    header = [
+        f"command: {shlex.join([shown] + sys.argv)}",
+        f"date:    {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        f"machine: {machine_description()}",
+        f"python:  {platform.python_version()} ({python})",
+        f"load:    {load_average()} (1, 5, 15 min) at start",
+        f"runs:    {args.repeat} per implementation and workload, "
+        f"each in a fresh process; {pin_note}"
+        + ("; --quick sizes" if args.quick else ""),
+    ]
+    print("\n".join(header), flush=True)
+
+    missing = {}
+    all_results = []
+    started = time.monotonic()
+    for workload in workloads:
+        params = dict(workload.quick_params if args.quick else workload.params)
+        by_impl = {impl: [] for impl in impls}
+        for rep in range(args.repeat):
+            for impl in impls:
+                if impl not in workload.runners:
+                    if not by_impl[impl]:
+                        by_impl[impl].append({"impl": impl, "status": NOT_APPLICABLE})
+                    continue
+                if impl in missing:
+                    if not by_impl[impl]:
+                        by_impl[impl].append(
+                            {"impl": impl, "status": MISSING, "error": missing[impl]}
+                        )
+                    continue
+                print(
+                    f"  [{workload.name} {rep + 1}/{args.repeat}] {impl} ...",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                r = spawn_child(
+                    script, impl, workload.name, params, cpu, args.timeout, python
+                )
+                if r.get("status") == OK:
+                    msg = f" {format_rate(r['rate'])}/s"
+                else:
+                    msg = f" {r.get('status')}: {r.get('error', '')}"
+                print(msg, file=sys.stderr, flush=True)
+                if r.get("status") == MISSING:
+                    missing[impl] = r.get("error", "not importable")
+                by_impl[impl].append(r)
+                all_results.append(r)
+        print()
+        print("\n".join(format_table(workload, impls, by_impl, params)), flush=True)
+
+    print()
+    if missing:
+        print("missing (not importable with this interpreter):")
+        for impl, why in missing.items():
+            print(f"  {impl}: {why}")
+    else:
+        print("missing: none")
+    print(f"total time: {time.monotonic() - started:.0f} s")
+
+    if args.save:
+        os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
+        with open(args.save, "w") as f:
+            json.dump({"header": header, "results": all_results}, f, indent=1)
+        print(f"raw results written to {args.save}")
+
+
+# --------------------------------------------------------------------------
+# Command line.
+
+
+def main(script, description, workloads, impls):
+    """Entry point of a benchmark script: parse the command line and run."""
+    by_name = {w.name: w for w in workloads}
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--impl",
+        help="with --json: the one implementation to run; otherwise a "
+        f"comma-separated subset to drive (default: {','.join(impls)})",
+    )
+    parser.add_argument(
+        "--workload",
+        help="with --json: the one workload to run; otherwise a "
+        f"comma-separated subset (default: {','.join(by_name)})",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="child mode: run one implementation and workload, print one JSON object",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        help="runs per implementation and workload (default 5, 3 with --quick)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller workloads and 3 runs, for a smoke test",
+    )
+    parser.add_argument(
+        "--cpu", type=int, help="CPU to pin each run to (default: the last one)"
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin runs to a CPU"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds before a run is abandoned (default 120)",
+    )
+    parser.add_argument(
+        "--save", metavar="PATH", help="also write every raw result as JSON to PATH"
+    )
+    parser.add_argument("--params", help=argparse.SUPPRESS)  # driver -> child
+    args = parser.parse_args()
+
+    def pick(value, known, what):
+        if not value:
+            return list(known)
+        names = [v.strip() for v in value.split(",") if v.strip()]
+        for n in names:
+            if n not in known:
+                parser.error(f"unknown {what} {n!r}; choose from {', '.join(known)}")
+        return names
+
+    if args.json:
+        if not args.impl or not args.workload:
+            parser.error("--json needs --impl NAME and --workload W")
+        impl = pick(args.impl, impls, "implementation")
+        workload = pick(args.workload, list(by_name), "workload")
+        if len(impl) != 1 or len(workload) != 1:
+            parser.error("--json runs exactly one implementation and one workload")
+        w = by_name[workload[0]]
+        params = dict(w.quick_params if args.quick else w.params)
+        if args.params:
+            params.update(json.loads(args.params))
+        result = run_child(w, impl[0], params, args.cpu)
+        print(json.dumps(result), flush=True)
+        return 0 if result["status"] in (OK, MISSING, NOT_APPLICABLE) else 1
+
+    if args.repeat is None:
+        args.repeat = 3 if args.quick else 5
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    chosen_impls = pick(args.impl, impls, "implementation")
+    chosen = [by_name[n] for n in pick(args.workload, list(by_name), "workload")]
+    drive(os.path.abspath(script), chosen, chosen_impls, args)
+    return 0
