@@ -111,6 +111,24 @@ struct timeval to_timeval(double seconds) {
   return tv;
 }
 
+const struct timeval* Hub::timeout_tv(double seconds) {
+  scratch_tv_ = to_timeval(seconds);
+  long long usec = static_cast<long long>(scratch_tv_.tv_sec) * 1000000 +
+                   scratch_tv_.tv_usec;
+  for (const CommonTimeout& c : common_timeouts_)
+    if (c.usec == usec) return c.tv;
+  if (common_timeouts_.size() < kMaxCommonTimeouts && usec > 0 &&
+      usec < 3600LL * 1000000) {
+    const struct timeval* tv =
+        event_base_init_common_timeout(base(), &scratch_tv_);
+    if (tv) {
+      common_timeouts_.push_back({usec, tv});
+      return tv;
+    }
+  }
+  return &scratch_tv_;
+}
+
 // ---------------------------------------------------------------- creation
 
 Hub* Hub::peek() noexcept { return tls_hub; }

@@ -62,6 +62,13 @@ class Hub {
   static Hub* peek() noexcept;
 
   event_base* base() const noexcept { return base_.get(); }
+
+  // The timeval to pass to event_add for a timeout of `seconds`. Durations
+  // that recur (a loop over sleep(0.001), a fixed socket timeout) use one
+  // of libevent's "common timeout" queues: O(1) insertion instead of the
+  // min-heap's O(log n), which matters with thousands of sleeping tasklets.
+  // The returned pointer stays valid until the next call.
+  const struct timeval* timeout_tv(double seconds);
   bool closed() const noexcept { return closed_; }
 
   // The running tasklet; the main greenlet (or a greenlet ptsevent did not
@@ -172,6 +179,14 @@ class Hub {
   std::atomic<long> thread_jobs_{0};
 
   std::vector<Timer*> fired_timers_;
+
+  struct CommonTimeout {
+    long long usec;
+    const struct timeval* tv;
+  };
+  std::vector<CommonTimeout> common_timeouts_;
+  static constexpr size_t kMaxCommonTimeouts = 64;  // libevent allows 256
+  struct timeval scratch_tv_ {};
 
   // Cross-thread wake-up: an eventfd the hub watches.
   std::mutex posts_mu_;

@@ -174,8 +174,7 @@ void Tasklet::disarm() noexcept {
 int Tasklet::wait_with_timer(double seconds) {
   if (seconds >= 0) {
     event_assign(&timer_ev_, hub_->base(), -1, 0, on_timer, this);
-    struct timeval tv = to_timeval(seconds);
-    if (event_add(&timer_ev_, &tv) < 0) {
+    if (event_add(&timer_ev_, hub_->timeout_tv(seconds)) < 0) {
       PyErr_SetString(PyExc_OSError, "libevent: cannot add a timer");
       return -1;
     }
@@ -195,10 +194,9 @@ int Tasklet::wait_fd(int fd, short what, double seconds) {
     return -1;
   }
   event_assign(&io_ev_, hub_->base(), fd, what, on_io, this);
-  struct timeval tv;
-  if (seconds >= 0) tv = to_timeval(seconds);
   errno = 0;
-  if (event_add(&io_ev_, seconds >= 0 ? &tv : nullptr) < 0) {
+  if (event_add(&io_ev_, seconds >= 0 ? hub_->timeout_tv(seconds) : nullptr) <
+      0) {
     if (errno == EPERM)
       PyErr_Format(PyExc_OSError,
                    "[Errno %d] descriptor %d cannot be waited on (a regular "
