@@ -63,7 +63,7 @@ test-asan: $(ASAN_VENV)/.built
 	  ASAN_OPTIONS=detect_stack_use_after_return=0:detect_leaks=0:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  PYTHONMALLOC=malloc ../$(ASAN_PY) -m pytest -q -p no:cacheprovider \
-	  -o addopts="" --rootdir=. . -k "not fork"
+	  -o addopts="" --rootdir=. .
 
 bench: setup
 	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'
