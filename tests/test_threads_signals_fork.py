@@ -491,3 +491,21 @@ def test_child_hub_works_after_fork(run_python):
         "child exit status 0",
         "parent ok",
     ], proc.stderr
+
+
+def test_tasklet_of_another_thread_cannot_be_started_or_joined_here():
+    made = {}
+
+    def in_thread():
+        made["idle"] = ptsevent.Tasklet(lambda: 1)
+        made["live"] = ptsevent.spawn(ptsevent.sleep, 0.01)
+        made["live"].join()
+
+    th = threading.Thread(target=in_thread)
+    th.start()
+    th.join()
+    with pytest.raises(RuntimeError, match="another thread's hub"):
+        made["idle"].start()
+    # already dead: joining it is a no-op, as for a finished thread
+    assert made["live"].join() is None
+    assert made["live"].dead

@@ -141,7 +141,9 @@ Hub* Hub::get() {
     if (!hub_main_fn || !worker_main_fn) return nullptr;
     event_set_log_callback(quiet_log);
   }
+  static std::atomic<uint64_t> serials{0};
   std::unique_ptr<Hub> hub(new Hub());
+  hub->serial_ = ++serials;
   if (hub->init() < 0) return nullptr;
   Hub* h = hub.release();
   tls_hub = h;
@@ -180,6 +182,9 @@ int Hub::init() {
   // One hub per thread and no libevent locking: other threads reach a hub
   // only through post(), which has its own mutex.
   event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+  // libevent otherwise reads CLOCK_MONOTONIC_COARSE (a few ms of
+  // granularity): sleep(0.001) would wake up to 4 ms late.
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
   base_.reset(event_base_new_with_config(cfg));
   event_config_free(cfg);
   if (!base_) {
@@ -314,8 +319,7 @@ void Hub::schedule(Tasklet* t) noexcept {
 
 Tasklet* Hub::pop_batch() noexcept {
   while (!batch_.empty()) {
-    Tasklet* t = batch_.front();
-    batch_.pop_front();
+    Tasklet* t = batch_.pop_front();
     t->queued_ = false;
     if (t->state_ == State::kDead) {
       // Killed before it started, while queued: the queue held its last
@@ -622,15 +626,15 @@ void Hub::shutdown_current() {
   hub->closed_ = true;
   // Drop the run queues (tasklets there are live, still held by the hub).
   for (auto* queue : {&hub->ready_, &hub->batch_}) {
-    std::deque<Tasklet*> q;
+    RunQueue<Tasklet*> q;
     q.swap(*queue);
-    for (Tasklet* t : q) {
+    q.for_each([](Tasklet* t) {
       t->queued_ = false;
       if (t->zombie_) {
         t->zombie_ = false;
         Py_DECREF(t->self());
       }
-    }
+    });
   }
   // Release the live tasklets. A suspended one's greenlet is killed by
   // greenlet when its last reference goes (GreenletExit at its wait point,

@@ -23,11 +23,11 @@
 
 #include <cstdint>
 #include <atomic>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <vector>
 
+#include "hub/run_queue.h"
 #include "py/ref.h"
 
 namespace ptsevent::hub {
@@ -62,6 +62,9 @@ class Hub {
   static Hub* peek() noexcept;
 
   event_base* base() const noexcept { return base_.get(); }
+  // A serial number unique to this hub in the process: a tasklet compares
+  // it with its own, since a freed hub's address may be reused.
+  uint64_t serial() const noexcept { return serial_; }
 
   // The timeval to pass to event_add for a timeout of `seconds`. Durations
   // that recur (a loop over sleep(0.001), a fixed socket timeout) use one
@@ -164,8 +167,8 @@ class Hub {
 
   // Run queue: tasklets made ready during this pass go to ready_; the hub
   // swaps it into batch_ after each poll, so it polls once per pass.
-  std::deque<Tasklet*> ready_;
-  std::deque<Tasklet*> batch_;
+  RunQueue<Tasklet*> ready_;
+  RunQueue<Tasklet*> batch_;
 
   std::vector<PyObject*> pool_;  // idle worker greenlets (owned refs)
   static constexpr size_t kMaxPool = 256;
@@ -203,6 +206,7 @@ class Hub {
   bool signal_pending_ = false;
   int old_wakeup_fd_ = -1;
 
+  uint64_t serial_ = 0;
   bool stopping_ = false;
   bool closed_ = false;
   bool main_thread_ = false;

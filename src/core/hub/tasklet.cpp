@@ -24,6 +24,7 @@ Tasklet* alloc(PyTypeObject* type, Hub* hub) {
   if (!t) return nullptr;
   construct(t);
   t->hub_ = hub;
+  t->hub_serial_ = hub->serial();
   t->state_ = State::kIdle;
   return t;
 }
@@ -70,16 +71,14 @@ py::Ref fetch_error() {
 }
 
 Hub* hub_of(Tasklet* t) {
-  if (!t->hub_ || t->hub_->closed()) {
-    PyErr_SetString(PyExc_RuntimeError, "the tasklet's hub is shut down");
-    return nullptr;
-  }
-  if (Hub::peek() != t->hub_) {
+  Hub* hub = Hub::peek();
+  if (!hub || hub != t->hub_ || hub->serial() != t->hub_serial_) {
     PyErr_SetString(PyExc_RuntimeError,
-                    "a tasklet belongs to the thread that created it");
+                    "this tasklet belongs to another thread's hub, or to a "
+                    "hub that was shut down");
     return nullptr;
   }
-  return t->hub_;
+  return hub;
 }
 
 }  // namespace

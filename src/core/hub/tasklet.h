@@ -34,7 +34,8 @@ struct Tasklet {
   PyObject_HEAD
   PyObject* dict_;
   PyObject* weakrefs_;
-  Hub* hub_;
+  Hub* hub_;           // only dereferenced when hub_serial_ matches
+  uint64_t hub_serial_;
 
   py::Ref greenlet_;
   py::Ref run_, args_, kwargs_, context_;

@@ -111,6 +111,7 @@ static PyObject* Tasklet_new(PyTypeObject* type, PyObject* args,
                      &t->joiners_, &t->pending_exc_})
     new (r) py::Ref();
   t->hub_ = hub;
+  t->hub_serial_ = hub->serial();
   t->state_ = State::kIdle;
   py::Ref rest = py::Ref::steal(PyTuple_GetSlice(args, 1, PY_SSIZE_T_MAX));
   if (!rest) {
@@ -160,7 +161,8 @@ static void Tasklet_dealloc(Tasklet* t) {
   PyObject_GC_UnTrack(t);
   // A live tasklet is referenced by its hub, so nothing is armed here; stay
   // defensive all the same: no event may outlive its memory.
-  if (Hub::peek() == t->hub_) t->disarm();
+  Hub* hub = Hub::peek();
+  if (hub && hub == t->hub_ && hub->serial() == t->hub_serial_) t->disarm();
   if (t->weakrefs_) PyObject_ClearWeakRefs(t->self());
   Tasklet_clear(t);
   for (py::Ref* r : {&t->greenlet_, &t->run_, &t->args_, &t->kwargs_,
