@@ -353,3 +353,29 @@ def test_with_timeout_passes_function_exception_through():
     with pytest.raises(MyError, match="^inner$"):
         ptsevent.with_timeout(1, fail)
     assert ptsevent.hub_stats()["events"] == 0
+
+
+def test_hub_polls_once_per_pass_while_tasklets_keep_yielding():
+    # Tasklets that only ever sleep(0) must not starve I/O and timers: the
+    # hub polls libevent (without blocking) once per pass over the run queue.
+    passes = 50
+
+    def spin():
+        for _ in range(passes):
+            ptsevent.sleep(0)
+
+    before = ptsevent.hub_stats()
+    ptsevent.joinall([ptsevent.spawn(spin) for _ in range(100)])
+    after = ptsevent.hub_stats()
+    polls = after["polls"] - before["polls"]
+    assert passes <= polls <= passes + 5
+    # and a timer due meanwhile fires during the spinning, not after it
+    fired = []
+    ptsevent.spawn_later(0.01, lambda: fired.append(time.monotonic()))
+    start = time.monotonic()
+    spinners = [ptsevent.spawn(lambda: [ptsevent.sleep(0) for _ in range(300000)])
+                for _ in range(2)]
+    ptsevent.joinall(spinners)
+    end = time.monotonic()
+    assert end - start > 0.05, "spinning too short to tell"
+    assert fired and start + 0.01 <= fired[0] < end

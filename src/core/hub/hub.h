@@ -207,6 +207,8 @@ class Hub {
   int old_wakeup_fd_ = -1;
 
   uint64_t serial_ = 0;
+  uint64_t polls_ = 0;         // event_base_loop calls
+  uint64_t blocking_polls_ = 0;
   bool stopping_ = false;
   bool closed_ = false;
   bool main_thread_ = false;
