@@ -9,6 +9,7 @@
 
 #include "hub/tasklet.h"
 #include "hub/timer.h"
+#include "py/errors.h"
 #include "py/greenlet_api.h"
 
 namespace ptsevent::hub {
@@ -397,11 +398,7 @@ int Hub::suspend(Tasklet* t) {
   Py_DECREF(r);
   if (t->pending_exc_) {
     py::Ref exc = std::move(t->pending_exc_);
-    if (PyExceptionClass_Check(exc.get()))
-      PyErr_SetNone(exc.get());
-    else
-      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.get())),
-                      exc.get());
+    py::raise(exc.get());
     return -1;
   }
   return 0;
@@ -514,18 +511,12 @@ void Hub::deliver_signals() {
   // (KeyboardInterrupt from the default SIGINT handler) goes to the main
   // tasklet.
   if (PyErr_CheckSignals() < 0) {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb) PyException_SetTraceback(value, tb);
+    py::Ref exc = py::fetch_error();
     Tasklet* m = reinterpret_cast<Tasklet*>(main_.get());
     if (m && m->waiting_) {
-      interrupt(m, value, true);
-      Py_XDECREF(type);
-      Py_XDECREF(value);
-      Py_XDECREF(tb);
+      interrupt(m, exc.get(), true);
     } else {
-      PyErr_Restore(type, value, tb);
+      py::raise(exc.get());
       PyErr_WriteUnraisable(nullptr);
     }
   }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <structmember.h>
 
+#include "py/errors.h"
 #include "py/greenlet_api.h"
 
 namespace ptsevent::hub {
@@ -12,22 +13,7 @@ PyTypeObject* TaskletType = nullptr;
 
 namespace {
 
-void construct(Tasklet* t) {
-  for (py::Ref* r : {&t->greenlet_, &t->run_, &t->args_, &t->kwargs_,
-                     &t->context_, &t->value_, &t->exception_, &t->links_,
-                     &t->joiners_, &t->pending_exc_})
-    new (r) py::Ref();
-}
-
-Tasklet* alloc(PyTypeObject* type, Hub* hub) {
-  Tasklet* t = reinterpret_cast<Tasklet*>(type->tp_alloc(type, 0));
-  if (!t) return nullptr;
-  construct(t);
-  t->hub_ = hub;
-  t->hub_serial_ = hub->serial();
-  t->state_ = State::kIdle;
-  return t;
-}
+}  // namespace
 
 int bind_job(Tasklet* t, PyObject* fn, PyObject* args, PyObject* kw) {
   if (!PyCallable_Check(fn)) {
@@ -43,32 +29,7 @@ int bind_job(Tasklet* t, PyObject* fn, PyObject* args, PyObject* kw) {
   return t->args_ && t->context_ ? 0 : -1;
 }
 
-// Raises `exc` (an exception class or instance) as the current error.
-void set_error(PyObject* exc) {
-  if (PyExceptionClass_Check(exc))
-    PyErr_SetNone(exc);
-  else
-    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc)), exc);
-}
-
-int check_exception_arg(PyObject* exc) {
-  if (PyExceptionClass_Check(exc) || PyExceptionInstance_Check(exc)) return 0;
-  PyErr_SetString(PyExc_TypeError,
-                  "exceptions must be classes or instances deriving from "
-                  "BaseException");
-  return -1;
-}
-
-// Fetches the current error as a normalized exception instance.
-py::Ref fetch_error() {
-  PyObject *type, *value, *tb;
-  PyErr_Fetch(&type, &value, &tb);
-  PyErr_NormalizeException(&type, &value, &tb);
-  if (tb && value) PyException_SetTraceback(value, tb);
-  Py_XDECREF(type);
-  Py_XDECREF(tb);
-  return py::Ref::steal(value);
-}
+namespace {
 
 Hub* hub_of(Tasklet* t) {
   Hub* hub = Hub::peek();
@@ -85,8 +46,18 @@ Hub* hub_of(Tasklet* t) {
 
 // ----------------------------------------------------------- construction
 
+Tasklet* alloc_tasklet(PyTypeObject* type, Hub* hub) {
+  Tasklet* t = reinterpret_cast<Tasklet*>(type->tp_alloc(type, 0));
+  if (!t) return nullptr;
+  for (py::Ref* r : t->refs()) new (r) py::Ref();
+  t->hub_ = hub;
+  t->hub_serial_ = hub->serial();
+  t->state_ = State::kIdle;
+  return t;
+}
+
 Tasklet* new_tasklet(Hub* hub, PyObject* fn, PyObject* args, PyObject* kw) {
-  Tasklet* t = alloc(TaskletType, hub);
+  Tasklet* t = alloc_tasklet(TaskletType, hub);
   if (!t) return nullptr;
   if (bind_job(t, fn, args, kw) < 0) {
     Py_DECREF(t->self());
@@ -96,7 +67,7 @@ Tasklet* new_tasklet(Hub* hub, PyObject* fn, PyObject* args, PyObject* kw) {
 }
 
 Tasklet* adopt_greenlet(Hub* hub, PyObject* greenlet, bool is_main) {
-  Tasklet* t = alloc(TaskletType, hub);
+  Tasklet* t = alloc_tasklet(TaskletType, hub);
   if (!t) return nullptr;
   t->greenlet_ = py::Ref::borrow(greenlet);
   t->state_ = State::kRunning;
@@ -144,7 +115,6 @@ void Tasklet::on_io(evutil_socket_t, short what, void* arg) {
   Tasklet* t = static_cast<Tasklet*>(arg);
   t->io_armed_ = false;
   t->hub_->on_event_disarmed();
-  t->io_what_ = what;
   t->wake_ = (what & EV_TIMEOUT) ? Wake::kTimeout : Wake::kIo;
   t->hub_->schedule(t);
 }
@@ -286,11 +256,11 @@ static void run_job(Tasklet* t, py::Ref* value, py::Ref* exc) {
   Hub* hub = t->hub_;
   PyObject* ctx = t->context_.get();
   if (PyContext_Enter(ctx) < 0) {
-    *exc = fetch_error();
+    *exc = py::fetch_error();
     return;
   }
   PyObject* r = PyObject_Call(t->run_.get(), t->args_.get(), t->kwargs_.get());
-  if (!r) *exc = fetch_error();
+  if (!r) *exc = py::fetch_error();
   if (PyContext_Exit(ctx) < 0) PyErr_WriteUnraisable(t->self());
   if (r) {
     *value = py::Ref::steal(r);
@@ -384,7 +354,7 @@ int Tasklet::join(double timeout) {
 }
 
 int Tasklet::kill(PyObject* exc, bool block, double timeout) {
-  if (check_exception_arg(exc) < 0) return -1;
+  if (py::check_exception_arg(exc) < 0) return -1;
   if (state_ == State::kDead) return 0;
   Hub* hub = hub_of(this);
   if (!hub) return -1;
@@ -403,7 +373,7 @@ int Tasklet::kill(PyObject* exc, bool block, double timeout) {
   Tasklet* me = hub->current();
   if (!me) return -1;
   if (me == this) {
-    set_error(exc);
+    py::raise(exc);
     return -1;
   }
   if (!waiting_) {

@@ -16,6 +16,8 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include <array>
+
 #include "hub/hub.h"
 #include "py/ref.h"
 
@@ -50,7 +52,6 @@ struct Tasklet {
   Tasklet* live_prev_;
   Tasklet* live_next_;
 
-  short io_what_;
   State state_;
   Wake wake_;
   bool live_;        // on the hub's live list (holds a reference)
@@ -63,6 +64,11 @@ struct Tasklet {
   bool main_;        // the thread's root greenlet
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
+  // Every owned reference, for construction, tp_traverse and destruction.
+  std::array<py::Ref*, 10> refs() noexcept {
+    return {&greenlet_, &run_,   &args_,  &kwargs_,  &context_,
+            &value_,    &exception_, &links_, &joiners_, &pending_exc_};
+  }
 
   // Waits (Hub::suspend) with the timer armed for `seconds` (< 0: none).
   // Returns 1 on wake-up by timeout, 0 on other wake-up, -1 on error.
@@ -93,6 +99,11 @@ inline bool is_tasklet(PyObject* o) {
 
 // Creates the Tasklet type. Returns null with an error set.
 PyTypeObject* make_tasklet_type();
+// A new, idle tasklet of `type` (TaskletType or a subclass) on `hub`.
+Tasklet* alloc_tasklet(PyTypeObject* type, Hub* hub);
+// Binds fn(*args, **kw) (args a tuple or null) and a copy of the current
+// context to an idle tasklet. -1 with TypeError if fn is not callable.
+int bind_job(Tasklet* t, PyObject* fn, PyObject* args, PyObject* kw);
 // A new tasklet for fn(*args, **kwargs) in a copy of the current context.
 Tasklet* new_tasklet(Hub* hub, PyObject* fn, PyObject* args, PyObject* kw);
 // An adopted tasklet for a greenlet ptsevent did not create.

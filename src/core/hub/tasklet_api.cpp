@@ -104,32 +104,10 @@ static PyObject* Tasklet_new(PyTypeObject* type, PyObject* args,
   }
   Hub* hub = Hub::get();
   if (!hub) return nullptr;
-  Tasklet* t = reinterpret_cast<Tasklet*>(type->tp_alloc(type, 0));
+  Tasklet* t = alloc_tasklet(type, hub);
   if (!t) return nullptr;
-  for (py::Ref* r : {&t->greenlet_, &t->run_, &t->args_, &t->kwargs_,
-                     &t->context_, &t->value_, &t->exception_, &t->links_,
-                     &t->joiners_, &t->pending_exc_})
-    new (r) py::Ref();
-  t->hub_ = hub;
-  t->hub_serial_ = hub->serial();
-  t->state_ = State::kIdle;
   py::Ref rest = py::Ref::steal(PyTuple_GetSlice(args, 1, PY_SSIZE_T_MAX));
-  if (!rest) {
-    Py_DECREF(t->self());
-    return nullptr;
-  }
-  PyObject* fn = PyTuple_GET_ITEM(args, 0);
-  if (!PyCallable_Check(fn)) {
-    PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
-                 Py_TYPE(fn)->tp_name);
-    Py_DECREF(t->self());
-    return nullptr;
-  }
-  t->run_ = py::Ref::borrow(fn);
-  t->args_ = std::move(rest);
-  t->kwargs_ = py::Ref::borrow(kwds);
-  t->context_ = py::Ref::steal(PyContext_CopyCurrent());
-  if (!t->context_) {
+  if (!rest || bind_job(t, PyTuple_GET_ITEM(args, 0), rest.get(), kwds) < 0) {
     Py_DECREF(t->self());
     return nullptr;
   }
@@ -139,20 +117,16 @@ static PyObject* Tasklet_new(PyTypeObject* type, PyObject* args,
 static int Tasklet_traverse(Tasklet* t, visitproc visit, void* arg) {
   Py_VISIT(Py_TYPE(t));
   Py_VISIT(t->dict_);
-  for (py::Ref* r : {&t->greenlet_, &t->run_, &t->args_, &t->kwargs_,
-                     &t->context_, &t->value_, &t->exception_, &t->links_,
-                     &t->joiners_, &t->pending_exc_})
+  for (py::Ref* r : t->refs())
     if (int rc = r->visit(visit, arg)) return rc;
   return 0;
 }
 
 static int Tasklet_clear(Tasklet* t) {
   Py_CLEAR(t->dict_);
-  for (py::Ref* r : {&t->run_, &t->args_, &t->kwargs_, &t->context_,
-                     &t->value_, &t->exception_, &t->links_, &t->joiners_,
-                     &t->pending_exc_})
-    r->reset();
   // greenlet_ is kept: an adopted greenlet may still be running.
+  for (py::Ref* r : t->refs())
+    if (r != &t->greenlet_) r->reset();
   return 0;
 }
 
@@ -165,10 +139,7 @@ static void Tasklet_dealloc(Tasklet* t) {
   if (hub && hub == t->hub_ && hub->serial() == t->hub_serial_) t->disarm();
   if (t->weakrefs_) PyObject_ClearWeakRefs(t->self());
   Tasklet_clear(t);
-  for (py::Ref* r : {&t->greenlet_, &t->run_, &t->args_, &t->kwargs_,
-                     &t->context_, &t->value_, &t->exception_, &t->links_,
-                     &t->joiners_, &t->pending_exc_})
-    r->~Ref();
+  for (py::Ref* r : t->refs()) r->~Ref();
   tp->tp_free(t);
   Py_DECREF(tp);
 }

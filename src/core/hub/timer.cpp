@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "hub/tasklet.h"
+#include "py/errors.h"
 
 namespace ptsevent::hub {
 
@@ -117,11 +118,7 @@ static PyObject* Timer_start(Timer* self, PyObject* const* args,
     return nullptr;
   }
   PyObject* exc = args[1];
-  if (!(PyExceptionClass_Check(exc) || PyExceptionInstance_Check(exc))) {
-    PyErr_SetString(PyExc_TypeError,
-                    "exceptions must derive from BaseException");
-    return nullptr;
-  }
+  if (py::check_exception_arg(exc) < 0) return nullptr;
   Hub* hub = Hub::get();
   if (!hub) return nullptr;
   Tasklet* t = hub->current();
@@ -290,11 +287,7 @@ static PyObject* Waiter_switch(Waiter* self, PyObject* const* args,
 }
 
 static PyObject* Waiter_throw(Waiter* self, PyObject* exc) {
-  if (!(PyExceptionClass_Check(exc) || PyExceptionInstance_Check(exc))) {
-    PyErr_SetString(PyExc_TypeError,
-                    "exceptions must derive from BaseException");
-    return nullptr;
-  }
+  if (py::check_exception_arg(exc) < 0) return nullptr;
   if (waiter_set(self, nullptr, exc) < 0) return nullptr;
   Py_RETURN_NONE;
 }
@@ -341,11 +334,7 @@ static PyObject* Waiter_get(Waiter* self, PyObject* const* args,
     }
   }
   if (self->exc_) {
-    PyObject* exc = self->exc_.get();
-    if (PyExceptionClass_Check(exc))
-      PyErr_SetNone(exc);
-    else
-      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc)), exc);
+    py::raise(self->exc_.get());
     return nullptr;
   }
   return self->value_.new_ref();

@@ -11,7 +11,6 @@ bool import_api() {
 
 PyTypeObject* type() { return &PyGreenlet_Type; }
 PyObject* exit_exception() { return PyExc_GreenletExit; }
-PyObject* error_exception() { return PyExc_GreenletError; }
 
 PyObject* current() {
   return reinterpret_cast<PyObject*>(PyGreenlet_GetCurrent());

@@ -12,7 +12,6 @@ bool import_api();
 
 PyTypeObject* type();         // greenlet.greenlet
 PyObject* exit_exception();   // greenlet.GreenletExit (borrowed)
-PyObject* error_exception();  // greenlet.error (borrowed)
 
 PyObject* current();  // new reference to the running greenlet
 // A new greenlet that will call run() with the arguments of its first
