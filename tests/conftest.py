@@ -43,6 +43,8 @@ def assert_hub_clean(stats=None):
     stats = ptsevent.hub_stats() if stats is None else stats
     assert stats["tasklets"] == 0, stats
     assert stats["events"] == 0, stats
+    assert stats["io_handles"] == 0, stats
+    assert stats["io_waiters"] == 0, stats
     assert stats["libevent_events"] == stats["events"] + stats["internal_events"], stats
     assert stats["thread_jobs"] == 0, stats
     assert stats["ready"] == 0, stats

@@ -4,6 +4,7 @@
 #include "hub/hub.h"
 #include "hub/tasklet.h"
 #include "hub/timer.h"
+#include "io/io_handle.h"
 #include "py/greenlet_api.h"
 
 namespace nb = nanobind;
@@ -21,6 +22,7 @@ NB_MODULE(_core, m) {
   add_type("Tasklet", hub::make_tasklet_type());
   add_type("Timer", hub::make_timer_type());
   add_type("Waiter", hub::make_waiter_type());
+  add_type("IoHandle", io::make_io_handle_type());
 
   hub::LoopExit = PyErr_NewExceptionWithDoc(
       "ptsevent.LoopExit",

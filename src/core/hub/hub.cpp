@@ -577,15 +577,16 @@ void Hub::deliver_posts() {
 
 PyObject* Hub::stats() const {
   return Py_BuildValue(
-      "{s:l,s:l,s:l,s:i,s:l,s:n,s:l,s:K,s:K}", "tasklets", live_count_,
-      "events",
+      "{s:l,s:l,s:l,s:i,s:l,s:n,s:l,s:K,s:K,s:l,s:l}", "tasklets",
+      live_count_, "events",
       armed_events_, "internal_events", internal_events_, "libevent_events",
       event_base_get_num_events(base(), EVENT_BASE_COUNT_ADDED),
       "thread_jobs", thread_jobs_.load(), "ready",
       static_cast<Py_ssize_t>(ready_.size() + batch_.size()),
       "signal_handlers", signal_handlers_, "polls",
       static_cast<unsigned long long>(polls_), "blocking_polls",
-      static_cast<unsigned long long>(blocking_polls_));
+      static_cast<unsigned long long>(blocking_polls_), "io_handles",
+      io_handles_, "io_waiters", io_waiters_);
 }
 
 void Hub::set_error_handler(PyObject* fn) {

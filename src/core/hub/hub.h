@@ -100,6 +100,10 @@ class Hub {
   void on_event_disarmed() noexcept { --armed_events_; }
   void add_signal_handlers(long n) noexcept { signal_handlers_ += n; }
   void add_thread_jobs(long n) noexcept { thread_jobs_ += n; }
+  // Tasklets waiting on an IoHandle, and the IoHandles registered with
+  // libevent (their persistent events are not "armed" waits).
+  void add_io_waiters(long n) noexcept { io_waiters_ += n; }
+  void add_io_handles(long n) noexcept { io_handles_ += n; }
   // Armed Timers, so that shutdown can disarm them (timer.cpp).
   std::vector<Timer*> armed_timers_;
   // Whether `hub` still exists (a Waiter may outlive its thread's hub).
@@ -146,7 +150,8 @@ class Hub {
   void deliver_posts();
   void deliver_fired_timers();
   bool can_wake() const noexcept {
-    return armed_events_ > 0 || thread_jobs_ > 0 || signal_handlers_ > 0;
+    return armed_events_ > 0 || io_waiters_ > 0 || thread_jobs_ > 0 ||
+           signal_handlers_ > 0;
   }
   Tasklet* pop_batch() noexcept;
   PyObject* switch_to_next(Tasklet* self);
@@ -179,6 +184,8 @@ class Hub {
   long armed_events_ = 0;
   long internal_events_ = 0;
   long signal_handlers_ = 0;
+  long io_waiters_ = 0;
+  long io_handles_ = 0;
   std::atomic<long> thread_jobs_{0};
 
   std::vector<Timer*> fired_timers_;

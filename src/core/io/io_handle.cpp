@@ -1,0 +1,412 @@
+#include "io/io_handle.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <Python.h>
+#include <structmember.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "hub/tasklet.h"
+
+namespace ptsevent::io {
+
+using hub::Hub;
+using hub::Tasklet;
+
+PyTypeObject* IoHandleType = nullptr;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A timeout in seconds: < 0 blocks forever, 0 never waits.
+struct Deadline {
+  explicit Deadline(double seconds) : seconds_(seconds) {
+    if (seconds > 0)
+      at_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double>(seconds));
+  }
+  bool forever() const { return seconds_ < 0; }
+  bool never_wait() const { return seconds_ == 0; }
+  // Seconds left (>= 0); only meaningful when neither of the above.
+  double remaining() const {
+    double r = std::chrono::duration<double>(at_ - Clock::now()).count();
+    return r > 0 ? r : 0;
+  }
+  double wait_seconds() const { return forever() ? -1.0 : remaining(); }
+
+ private:
+  double seconds_;
+  Clock::time_point at_{};
+};
+
+bool hub_is(Hub* hub, uint64_t serial) {
+  return Hub::alive(hub) && hub->serial() == serial;
+}
+
+void set_ebadf() {
+  errno = EBADF;
+  PyErr_SetFromErrno(PyExc_OSError);
+}
+
+int parse_seconds(PyObject* obj, double* out) {
+  return hub::parse_timeout(obj, hub::TimeoutMode::kStrict, out);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- waiting
+
+void IoHandle::wake_all(std::vector<Tasklet*>* list) noexcept {
+  // Runs from libevent callbacks, maybe without the GIL: no Python.
+  for (Tasklet* t : *list) hub_->schedule(t);
+  list->clear();
+}
+
+void IoHandle::on_event(evutil_socket_t, short what, void* arg) {
+  IoHandle* h = static_cast<IoHandle*>(arg);
+  if (what & EV_READ) h->wake_all(h->readers_);
+  if (what & EV_WRITE) h->wake_all(h->writers_);
+}
+
+void IoHandle::unregister() noexcept {
+  if (!registered_) return;
+  event_del(&ev_);
+  registered_ = false;
+  hub_->add_io_handles(-1);
+}
+
+int IoHandle::wait(short what, double seconds) {
+  if (closed_) return set_ebadf(), -1;
+  Hub* hub = Hub::get();
+  if (!hub) return -1;
+  if (hub != hub_ || hub->serial() != hub_serial_) {
+    // First use from another thread: move the registration to its hub.
+    if (!readers_->empty() || !writers_->empty()) {
+      PyErr_SetString(PyExc_RuntimeError,
+                      "this descriptor is being waited on in another thread");
+      return -1;
+    }
+    if (registered_ && hub_is(hub_, hub_serial_)) unregister();
+    registered_ = false;
+    hub_ = hub;
+    hub_serial_ = hub->serial();
+  }
+  Tasklet* t = hub->current();
+  if (!t) return -1;
+  if (!registered_) {
+    // One persistent edge-triggered registration for the descriptor's
+    // lifetime: epoll reports the current state on ADD, so a descriptor
+    // that became ready before this point still wakes us.
+    event_assign(&ev_, hub->base(), fd_, EV_READ | EV_WRITE | EV_PERSIST | EV_ET,
+                 on_event, this);
+    errno = 0;
+    if (event_add(&ev_, nullptr) < 0) {
+      if (errno)
+        PyErr_SetFromErrno(PyExc_OSError);
+      else
+        PyErr_SetString(PyExc_OSError, "libevent: cannot watch the descriptor");
+      return -1;
+    }
+    registered_ = true;
+    hub->add_io_handles(1);
+  }
+  std::vector<Tasklet*>* list = what == EV_READ ? readers_ : writers_;
+  list->push_back(t);
+  hub->add_io_waiters(1);
+  int rc = t->wait_with_timer(seconds);
+  hub->add_io_waiters(-1);
+  auto it = std::find(list->begin(), list->end(), t);
+  bool woken = it == list->end();  // wake_all took us off the list
+  if (!woken) list->erase(it);
+  if (rc < 0) return -1;
+  if (closed_) return set_ebadf(), -1;
+  return woken ? 0 : rc;
+}
+
+// ------------------------------------------------------------- the object
+
+static PyObject* IoHandle_new(PyTypeObject* type, PyObject* args,
+                              PyObject* kwds) {
+  static const char* kwlist[] = {"fd", nullptr};
+  int fd;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "i:IoHandle",
+                                   const_cast<char**>(kwlist), &fd))
+    return nullptr;
+  if (fd < 0) {
+    PyErr_Format(PyExc_ValueError,
+                 "file descriptor cannot be a negative integer (%d)", fd);
+    return nullptr;
+  }
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  IoHandle* h = reinterpret_cast<IoHandle*>(type->tp_alloc(type, 0));
+  if (!h) return nullptr;
+  h->hub_ = hub;
+  h->hub_serial_ = hub->serial();
+  h->fd_ = fd;
+  h->readers_ = new std::vector<Tasklet*>();
+  h->writers_ = new std::vector<Tasklet*>();
+  return h->self();
+}
+
+static void IoHandle_dealloc(IoHandle* h) {
+  PyTypeObject* tp = Py_TYPE(h);
+  if (h->registered_ && hub_is(h->hub_, h->hub_serial_)) h->unregister();
+  if (h->weakrefs_) PyObject_ClearWeakRefs(h->self());
+  delete h->readers_;
+  delete h->writers_;
+  tp->tp_free(h);
+  Py_DECREF(tp);
+}
+
+// close(): forget the descriptor (the caller closes it afterwards). Waiters
+// wake up and raise OSError(EBADF).
+static PyObject* IoHandle_close(IoHandle* h, PyObject*) {
+  if (h->closed_) Py_RETURN_NONE;
+  h->closed_ = true;
+  if (hub_is(h->hub_, h->hub_serial_)) {
+    h->unregister();
+    h->wake_all(h->readers_);
+    h->wake_all(h->writers_);
+  } else {
+    h->registered_ = false;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject* wait_call(IoHandle* h, short what, PyObject* const* args,
+                           Py_ssize_t nargs) {
+  if (nargs > 1) {
+    PyErr_SetString(PyExc_TypeError, "expected at most 1 argument (timeout)");
+    return nullptr;
+  }
+  double seconds;
+  if (parse_seconds(nargs ? args[0] : Py_None, &seconds) < 0) return nullptr;
+  int rc = h->wait(what, seconds);
+  if (rc < 0) return nullptr;
+  if (rc == 1) {
+    PyErr_SetString(PyExc_TimeoutError, "timed out");
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject* IoHandle_wait_read(IoHandle* h, PyObject* const* args,
+                                    Py_ssize_t nargs) {
+  return wait_call(h, EV_READ, args, nargs);
+}
+
+static PyObject* IoHandle_wait_write(IoHandle* h, PyObject* const* args,
+                                     Py_ssize_t nargs) {
+  return wait_call(h, EV_WRITE, args, nargs);
+}
+
+// After a system call failed with errno: 1 to retry (EINTR, or waited
+// until ready), 0 never (the error is set), -1 error set as well.
+static int after_failure(IoHandle* h, short what, const Deadline& d) {
+  int err = errno;
+  if (err == EINTR) return PyErr_CheckSignals() < 0 ? -1 : 1;
+  if (err != EAGAIN && err != EWOULDBLOCK) {
+    PyErr_SetFromErrno(PyExc_OSError);
+    return -1;
+  }
+  if (d.never_wait()) {
+    PyErr_SetFromErrno(PyExc_OSError);  // BlockingIOError, as the stdlib
+    return -1;
+  }
+  double left = d.wait_seconds();
+  if (!d.forever() && left <= 0) {
+    PyErr_SetString(PyExc_TimeoutError, "timed out");
+    return -1;
+  }
+  int rc = h->wait(what, left);
+  if (rc < 0) return -1;
+  if (rc == 1) {
+    PyErr_SetString(PyExc_TimeoutError, "timed out");
+    return -1;
+  }
+  return 1;
+}
+
+// recv(bufsize, flags=0, timeout=None) -> bytes
+static PyObject* IoHandle_recv(IoHandle* h, PyObject* args) {
+  Py_ssize_t size;
+  int flags = 0;
+  PyObject* timeout = Py_None;
+  if (!PyArg_ParseTuple(args, "n|iO:recv", &size, &flags, &timeout))
+    return nullptr;
+  if (size < 0) {
+    PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
+    return nullptr;
+  }
+  double seconds;
+  if (parse_seconds(timeout, &seconds) < 0) return nullptr;
+  Deadline d(seconds);
+  PyObject* buf = PyBytes_FromStringAndSize(nullptr, size);
+  if (!buf) return nullptr;
+  for (;;) {
+    if (h->closed_) {
+      Py_DECREF(buf);
+      return set_ebadf(), nullptr;
+    }
+    ssize_t n = recv(h->fd_, PyBytes_AS_STRING(buf), size, flags);
+    if (n >= 0) {
+      if (n != size && _PyBytes_Resize(&buf, n) < 0) return nullptr;
+      return buf;
+    }
+    int rc = after_failure(h, EV_READ, d);
+    if (rc < 0) {
+      Py_DECREF(buf);
+      return nullptr;
+    }
+  }
+}
+
+// recv_into(buffer, nbytes=0, flags=0, timeout=None) -> int
+static PyObject* IoHandle_recv_into(IoHandle* h, PyObject* args) {
+  Py_buffer view;
+  Py_ssize_t nbytes = 0;
+  int flags = 0;
+  PyObject* timeout = Py_None;
+  if (!PyArg_ParseTuple(args, "w*|niO:recv_into", &view, &nbytes, &flags,
+                        &timeout))
+    return nullptr;
+  PyObject* result = nullptr;
+  double seconds;
+  if (nbytes < 0) {
+    PyErr_SetString(PyExc_ValueError, "negative buffersize in recv_into");
+  } else if (nbytes > view.len) {
+    PyErr_SetString(PyExc_ValueError, "buffer too small for requested bytes");
+  } else if (parse_seconds(timeout, &seconds) == 0) {
+    if (nbytes == 0) nbytes = view.len;
+    Deadline d(seconds);
+    for (;;) {
+      if (h->closed_) {
+        set_ebadf();
+        break;
+      }
+      ssize_t n = recv(h->fd_, view.buf, nbytes, flags);
+      if (n >= 0) {
+        result = PyLong_FromSsize_t(n);
+        break;
+      }
+      if (after_failure(h, EV_READ, d) < 0) break;
+    }
+  }
+  PyBuffer_Release(&view);
+  return result;
+}
+
+// send(data, flags=0, timeout=None) -> int
+// sendall(data, flags=0, timeout=None) -> None (timeout covers the call)
+static PyObject* send_impl(IoHandle* h, PyObject* args, bool all) {
+  Py_buffer view;
+  int flags = 0;
+  PyObject* timeout = Py_None;
+  if (!PyArg_ParseTuple(args, all ? "y*|iO:sendall" : "y*|iO:send", &view,
+                        &flags, &timeout))
+    return nullptr;
+  double seconds;
+  if (parse_seconds(timeout, &seconds) < 0) {
+    PyBuffer_Release(&view);
+    return nullptr;
+  }
+  Deadline d(seconds);
+  const char* p = static_cast<const char*>(view.buf);
+  Py_ssize_t left = view.len;
+  PyObject* result = nullptr;
+  for (;;) {
+    if (h->closed_) {
+      set_ebadf();
+      break;
+    }
+    ssize_t n = send(h->fd_, p, left, flags);
+    if (n >= 0) {
+      if (!all) {
+        result = PyLong_FromSsize_t(n);
+        break;
+      }
+      p += n;
+      left -= n;
+      if (left == 0) {
+        result = Py_NewRef(Py_None);
+        break;
+      }
+      continue;
+    }
+    if (after_failure(h, EV_WRITE, d) < 0) break;
+  }
+  PyBuffer_Release(&view);
+  return result;
+}
+
+static PyObject* IoHandle_send(IoHandle* h, PyObject* args) {
+  return send_impl(h, args, false);
+}
+
+static PyObject* IoHandle_sendall(IoHandle* h, PyObject* args) {
+  return send_impl(h, args, true);
+}
+
+static PyObject* IoHandle_get_fileno(IoHandle* h, void*) {
+  return PyLong_FromLong(h->closed_ ? -1 : h->fd_);
+}
+
+static PyObject* IoHandle_get_closed(IoHandle* h, void*) {
+  return PyBool_FromLong(h->closed_);
+}
+
+#define METH(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
+
+static PyMethodDef IoHandle_methods[] = {
+    {"wait_read", METH(IoHandle_wait_read), METH_FASTCALL,
+     "wait_read(timeout=None): wait until readable; TimeoutError."},
+    {"wait_write", METH(IoHandle_wait_write), METH_FASTCALL,
+     "wait_write(timeout=None): wait until writable; TimeoutError."},
+    {"recv", METH(IoHandle_recv), METH_VARARGS,
+     "recv(bufsize, flags=0, timeout=None) -> bytes"},
+    {"recv_into", METH(IoHandle_recv_into), METH_VARARGS,
+     "recv_into(buffer, nbytes=0, flags=0, timeout=None) -> int"},
+    {"send", METH(IoHandle_send), METH_VARARGS,
+     "send(data, flags=0, timeout=None) -> int"},
+    {"sendall", METH(IoHandle_sendall), METH_VARARGS,
+     "sendall(data, flags=0, timeout=None): the timeout bounds the call."},
+    {"close", METH(IoHandle_close), METH_NOARGS,
+     "Unregister; waiters raise OSError(EBADF). Does not close the fd."},
+    {nullptr, nullptr, 0, nullptr}};
+
+static PyGetSetDef IoHandle_getset[] = {
+    {"fileno", reinterpret_cast<getter>(IoHandle_get_fileno), nullptr,
+     "the descriptor, or -1 once closed", nullptr},
+    {"closed", reinterpret_cast<getter>(IoHandle_get_closed), nullptr, nullptr,
+     nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+static PyMemberDef IoHandle_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(IoHandle, weakrefs_), READONLY,
+     nullptr},
+    {nullptr, 0, 0, 0, nullptr}};
+
+PyTypeObject* make_io_handle_type() {
+  PyType_Slot slots[] = {
+      {Py_tp_new, reinterpret_cast<void*>(IoHandle_new)},
+      {Py_tp_dealloc, reinterpret_cast<void*>(IoHandle_dealloc)},
+      {Py_tp_methods, IoHandle_methods},
+      {Py_tp_getset, IoHandle_getset},
+      {Py_tp_members, IoHandle_members},
+      {Py_tp_doc, const_cast<char*>(
+                      "IoHandle(fd): cooperative waits and I/O loops for one "
+                      "non-blocking descriptor.")},
+      {0, nullptr}};
+  PyType_Spec spec = {"ptsevent._core.IoHandle", sizeof(IoHandle), 0,
+                      Py_TPFLAGS_DEFAULT, slots};
+  IoHandleType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  return IoHandleType;
+}
+
+}  // namespace ptsevent::io

@@ -1,0 +1,59 @@
+// IoHandle (`_core.IoHandle`): the cooperative side of one descriptor.
+//
+// A socket (or pipe) registers ONE persistent, edge-triggered libevent
+// event for reading and writing the first time an operation would block,
+// and keeps it until close(): a wait then costs no epoll_ctl at all, only
+// (with a timeout) a timer. The callback records readiness and wakes every
+// tasklet waiting in that direction; they retry the system call, and those
+// that get EAGAIN again wait again. So several tasklets may read (or write)
+// the same descriptor; each gets whole system-call results, in no promised
+// order.
+//
+// The I/O loops (try the call, wait on EAGAIN, retry until the deadline)
+// for recv/recv_into/send/sendall run here in C++; Python composes the
+// rest of the socket API from wait_read()/wait_write().
+//
+// Lifetime: the handle lives as long as the Python socket object holds it.
+// close() (or dealloc) removes the event before the descriptor is closed
+// and wakes the waiters, which raise OSError(EBADF). A waiting tasklet is
+// live (held by its hub), so the raw pointers in the waiter lists stay
+// valid; a waiter always removes itself before it returns.
+#pragma once
+
+#include <Python.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include <vector>
+
+#include "hub/hub.h"
+
+namespace ptsevent::io {
+
+struct IoHandle {
+  PyObject_HEAD
+  PyObject* weakrefs_;
+  hub::Hub* hub_;
+  uint64_t hub_serial_;
+  int fd_;
+  struct event ev_;
+  bool registered_;
+  bool read_ready_;
+  bool write_ready_;
+  bool closed_;
+  std::vector<hub::Tasklet*>* readers_;
+  std::vector<hub::Tasklet*>* writers_;
+
+  PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
+  // Waits until the descriptor may be readable (EV_READ) or writable.
+  // 0: ready, 1: timed out, -1: error (closed, interrupted ...).
+  int wait(short what, double seconds);
+  void unregister() noexcept;
+  void wake_all(std::vector<hub::Tasklet*>* list) noexcept;
+  static void on_event(evutil_socket_t fd, short what, void* arg);
+};
+
+extern PyTypeObject* IoHandleType;
+PyTypeObject* make_io_handle_type();
+
+}  // namespace ptsevent::io
