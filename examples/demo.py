@@ -1,32 +1,26 @@
 """ptsevent demo: thousands of tasklets talking over real TCP sockets.
 
 An echo server (one tasklet per connection) and N client tasklets run in one
-thread on 127.0.0.1; each client sends M messages and checks every echo.
-Sockets are plain non-blocking `socket.socket` objects: a tasklet that would
-block waits with ptsevent.wait_read / wait_write, which switches to the
-other tasklets instead of blocking the process.
+OS thread on 127.0.0.1; each client sends M messages and checks every echo.
+The code is plain blocking-style socket code: `ptsevent.socket` sockets
+suspend only the calling tasklet when a call would block.
 
-    python examples/demo.py [--clients 2000] [--messages 50]
+    python examples/demo.py [--clients 2000] [--messages 50] [--size 64]
 """
 
 import argparse
-import errno
 import resource
-import socket
 import sys
 import time
 
 import ptsevent
+from ptsevent import socket
 
 
 def recv_exactly(sock, n):
     chunks = []
     while n:
-        try:
-            data = sock.recv(n)
-        except BlockingIOError:
-            ptsevent.wait_read(sock, timeout=30)
-            continue
+        data = sock.recv(n)
         if not data:
             raise ConnectionError("peer closed the connection")
         chunks.append(data)
@@ -34,59 +28,27 @@ def recv_exactly(sock, n):
     return b"".join(chunks)
 
 
-def send_all(sock, data):
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[sock.send(view):]
-        except BlockingIOError:
-            ptsevent.wait_write(sock, timeout=30)
-
-
-def serve_client(conn, size):
+def serve_client(conn):
     with conn:
         while True:
-            try:
-                data = conn.recv(65536)
-            except BlockingIOError:
-                ptsevent.wait_read(conn)
-                continue
+            data = conn.recv(65536)
             if not data:
                 return
-            send_all(conn, data)
+            conn.sendall(data)
 
 
-def accept_loop(listener, size, handlers):
+def accept_loop(listener, handlers):
     while True:
-        try:
-            conn, _ = listener.accept()
-        except BlockingIOError:
-            ptsevent.wait_read(listener)
-            continue
-        except OSError as e:
-            if e.errno in (errno.EMFILE, errno.ENFILE):
-                ptsevent.sleep(0.01)
-                continue
-            raise
-        conn.setblocking(False)
-        handlers.append(ptsevent.spawn(serve_client, conn, size))
+        conn, _ = listener.accept()
+        handlers.append(ptsevent.spawn(serve_client, conn))
 
 
 def client(address, messages, size, latencies):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    with sock:
-        err = sock.connect_ex(address)
-        if err not in (0, errno.EINPROGRESS):
-            raise OSError(err, "connect failed")
-        ptsevent.wait_write(sock, timeout=30)
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            raise OSError(err, "connect failed")
+    with socket.create_connection(address, timeout=30) as sock:
         for i in range(messages):
             payload = (b"%08d" % i) * (size // 8)
             start = time.perf_counter()
-            send_all(sock, payload)
+            sock.sendall(payload)
             if recv_exactly(sock, len(payload)) != payload:
                 raise AssertionError("echo mismatch")
             latencies.append(time.perf_counter() - start)
@@ -107,16 +69,12 @@ def main(argv=None):
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
 
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(4096)
-    listener.setblocking(False)
+    listener = socket.create_server(("127.0.0.1", 0), backlog=4096)
     address = listener.getsockname()
 
     handlers = []
     latencies = []
-    server = ptsevent.spawn(accept_loop, listener, args.size, handlers)
+    server = ptsevent.spawn(accept_loop, listener, handlers)
     start = time.perf_counter()
     clients = [ptsevent.spawn(client, address, args.messages, args.size,
                               latencies) for _ in range(args.clients)]

@@ -232,7 +232,15 @@ def fromfd(fd, family, type, proto=0):
 
 
 def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
-    """socket.getaddrinfo in the thread pool (libc semantics, NSS honoured)."""
+    """socket.getaddrinfo in the thread pool (libc semantics, NSS honoured).
+
+    A numeric host (or None) needs no lookup and is answered in place."""
+    if host is None or isinstance(host, (str, bytes)):
+        try:
+            return _socket.getaddrinfo(host, port, family, type, proto,
+                                       flags | _socket.AI_NUMERICHOST)
+        except _socket.gaierror:
+            pass
     return _run_in_thread(_socket.getaddrinfo, host, port, family, type,
                           proto, flags)
 
