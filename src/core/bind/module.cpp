@@ -5,6 +5,7 @@
 #include "hub/tasklet.h"
 #include "hub/timer.h"
 #include "io/io_handle.h"
+#include "io/poll.h"
 #include "py/greenlet_api.h"
 
 namespace nb = nanobind;
@@ -12,7 +13,8 @@ using namespace ptsevent;
 
 NB_MODULE(_core, m) {
   if (!py::greenlet::import_api()) throw nb::python_error();
-  if (PyModule_AddFunctions(m.ptr(), hub::tasklet_functions) < 0)
+  if (PyModule_AddFunctions(m.ptr(), hub::tasklet_functions) < 0 ||
+      PyModule_AddFunctions(m.ptr(), io::poll_functions) < 0)
     throw nb::python_error();
 
   auto add_type = [&](const char* name, PyTypeObject* type) {
