@@ -312,3 +312,190 @@ def create_server(address, *, family=_socket.AF_INET, backlog=None,
 socket_compat = socket
 realsocket_compat = socket
 socket_fromfd = fromfd
+
+
+# -- the fast buffered socket -------------------------------------------------
+
+_BUFFERED_METHODS = ("read", "read1", "readline", "read_upto", "find", "peek",
+                     "discard", "unread", "readlines", "write", "flush")
+
+
+def _timeval_seconds(value):
+    if isinstance(value, (bytes, bytearray)):
+        import struct
+        sec, usec = struct.unpack("@ll", bytes(value)[:struct.calcsize("@ll")])
+        seconds = sec + usec / 1e6
+    else:
+        seconds = float(value)
+    return None if seconds <= 0 else seconds
+
+
+class _BufferedMixin:
+    """Delegates the buffered file API to a C++ BufferedIo in self._buf."""
+
+    __slots__ = ()
+
+    def __iter__(self):
+        return self._buf  # iterating the C++ object: no Python frame a line
+
+    def __next__(self):
+        return next(self._buf)
+
+    def readable(self):
+        return True
+
+    def writable(self):
+        return True
+
+
+for _name in _BUFFERED_METHODS:
+    def _delegate(self, *args, _name=_name, **kwargs):
+        return getattr(self._buf, _name)(*args, **kwargs)
+    _delegate.__name__ = _name
+    _delegate.__doc__ = getattr(_core.BufferedIo, _name).__doc__
+    setattr(_BufferedMixin, _name, _delegate)
+del _name, _delegate
+
+
+class fastsocket(_BufferedMixin, socket):
+    """A socket whose makefile() is itself, with C++ read/write buffers.
+
+    It has no Python-level timeout: its waits are bounded by the
+    SO_RCVTIMEO / SO_SNDTIMEO values set on it (which the kernel ignores on
+    non-blocking descriptors). readline, read(n), read_upto, find, peek,
+    discard, unread and iteration are served from the read buffer; write()
+    buffers until flush() (or 64 KiB); sendall() flushes first.
+    """
+
+    # No __slots__: the buffered methods are bound per instance straight
+    # to the C++ object, so readline() costs one C call, no Python frame.
+
+    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+        super().__init__(family, type, proto, fileno)
+        self._ptimeout = None
+        self._buf = buf = _core.BufferedIo(self._io)
+        for name in _BUFFERED_METHODS:
+            setattr(self, name, getattr(buf, name))
+
+    def settimeout(self, value):
+        if value is not None:
+            raise ValueError("a fastsocket has no Python-level timeout: set "
+                             "SO_RCVTIMEO / SO_SNDTIMEO instead")
+
+    def setblocking(self, flag):
+        if not flag:
+            raise ValueError("a fastsocket always waits cooperatively")
+
+    def setsockopt(self, level, optname, value, *args):
+        super().setsockopt(level, optname, value, *args)
+        if level == _socket.SOL_SOCKET and optname == _socket.SO_RCVTIMEO:
+            self._buf.read_timeout = _timeval_seconds(value)
+        elif level == _socket.SOL_SOCKET and optname == _socket.SO_SNDTIMEO:
+            self._buf.write_timeout = _timeval_seconds(value)
+
+    def makefile(self, *args, **kwargs):
+        return self
+
+    def recv(self, bufsize, flags=0):
+        if flags:
+            return super().recv(bufsize, flags)
+        return self._buf.read1(bufsize)
+
+    def send(self, data, flags=0):
+        self._buf.flush()
+        return super().send(data, flags)
+
+    def sendall(self, data, flags=0):
+        if flags:
+            self._buf.flush()
+            return super().sendall(data, flags)
+        return self._buf.sendall(data)
+
+    def _real_close(self, _ss=_c_socket.socket):
+        try:
+            if not self._io.closed:
+                self._buf.flush()
+        finally:
+            super()._real_close(_ss)
+
+    def accept(self):
+        fd, addr = self._accept()
+        return fastsocket(self.family, self.type, self.proto, fileno=fd), addr
+
+
+class nbfile(_BufferedMixin):
+    """The fastsocket's buffers over any descriptors: pipes, ttys, sockets.
+
+    nbfile(fd_in, fd_out=None, closefd=True). The descriptors are switched
+    to non-blocking mode and put back as they were on close(), since that
+    flag is shared with every process holding the same open file.
+    """
+
+
+    def __init__(self, fd_in, fd_out=None, closefd=True):
+        import fcntl
+        fd_out = fd_in if fd_out is None else fd_out
+        fds = [fd_in] if fd_in == fd_out else [fd_in, fd_out]
+        self._flags = {}
+        for fd in fds:
+            if not isinstance(fd, int) or isinstance(fd, bool):
+                raise TypeError("nbfile() needs integer descriptors")
+            if fd < 0:
+                raise ValueError(
+                    f"file descriptor cannot be a negative integer ({fd})")
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            self._flags[fd] = flags
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | _os.O_NONBLOCK)
+        self._fds = (fd_in, fd_out)
+        self._closefd = closefd
+        self._ins = _core.IoHandle(fd_in)
+        self._outs = self._ins if fd_in == fd_out else _core.IoHandle(fd_out)
+        self._buf = buf = _core.BufferedIo(self._ins, self._outs)
+        for name in _BUFFERED_METHODS:
+            setattr(self, name, getattr(buf, name))
+
+    def fileno(self):
+        return self._fds[0]
+
+    @property
+    def closed(self):
+        return self._ins.closed
+
+    def sendall(self, data):
+        self._buf.sendall(data)
+
+    def set_timeouts(self, read=None, write=None):
+        self._buf.read_timeout = read
+        self._buf.write_timeout = write
+
+    def close(self):
+        import fcntl
+        if self._ins.closed:
+            return
+        try:
+            self._buf.flush()
+        finally:
+            self._ins.close()
+            self._outs.close()
+            for fd, flags in self._flags.items():
+                try:
+                    fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+                    if self._closefd:
+                        _os.close(fd)
+                except OSError:
+                    pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - finalizer
+            pass
+
+    def __repr__(self):
+        return f"<ptsevent.nbfile fds={self._fds} closed={self.closed}>"

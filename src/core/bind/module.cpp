@@ -4,6 +4,7 @@
 #include "hub/hub.h"
 #include "hub/tasklet.h"
 #include "hub/timer.h"
+#include "io/buffered_io.h"
 #include "io/io_handle.h"
 #include "io/poll.h"
 #include "py/greenlet_api.h"
@@ -25,6 +26,7 @@ NB_MODULE(_core, m) {
   add_type("Timer", hub::make_timer_type());
   add_type("Waiter", hub::make_waiter_type());
   add_type("IoHandle", io::make_io_handle_type());
+  add_type("BufferedIo", io::make_buffered_io_type());
 
   hub::LoopExit = PyErr_NewExceptionWithDoc(
       "ptsevent.LoopExit",

@@ -21,29 +21,6 @@ PyTypeObject* IoHandleType = nullptr;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// A timeout in seconds: < 0 blocks forever, 0 never waits.
-struct Deadline {
-  explicit Deadline(double seconds) : seconds_(seconds) {
-    if (seconds > 0)
-      at_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                               std::chrono::duration<double>(seconds));
-  }
-  bool forever() const { return seconds_ < 0; }
-  bool never_wait() const { return seconds_ == 0; }
-  // Seconds left (>= 0); only meaningful when neither of the above.
-  double remaining() const {
-    double r = std::chrono::duration<double>(at_ - Clock::now()).count();
-    return r > 0 ? r : 0;
-  }
-  double wait_seconds() const { return forever() ? -1.0 : remaining(); }
-
- private:
-  double seconds_;
-  Clock::time_point at_{};
-};
-
 bool hub_is(Hub* hub, uint64_t serial) {
   return Hub::alive(hub) && hub->serial() == serial;
 }
@@ -60,6 +37,23 @@ int parse_seconds(PyObject* obj, double* out) {
 }  // namespace
 
 // ---------------------------------------------------------------- waiting
+
+static double monotonic_now() {
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Deadline::Deadline(double seconds) : seconds_(seconds) {
+  if (seconds > 0) at_ = monotonic_now() + seconds;
+}
+
+double Deadline::wait_seconds() const {
+  if (forever()) return -1.0;
+  if (never_wait()) return 0;
+  double left = at_ - monotonic_now();
+  return left > 0 ? left : 0;
+}
 
 void IoHandle::wake_all(std::vector<Tasklet*>* list) noexcept {
   // Runs from libevent callbacks, maybe without the GIL: no Python.
@@ -206,9 +200,7 @@ static PyObject* IoHandle_wait_write(IoHandle* h, PyObject* const* args,
   return wait_call(h, EV_WRITE, args, nargs);
 }
 
-// After a system call failed with errno: 1 to retry (EINTR, or waited
-// until ready), 0 never (the error is set), -1 error set as well.
-static int after_failure(IoHandle* h, short what, const Deadline& d) {
+int retry_after_failure(IoHandle* h, short what, const Deadline& d) {
   int err = errno;
   if (err == EINTR) return PyErr_CheckSignals() < 0 ? -1 : 1;
   if (err != EAGAIN && err != EWOULDBLOCK) {
@@ -259,7 +251,7 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* args) {
       if (n != size && _PyBytes_Resize(&buf, n) < 0) return nullptr;
       return buf;
     }
-    int rc = after_failure(h, EV_READ, d);
+    int rc = retry_after_failure(h, EV_READ, d);
     if (rc < 0) {
       Py_DECREF(buf);
       return nullptr;
@@ -295,7 +287,7 @@ static PyObject* IoHandle_recv_into(IoHandle* h, PyObject* args) {
         result = PyLong_FromSsize_t(n);
         break;
       }
-      if (after_failure(h, EV_READ, d) < 0) break;
+      if (retry_after_failure(h, EV_READ, d) < 0) break;
     }
   }
   PyBuffer_Release(&view);
@@ -339,7 +331,7 @@ static PyObject* send_impl(IoHandle* h, PyObject* args, bool all) {
       }
       continue;
     }
-    if (after_failure(h, EV_WRITE, d) < 0) break;
+    if (retry_after_failure(h, EV_WRITE, d) < 0) break;
   }
   PyBuffer_Release(&view);
   return result;

@@ -53,7 +53,30 @@ struct IoHandle {
   static void on_event(evutil_socket_t fd, short what, void* arg);
 };
 
+// A timeout in seconds for one call: < 0 blocks forever, 0 never waits.
+class Deadline {
+ public:
+  explicit Deadline(double seconds);
+  bool forever() const { return seconds_ < 0; }
+  bool never_wait() const { return seconds_ == 0; }
+  double wait_seconds() const;  // -1 forever, else seconds left (>= 0)
+
+ private:
+  double seconds_;
+  double at_ = 0;  // CLOCK_MONOTONIC seconds
+};
+
+// After a system call on h failed with errno: returns 1 to retry (EINTR,
+// or waited until the descriptor may be ready), -1 with the Python error
+// set (another error, BlockingIOError when the deadline never waits,
+// TimeoutError, or the wait failed).
+int retry_after_failure(IoHandle* h, short what, const Deadline& d);
+
 extern PyTypeObject* IoHandleType;
+
+inline bool is_io_handle(PyObject* o) {
+  return PyObject_TypeCheck(o, IoHandleType);
+}
 PyTypeObject* make_io_handle_type();
 
 }  // namespace ptsevent::io
