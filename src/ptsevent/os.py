@@ -1,0 +1,260 @@
+"""Cooperative pipes and files: os.pipe/read/write, open and fdopen.
+
+Pipes, FIFOs, sockets, ttys and character devices are used in non-blocking
+mode and waited on through the hub, so only the calling tasklet blocks.
+Regular files (and block devices) are read and written with plain calls:
+epoll cannot wait on them (they are always "ready"), and a read from the
+page cache costs far less than a round trip through the thread pool; use
+`ptsevent.run_in_thread` around a call that may hit a slow disk.
+
+O_NONBLOCK belongs to the open file description, shared with every process
+that holds the same descriptor (the shell that started us, for stdin and
+stdout): a descriptor ptsevent did not create is put back to its original
+mode when its file is closed, and at exit.
+"""
+
+import atexit as _atexit
+import errno as _errno
+import fcntl as _fcntl
+import io as _io
+import os as _os
+import stat as _stat
+
+from ptsevent import _core
+
+__all__ = ["pipe", "read", "write", "open", "fdopen", "file_compat",
+           "set_nonblocking"]
+
+_restore = {}  # fd -> original flags, for descriptors we did not create
+
+
+def _pollable(fd):
+    mode = _os.fstat(fd).st_mode
+    return not (_stat.S_ISREG(mode) or _stat.S_ISBLK(mode) or
+                _stat.S_ISDIR(mode))
+
+
+def set_nonblocking(fd, created=False):
+    """Put fd in non-blocking mode; unless `created`, remember to restore."""
+    flags = _fcntl.fcntl(fd, _fcntl.F_GETFL)
+    if not flags & _os.O_NONBLOCK:
+        if not created:
+            _restore.setdefault(fd, flags)
+        _fcntl.fcntl(fd, _fcntl.F_SETFL, flags | _os.O_NONBLOCK)
+
+
+def _restore_mode(fd):
+    flags = _restore.pop(fd, None)
+    if flags is not None:
+        try:
+            _fcntl.fcntl(fd, _fcntl.F_SETFL, flags)
+        except OSError:
+            pass
+
+
+@_atexit.register
+def _restore_all():
+    for fd in list(_restore):
+        _restore_mode(fd)
+
+
+def pipe():
+    """os.pipe() whose ends are non-blocking and usable cooperatively."""
+    r, w = _os.pipe()
+    set_nonblocking(r, created=True)
+    set_nonblocking(w, created=True)
+    return r, w
+
+
+def read(fd, n):
+    """os.read that blocks only the calling tasklet."""
+    while True:
+        try:
+            return _os.read(fd, n)
+        except BlockingIOError:
+            _core.wait_read(fd)
+        except InterruptedError:
+            continue
+
+
+def write(fd, data):
+    """os.write that blocks only the calling tasklet."""
+    while True:
+        try:
+            return _os.write(fd, data)
+        except BlockingIOError:
+            _core.wait_write(fd)
+        except InterruptedError:
+            continue
+
+
+class CooperativeFileIO(_io.RawIOBase):
+    """A raw file over a pollable descriptor (pipe, FIFO, tty, socket,
+    character device) whose reads and writes wait cooperatively."""
+
+    def __init__(self, fd, mode="r", closefd=True, created=False):
+        super().__init__()
+        if not isinstance(fd, int) or isinstance(fd, bool):
+            raise TypeError("an integer is required")
+        if fd < 0:
+            raise ValueError("negative file descriptor")
+        self._fd = fd
+        self._mode = mode
+        self._closefd = closefd
+        self._io = _core.IoHandle(fd)
+        set_nonblocking(fd, created=created)
+
+    def fileno(self):
+        self._checkClosed()
+        return self._fd
+
+    def readable(self):
+        return "r" in self._mode or "+" in self._mode
+
+    def writable(self):
+        return any(c in self._mode for c in "wax+")
+
+    def isatty(self):
+        self._checkClosed()
+        return _os.isatty(self._fd)
+
+    def readinto(self, buffer):
+        self._checkClosed()
+        if not self.readable():
+            raise _io.UnsupportedOperation("not readable")
+        while True:
+            try:
+                return _os.readv(self._fd, [buffer])
+            except BlockingIOError:
+                self._io.wait_read()
+            except InterruptedError:
+                continue
+
+    def write(self, data):
+        self._checkClosed()
+        if not self.writable():
+            raise _io.UnsupportedOperation("not writable")
+        while True:
+            try:
+                return _os.write(self._fd, data)
+            except BlockingIOError:
+                self._io.wait_write()
+            except InterruptedError:
+                continue
+
+    def close(self):
+        if self.closed:
+            return
+        try:
+            super().close()
+        finally:
+            self._io.close()
+            _restore_mode(self._fd)
+            if self._closefd:
+                _os.close(self._fd)
+
+    @property
+    def mode(self):
+        return self._mode
+
+    def __repr__(self):
+        return f"<ptsevent.os.CooperativeFileIO fd={self._fd} mode={self._mode!r}>"
+
+
+def _wrap(raw, mode, buffering, encoding, errors, newline):
+    binary = "b" in mode
+    if buffering == 0:
+        if not binary:
+            raise ValueError("can't have unbuffered text I/O")
+        return raw
+    size = _io.DEFAULT_BUFFER_SIZE if buffering in (-1, None) or buffering == 1 \
+        else buffering
+    if raw.readable() and raw.writable():
+        buf = _io.BufferedRWPair(raw, raw, size)
+    elif raw.writable():
+        buf = _io.BufferedWriter(raw, size)
+    else:
+        buf = _io.BufferedReader(raw, size)
+    if binary:
+        return buf
+    return _io.TextIOWrapper(buf, encoding, errors, newline,
+                             line_buffering=buffering == 1)
+
+
+def _check_mode(mode, buffering):
+    if not isinstance(mode, str):
+        raise TypeError(f"open() argument 'mode' must be str, not "
+                        f"{type(mode).__name__}")
+    if buffering == 0 and "b" not in mode:
+        raise ValueError("can't have unbuffered text I/O")
+
+
+def open(file, mode="r", buffering=-1, encoding=None, errors=None,
+         newline=None, closefd=True, opener=None):
+    """builtins.open, cooperative for pipes, FIFOs, ttys and devices.
+
+    A FIFO's open waits cooperatively: a writer until a reader exists, a
+    reader until a writer has written or closed. Regular files are opened
+    by builtins.open unchanged (see the module docstring)."""
+    _check_mode(mode, buffering)
+    if isinstance(file, int):
+        return fdopen(file, mode, buffering, encoding, errors, newline, closefd)
+    path = _os.fspath(file)
+    try:
+        st = _os.stat(path)
+    except OSError:
+        st = None
+    if st is None or not (_stat.S_ISFIFO(st.st_mode) or _stat.S_ISCHR(st.st_mode)
+                          or _stat.S_ISSOCK(st.st_mode)):
+        return _io.open(file, mode, buffering, encoding, errors, newline,
+                        closefd, opener)
+    flags = _os.O_CLOEXEC | _os.O_NONBLOCK
+    if "+" in mode:
+        flags |= _os.O_RDWR
+    elif any(c in mode for c in "wax"):
+        flags |= _os.O_WRONLY
+    else:
+        flags |= _os.O_RDONLY
+    if "a" in mode:
+        flags |= _os.O_APPEND
+    fifo = _stat.S_ISFIFO(st.st_mode)
+    while True:
+        try:
+            fd = opener(path, flags) if opener else _os.open(path, flags)
+            break
+        except OSError as e:
+            # A FIFO's writer waits (cooperatively) for a reader, as a
+            # blocking open(2) would; O_NONBLOCK makes it fail with ENXIO.
+            if not (fifo and e.errno == _errno.ENXIO):
+                raise
+            _core.sleep(0.005)
+    raw = CooperativeFileIO(fd, mode.replace("b", "").replace("t", ""),
+                            closefd=True, created=True)
+    if fifo and flags & _os.O_ACCMODE == _os.O_RDONLY:
+        # A blocking open for reading returns once a writer exists; here the
+        # reader waits until the first writer has written or gone, so that
+        # its first read does not see an end of file before any writer.
+        try:
+            raw._io.wait_read()
+        except BaseException:
+            raw.close()
+            raise
+    raw.name = path
+    return _wrap(raw, mode, buffering, encoding, errors, newline)
+
+
+def fdopen(fd, mode="r", buffering=-1, encoding=None, errors=None,
+           newline=None, closefd=True):
+    """os.fdopen, cooperative when fd is pollable (not a regular file)."""
+    if not isinstance(fd, int) or isinstance(fd, bool):
+        raise TypeError(f"an integer is required (got type {type(fd).__name__})")
+    _check_mode(mode, buffering)
+    if not _pollable(fd):
+        return _io.open(fd, mode, buffering, encoding, errors, newline, closefd)
+    raw = CooperativeFileIO(fd, mode.replace("b", "").replace("t", ""),
+                            closefd=closefd)
+    raw.name = fd
+    return _wrap(raw, mode, buffering, encoding, errors, newline)
+
+
+file_compat = open
