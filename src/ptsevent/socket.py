@@ -11,6 +11,7 @@ the same waits. `makefile()` is the standard one, over these methods.
 
 import _socket as _c_socket
 import errno as _errno
+import fcntl as _fcntl
 import os as _os
 import socket as _socket
 import time as _time
@@ -23,6 +24,7 @@ __all__ = [name for name in dir(_socket) if not name.startswith("_")]
 
 _std_socket = _socket.socket
 _MISSING = object()
+_SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
 
 
 def _remaining(deadline):
@@ -34,24 +36,36 @@ def _remaining(deadline):
 class socket(_std_socket):
     """A socket whose blocking calls suspend only the calling tasklet."""
 
-    __slots__ = ("_io", "_ptimeout")
+    __slots__ = ("_io", "_ptimeout", "_restore_flags")
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         super().__init__(family, type, proto, fileno)
-        self._ptimeout = _socket.getdefaulttimeout()
+        self._restore_flags = None
+        if fileno is not None:
+            # O_NONBLOCK is shared with every holder of this open file (a
+            # dup, a parent process): give it back on close and detach.
+            flags = _fcntl.fcntl(_std_socket.fileno(self), _fcntl.F_GETFL)
+            if not flags & _os.O_NONBLOCK:
+                self._restore_flags = flags
+        if isinstance(type, int) and type != -1 and type & _SOCK_NONBLOCK:
+            self._ptimeout = 0.0
+        else:
+            self._ptimeout = _socket.getdefaulttimeout()
         _std_socket.settimeout(self, 0.0)
         self._io = _core.IoHandle(_std_socket.fileno(self))
 
     # -- timeouts -----------------------------------------------------------
 
     def settimeout(self, value):
-        if value is not None:
-            value = float(value)
-            if value != value:
-                raise ValueError("Invalid value NaN (not a number)")
-            if value < 0:
-                raise ValueError("Timeout value out of range")
-        self._ptimeout = value
+        # The C socket validates exactly as the standard library does
+        # (TypeError, ValueError, OverflowError); the descriptor itself
+        # stays non-blocking.
+        try:
+            _c_socket.socket.settimeout(self, value)
+        finally:
+            checked = _c_socket.socket.gettimeout(self)
+            _c_socket.socket.settimeout(self, 0.0)
+        self._ptimeout = checked if value is not None else None
 
     def gettimeout(self):
         return self._ptimeout
@@ -126,7 +140,7 @@ class socket(_std_socket):
         try:
             return self._connect(address)
         except TimeoutError:
-            return _errno.EAGAIN if self._ptimeout == 0.0 else _errno.ETIMEDOUT
+            return _errno.EWOULDBLOCK  # what CPython's connect_ex returns
 
     def _connect(self, address):
         err = super().connect_ex(address)
@@ -184,13 +198,29 @@ class socket(_std_socket):
 
     # -- lifetime ------------------------------------------------------------
 
+    def _give_back_blocking_mode(self):
+        fd = _std_socket.fileno(self)
+        if fd < 0:
+            return
+        if self._restore_flags is not None:
+            _fcntl.fcntl(fd, _fcntl.F_SETFL, self._restore_flags)
+            self._restore_flags = None
+        elif self._ptimeout is None:
+            _os.set_blocking(fd, True)
+
     def _real_close(self, _ss=_c_socket.socket):
         # Runs when the socket and every makefile() over it are closed.
         self._io.close()
+        if self._restore_flags is not None:
+            try:
+                self._give_back_blocking_mode()
+            except OSError:
+                pass
         _ss.close(self)
 
     def detach(self):
         self._io.close()
+        self._give_back_blocking_mode()
         return super().detach()
 
     def dup(self):
@@ -202,6 +232,7 @@ class socket(_std_socket):
     def accept(self):
         fd, addr = self._accept()
         sock = socket(self.family, self.type, self.proto, fileno=fd)
+        sock._restore_flags = None  # ours alone: nothing to give back
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         return sock, addr
@@ -420,7 +451,9 @@ class fastsocket(_BufferedMixin, socket):
 
     def accept(self):
         fd, addr = self._accept()
-        return fastsocket(self.family, self.type, self.proto, fileno=fd), addr
+        sock = fastsocket(self.family, self.type, self.proto, fileno=fd)
+        sock._restore_flags = None
+        return sock, addr
 
 
 class nbfile(_BufferedMixin):

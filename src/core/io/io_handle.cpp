@@ -238,6 +238,8 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* args) {
   }
   double seconds;
   if (parse_seconds(timeout, &seconds) < 0) return nullptr;
+  // recv(0) asks for nothing: return at once, never wait for data.
+  if (size == 0) return PyBytes_FromStringAndSize(nullptr, 0);
   Deadline d(seconds);
   PyObject* buf = PyBytes_FromStringAndSize(nullptr, size);
   if (!buf) return nullptr;
@@ -276,8 +278,9 @@ static PyObject* IoHandle_recv_into(IoHandle* h, PyObject* args) {
     PyErr_SetString(PyExc_ValueError, "buffer too small for requested bytes");
   } else if (parse_seconds(timeout, &seconds) == 0) {
     if (nbytes == 0) nbytes = view.len;
+    if (nbytes == 0) result = PyLong_FromLong(0);  // nothing asked for
     Deadline d(seconds);
-    for (;;) {
+    while (!result) {
       if (h->closed_) {
         set_ebadf();
         break;
