@@ -68,6 +68,7 @@ test-asan: $(ASAN_VENV)/.built
 bench: setup
 	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'
 	$(PY) bench/switch.py
+	$(PY) bench/echo.py --duration 2
 
 clean:
 	rm -rf build $(VENV) $(ASAN_VENV)

@@ -62,6 +62,11 @@ class Workload:
     quick_params: dict  # parameters under --quick
     # Optional extra column: (header, key in "extra", formatter).
     extra_column: tuple = None
+    # Further columns of the same form, shown after extra_column (the median
+    # over the successful runs of each), e.g. for echo.py's CPU figures.
+    extra_columns: tuple = ()
+    # Optional ``fn(ok_results) -> str``: added to a row's note column.
+    row_note: object = None
 
 
 # --------------------------------------------------------------------------
@@ -246,9 +251,10 @@ def format_rate(rate):
 def format_table(workload, impls, results_by_impl, params):
     """The table for one workload, as a list of lines."""
     headers = ["impl", "version", "median", "min", "max", f"vs {BASELINE}"]
-    extra = workload.extra_column
-    if extra:
-        headers.append(extra[0])
+    extras = ([workload.extra_column] if workload.extra_column else []) + list(
+        workload.extra_columns
+    )
+    headers += [e[0] for e in extras]
     headers += ["runs", "note"]
 
     base = summarize(results_by_impl.get(BASELINE, []))
@@ -286,15 +292,21 @@ def format_table(workload, impls, results_by_impl, params):
             format_rate(stats["max"]),
             ratio,
         ]
-        if extra:
+        for extra in extras:
             values = [
                 r["extra"][extra[1]]
                 for r in results
-                if r.get("status") == OK and extra[1] in r.get("extra", {})
+                if r.get("status") == OK
+                and r.get("extra", {}).get(extra[1]) is not None
             ]
             row.append(extra[2](statistics.median(values)) if values else "-")
         row.append(str(stats["n"]))
-        row.append(f"{len(failed)} run(s) failed, see below" if failed else "")
+        notes = []
+        if workload.row_note is not None:
+            notes.append(workload.row_note([r for r in results if r.get("status") == OK]))
+        if failed:
+            notes.append(f"{len(failed)} run(s) failed, see below")
+        row.append("; ".join(n for n in notes if n))
         rows.append(row)
 
     widths = [

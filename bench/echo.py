@@ -1,0 +1,749 @@
+"""Echo-server benchmark: ptsevent sockets against gevent, asyncio, uvloop and C.
+
+For every implementation an echo server runs in its own fresh process, pinned
+to one CPU; a small C load generator (bench/echo_client.c, compiled here with
+``cc -O2``) runs pinned to another CPU. The client opens N connections on
+loopback; each sends a fixed-size message, waits for the whole echo and sends
+the next. Messages completed in a fixed window are counted, and the server's
+CPU time (utime + stime from /proc/<pid>/stat) and the client's own are
+sampled at the start and end of that same window.
+
+Implementations (server side):
+
+  ptsevent         one tasklet per connection, ptsevent.socket: recv(65536) / sendall
+  gevent           gevent.server.StreamServer, the same loop on gevent's socket
+  asyncio-streams  asyncio.start_server, StreamReader.read(65536) / write + drain
+  uvloop-streams   the same on uvloop's loop
+  uvloop-protocol  an asyncio.Protocol on uvloop writing back in data_received
+  c-epoll          bench/echo_server.c: plain C, epoll, the reference ceiling
+
+    python bench/echo.py [--quick] [--impl a,b] [--conns 10,100] [--sizes 1k,10k,100k]
+
+See bench/README.md for what is measured and how to read the table.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import _common  # noqa: E402
+
+IMPLS = (
+    "ptsevent",
+    "gevent",
+    "asyncio-streams",
+    "uvloop-streams",
+    "uvloop-protocol",
+    "c-epoll",
+)
+# The library each Python implementation needs (for _common.import_impl).
+LIBRARY = {
+    "ptsevent": "ptsevent",
+    "gevent": "gevent",
+    "asyncio-streams": "asyncio",
+    "uvloop-streams": "uvloop",
+    "uvloop-protocol": "uvloop",
+}
+CONNS = (10, 100)
+SIZES = (1024, 10 * 1024, 100 * 1024)
+
+BUILD_DIR = os.path.join(HERE, ".build")
+CLIENT_SRC = os.path.join(HERE, "echo_client.c")
+SERVER_SRC = os.path.join(HERE, "echo_server.c")
+
+# A row whose client used at least this share of its CPU is marked: the
+# client may have limited the rate, which is then a lower bound.
+CLIENT_BOUND = 0.90
+
+READY_TIMEOUT = 20.0  # seconds for a server to start listening
+RECV_SIZE = 65536
+
+
+# --------------------------------------------------------------------------
+# Server mode: one implementation, listening on 127.0.0.1, until killed.
+
+
+def _ready(port, impl):
+    lib = LIBRARY[impl]
+    version, description = _common.import_impl(lib)
+    print(
+        json.dumps(
+            {
+                "status": _common.OK,
+                "port": port,
+                "pid": os.getpid(),
+                "version": version,
+                "description": description,
+            }
+        ),
+        flush=True,
+    )
+
+
+def _serve_ptsevent(impl):
+    import ptsevent
+    from ptsevent import socket as psocket
+
+    listener = psocket.create_server(("127.0.0.1", 0), backlog=1024)
+    nodelay = (psocket.IPPROTO_TCP, psocket.TCP_NODELAY, 1)
+
+    def handle(conn):
+        recv, sendall = conn.recv, conn.sendall
+        try:
+            while True:
+                data = recv(RECV_SIZE)
+                if not data:
+                    break
+                sendall(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def accept_loop():
+        while True:
+            conn, _ = listener.accept()
+            conn.setsockopt(*nodelay)
+            ptsevent.spawn(handle, conn)
+
+    acceptor = ptsevent.spawn(accept_loop)
+    _ready(listener.getsockname()[1], impl)
+    acceptor.join()
+
+
+def _serve_gevent(impl):
+    import socket
+
+    from gevent.server import StreamServer
+
+    nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle(conn, _address):
+        conn.setsockopt(*nodelay)
+        recv, sendall = conn.recv, conn.sendall
+        try:
+            while True:
+                data = recv(RECV_SIZE)
+                if not data:
+                    break
+                sendall(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    server = StreamServer(("127.0.0.1", 0), handle, backlog=1024)
+    server.start()
+    _ready(server.server_port, impl)
+    server.serve_forever()
+
+
+def _serve_asyncio(impl):
+    import asyncio
+
+    async def handle(reader, writer):
+        read, write, drain = reader.read, writer.write, writer.drain
+        try:
+            while True:
+                data = await read(RECV_SIZE)
+                if not data:
+                    break
+                write(data)
+                await drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        if impl == "uvloop-protocol":
+            server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=1024)
+        else:
+            server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        _ready(server.sockets[0].getsockname()[1], impl)
+        async with server:
+            await server.serve_forever()
+
+    if impl.startswith("uvloop"):
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    else:
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(main())
+
+
+SERVERS = {
+    "ptsevent": _serve_ptsevent,
+    "gevent": _serve_gevent,
+    "asyncio-streams": _serve_asyncio,
+    "uvloop-streams": _serve_asyncio,
+    "uvloop-protocol": _serve_asyncio,
+}
+
+
+def serve(impl, cpu, lifetime):
+    """Server mode: print one JSON line (ready, missing or error), then serve."""
+    # SIGALRM's default action ends the process: a server never outlives
+    # its run, even if the driver is killed before it can stop it.
+    signal.alarm(max(1, int(lifetime)))
+    if cpu is not None:
+        _common.pin_to_cpu(cpu)
+    try:
+        _common.import_impl(LIBRARY[impl])
+    except _common.Missing as exc:
+        print(json.dumps({"status": _common.MISSING, "error": str(exc)}), flush=True)
+        return 0
+    try:
+        SERVERS[impl](impl)
+    except BaseException as exc:
+        print(
+            json.dumps({"status": _common.ERROR, "error": f"{type(exc).__name__}: {exc}"}),
+            flush=True,
+        )
+        raise
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Building the C programs, once, into bench/.build/.
+
+
+def _cc_version(cc):
+    try:
+        out = subprocess.run(
+            [cc, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+        return out.splitlines()[0].strip() if out else "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def build(src, name):
+    """Compile ``src`` with ``cc -O2``; return ``(path, None)`` or ``(None, why)``.
+
+    The binary is cached under bench/.build/, keyed on the source and the
+    compiler, so later invocations reuse it.
+    """
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        return None, f"no C compiler: {cc!r} is not on PATH (set CC or install cc)"
+    try:
+        with open(src, "rb") as f:
+            source = f.read()
+    except OSError as exc:
+        return None, f"cannot read {src}: {exc}"
+    key = hashlib.sha256(source + _cc_version(cc).encode()).hexdigest()[:16]
+    out = os.path.join(BUILD_DIR, f"{name}-{key}")
+    if os.path.exists(out):
+        return out, None
+    os.makedirs(BUILD_DIR, exist_ok=True)
+    ignore = os.path.join(BUILD_DIR, ".gitignore")
+    if not os.path.exists(ignore):
+        with open(ignore, "w") as f:
+            f.write("# build cache of bench/echo.py\n*\n")
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=BUILD_DIR)
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            [cc, "-O2", "-Wall", "-o", tmp, src],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            return None, f"{cc} -O2 {os.path.basename(src)} failed: {tail}"
+        os.replace(tmp, out)
+        for old in os.listdir(BUILD_DIR):  # binaries of older sources
+            if old.startswith(f"{name}-") and old != os.path.basename(out):
+                os.unlink(os.path.join(BUILD_DIR, old))
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"{cc} -O2 {os.path.basename(src)} failed: {exc}"
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out, None
+
+
+# --------------------------------------------------------------------------
+# Driver.
+
+
+class Server:
+    """One running echo server process (or why it is not running)."""
+
+    def __init__(self, impl, cmd):
+        self.impl = impl
+        self.proc = None
+        self.info = {}
+        self.error = None
+        self.missing = False
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+            )
+        except OSError as exc:
+            self.error = f"cannot start: {exc}"
+            return
+        line = self._read_line(READY_TIMEOUT)
+        if line is None:
+            self.error = f"not listening after {READY_TIMEOUT:g} s: {self.stderr_tail()}"
+            self.stop()
+            return
+        try:
+            self.info = json.loads(line)
+        except ValueError:
+            self.error = f"bad ready line {line!r}: {self.stderr_tail()}"
+            self.stop()
+            return
+        status = self.info.get("status")
+        if status != _common.OK:
+            self.missing = status == _common.MISSING
+            self.error = self.info.get("error", "?")
+            self.stop()
+
+    def _read_line(self, timeout):
+        """The first stdout line, or None on EOF or after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        buf = b""
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return None
+            buf += chunk
+        return buf.split(b"\n", 1)[0].decode(errors="replace")
+
+    @property
+    def ok(self):
+        return self.error is None and self.proc is not None
+
+    def alive(self):
+        if self.proc is None or self.proc.poll() is not None:
+            if self.error is None:
+                code = None if self.proc is None else self.proc.returncode
+                self.error = f"server exited (status {code}): {self.stderr_tail()}"
+            return False
+        return True
+
+    def stderr_tail(self):
+        try:
+            self._stderr.seek(0)
+            lines = self._stderr.read().strip().splitlines()
+        except (OSError, ValueError):
+            return "?"
+        return lines[-1] if lines else "(no output)"
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()
+
+
+def server_cmd(impl, c_server, cpu, lifetime):
+    if impl == "c-epoll":
+        cmd = [c_server, "--lifetime", str(int(lifetime))]
+    else:
+        cmd = [sys.executable, os.path.abspath(__file__), "--serve", impl]
+        cmd += ["--lifetime", str(int(lifetime))]
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
+    return cmd
+
+
+def run_client(client, server, conns, size, args, cpu):
+    """One measurement against a running server: a result dict for the table."""
+    base = {"impl": server.impl, "conns": conns, "size": size, "status": _common.ERROR}
+    cmd = [
+        client,
+        "--port", str(server.info["port"]),
+        "--conns", str(conns),
+        "--size", str(size),
+        "--warmup", repr(args.warmup),
+        "--duration", repr(args.duration),
+        "--server-pid", str(server.proc.pid),
+    ]
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
+    if args.server_cpu is not None:
+        cmd += ["--server-cpu", str(args.server_cpu)]
+    try:
+        proc = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=args.warmup + args.duration + args.timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {**base, "error": f"client timed out after {args.warmup + args.duration + args.timeout:g} s"}
+    r = None
+    for line in reversed(proc.stdout.splitlines()):
+        if line.strip().startswith("{"):
+            try:
+                r = json.loads(line)
+            except ValueError:
+                pass
+            break
+    if r is None:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {**base, "error": f"client exit status {proc.returncode}: {tail}"}
+    if r.get("status") != _common.OK:
+        if not server.alive():
+            return {**base, "error": server.error}
+        return {**base, "error": r.get("error", "?")}
+    messages = r["messages"]
+    if messages <= 0:
+        return {**base, "error": "no message completed in the timed window"}
+    extra = {
+        "client_util": r["client_util"],
+        "server_util": r["server_util"],
+        "client_core_busy": r.get("client_core_busy"),
+        "server_core_busy": r.get("server_core_busy"),
+        "server_cpu": r["server_cpu"],
+        "srv_cpu_per_10k": (
+            None if r["server_cpu"] is None else r["server_cpu"] / messages * 1e4
+        ),
+        "mib_per_s": r["rate"] * size / 2**20,
+        "per_conn_min": r["per_conn_min"],
+        "per_conn_max": r["per_conn_max"],
+    }
+    return {
+        **base,
+        "status": _common.OK,
+        "version": server.info.get("version"),
+        "description": server.info.get("description"),
+        "rate": r["rate"],
+        "ops": messages,
+        "seconds": r["seconds"],
+        "server_cpu_pinned": server.info.get("cpu", args.server_cpu),
+        "client_cpu_pinned": r.get("client_cpu_pinned"),
+        "extra": extra,
+    }
+
+
+def format_size(n):
+    if n % 1024 == 0:
+        return f"{n // 1024} KiB"
+    return f"{n} B"
+
+
+def parse_size(text):
+    t = text.strip().lower().replace("ib", "").replace("b", "")
+    mult = 1
+    if t.endswith("k"):
+        t, mult = t[:-1], 1024
+    elif t.endswith("m"):
+        t, mult = t[:-1], 1024 * 1024
+    return int(float(t) * mult)
+
+
+def _pct(v):
+    return f"{100 * v:.0f}%"
+
+
+def _client_load(r):
+    """How busy the client's CPU was: the whole core if known, else the process."""
+    core = r["extra"].get("client_core_busy")
+    return core if core is not None else r["extra"]["client_util"]
+
+
+def _client_note(ok_results):
+    loads = sorted(_client_load(r) for r in ok_results)
+    if not loads:
+        return ""
+    bound = sum(1 for x in loads if x >= CLIENT_BOUND)
+    if bound:
+        return f"CLIENT-BOUND in {bound}/{len(loads)} runs (client CPU >= {CLIENT_BOUND:.0%} busy)"
+    return ""
+
+
+def table_for(conns, size, args):
+    params = {
+        "conns": conns,
+        "size_h": format_size(size),
+        "duration": args.duration,
+        "warmup": args.warmup,
+    }
+    workload = _common.Workload(
+        name=f"echo {conns} x {format_size(size)}",
+        title=(
+            "{conns} connections, {size_h} messages, one in flight per connection "
+            "({duration:g} s timed after {warmup:g} s warm-up)"
+        ),
+        unit="echoed messages",
+        runners={},
+        params=params,
+        quick_params=params,
+        extra_columns=(
+            ("srv CPU s/10k msg", "srv_cpu_per_10k", lambda v: f"{v:.3f}"),
+            ("srv proc", "server_util", _pct),
+            ("srv core", "server_core_busy", _pct),
+            ("cli proc", "client_util", _pct),
+            ("cli core", "client_core_busy", _pct),
+        ),
+        row_note=_client_note,
+    )
+    return workload, params
+
+
+def drive(args, impls, conns_list, sizes):
+    started = time.monotonic()
+    pinning = hasattr(os, "sched_setaffinity") and not args.no_pin
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    server_cpu = client_cpu = None
+    if pinning:
+        server_cpu = args.server_cpu if args.server_cpu is not None else allowed[-1]
+        if args.client_cpu is not None:
+            client_cpu = args.client_cpu
+        else:
+            others = [c for c in allowed if c != server_cpu]
+            client_cpu = others[-1] if others else server_cpu
+        # The driver only waits; it shares the client's CPU, not the server's.
+        _common.pin_to_cpu(client_cpu)
+        if client_cpu == server_cpu:
+            pin_note = (
+                f"server and client both on CPU {server_cpu} (only one CPU allowed): "
+                "they compete, CPU shares are not comparable"
+            )
+        else:
+            pin_note = f"server pinned to CPU {server_cpu}, client to CPU {client_cpu} (os.sched_setaffinity)"
+    elif args.no_pin:
+        pin_note = "not pinned (--no-pin)"
+    else:
+        pin_note = "not pinned: os.sched_setaffinity is not available here"
+    args.server_cpu = server_cpu
+
+    shown = os.path.relpath(sys.executable)
+    if shown.startswith(".."):
+        shown = sys.executable
+    header = [
+        f"command: {shlex.join([shown] + sys.argv)}",
+        f"date:    {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        f"machine: {_common.machine_description()}",
+        f"python:  {platform.python_version()} ({sys.executable})",
+        f"load:    {_common.load_average()} (1, 5, 15 min) at start",
+        f"runs:    {args.repeat} per implementation and configuration; each run a fresh "
+        f"server process per implementation; {args.duration:g} s timed after "
+        f"{args.warmup:g} s warm-up per measurement",
+        f"cpus:    {pin_note}",
+    ]
+
+    client, why = build(CLIENT_SRC, "echo_client")
+    c_server = None
+    if client is None:
+        print("\n".join(header), flush=True)
+        print(f"\ncannot run: the C load generator could not be built: {why}")
+        return 2
+    if "c-epoll" in impls:
+        c_server, c_why = build(SERVER_SRC, "echo_server")
+    cc = os.environ.get("CC", "cc")
+    header.append(f"client:  {os.path.relpath(client)} ({_cc_version(cc)}, -O2), "
+                  "one thread, epoll, loopback, TCP_NODELAY")
+    print("\n".join(header), flush=True)
+
+    configs = [(c, s) for c in conns_list for s in sizes]
+    per_measure = args.warmup + args.duration + 5
+    lifetime = len(configs) * len(impls) * per_measure + 120
+    results = {cfg: {impl: [] for impl in impls} for cfg in configs}
+    missing = {}
+    all_results = []
+
+    for rep in range(args.repeat):
+        servers = {}
+        try:
+            for impl in impls:
+                if impl in missing:
+                    continue
+                if impl == "c-epoll" and c_server is None:
+                    missing[impl] = c_why
+                    continue
+                s = Server(impl, server_cmd(impl, c_server, server_cpu, lifetime))
+                if s.missing:
+                    missing[impl] = s.error
+                    continue
+                if impl == "c-epoll" and s.ok:
+                    s.info["version"] = _cc_version(cc).split()[-1]
+                    s.info["description"] = "C, epoll"
+                servers[impl] = s
+            for cfg in configs:
+                conns, size = cfg
+                for impl in impls:
+                    if impl in missing:
+                        if not results[cfg][impl]:
+                            results[cfg][impl].append(
+                                {"impl": impl, "status": _common.MISSING, "error": missing[impl]}
+                            )
+                        continue
+                    s = servers[impl]
+                    print(
+                        f"  [run {rep + 1}/{args.repeat}] {conns} x {format_size(size)} {impl} ...",
+                        end="",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    if s.ok and s.alive():
+                        r = run_client(client, s, conns, size, args, client_cpu)
+                    else:
+                        r = {"impl": impl, "conns": conns, "size": size,
+                             "status": _common.ERROR, "error": s.error}
+                    r["run"] = rep + 1
+                    if r["status"] == _common.OK:
+                        ex = r["extra"]
+                        msg = (
+                            f" {_common.format_rate(r['rate'])}/s, server "
+                            f"{_pct(ex['server_util'] or 0)}, client "
+                            f"{_pct(ex['client_util'])} (core "
+                            f"{_pct(_client_load(r))})"
+                        )
+                    else:
+                        msg = f" {r['status']}: {r.get('error', '')}"
+                    print(msg, file=sys.stderr, flush=True)
+                    results[cfg][impl].append(r)
+                    all_results.append(r)
+        finally:
+            for s in servers.values():
+                s.stop()
+
+    print()
+    print("rate = messages echoed per second (median over runs); vs ptsevent = median / ptsevent's median")
+    print("srv CPU s/10k msg = server utime+stime (/proc/<pid>/stat) over the timed window per 10,000 messages")
+    print("srv proc, cli proc = share of one CPU the server / client process used (utime+stime) in the window")
+    print("srv core, cli core = how busy the server's / client's CPU was in the window (/proc/stat: all but")
+    print("  idle+iowait, so it includes the loopback TCP softirq work that is not charged to either process)")
+    print(f"CLIENT-BOUND = the client's CPU was >= {CLIENT_BOUND:.0%} busy: the rate may be the client's limit")
+    for cfg in configs:
+        workload, params = table_for(cfg[0], cfg[1], args)
+        print()
+        print("\n".join(_common.format_table(workload, impls, results[cfg], params)), flush=True)
+
+    print()
+    if missing:
+        print("missing:")
+        for impl, why in missing.items():
+            print(f"  {impl}: {why}")
+    else:
+        print("missing: none")
+    print(f"total time: {time.monotonic() - started:.0f} s")
+
+    if args.save:
+        os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
+        with open(args.save, "w") as f:
+            json.dump({"header": header, "results": all_results}, f, indent=1)
+        print(f"raw results written to {args.save}")
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description="Echo-server benchmark: ptsevent against gevent, asyncio, uvloop and C."
+    )
+    parser.add_argument("--impl", help=f"comma-separated subset of: {','.join(IMPLS)}")
+    parser.add_argument(
+        "--conns", help="comma-separated connection counts (default: 10,100)"
+    )
+    parser.add_argument(
+        "--sizes", help="comma-separated message sizes, e.g. 1k,10k,100k or bytes (default: 1k,10k,100k)"
+    )
+    parser.add_argument(
+        "--duration", type=float, help="timed seconds per measurement (default 3; 0.5 with --quick)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, help="untimed seconds before each measurement (default 0.25; 0.1 with --quick)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, help="runs per implementation and configuration (default 3; 1 with --quick)"
+    )
+    parser.add_argument("--quick", action="store_true", help="short measurements, one run: a smoke test")
+    parser.add_argument("--server-cpu", type=int, help="CPU the servers are pinned to (default: the last allowed)")
+    parser.add_argument("--client-cpu", type=int, help="CPU the client is pinned to (default: the one before)")
+    parser.add_argument("--no-pin", action="store_true", help="pin nothing")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0,
+        help="seconds beyond warm-up + duration before a client is abandoned (default 30)",
+    )
+    parser.add_argument("--save", metavar="PATH", help="also write every raw result as JSON to PATH")
+    # Server mode, started by the driver.
+    parser.add_argument("--serve", metavar="IMPL", help=argparse.SUPPRESS)
+    parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--lifetime", type=float, default=3600, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.serve:
+        if args.serve not in SERVERS:
+            parser.error(f"--serve: unknown implementation {args.serve!r}")
+        return serve(args.serve, args.cpu, args.lifetime)
+
+    def pick(value, known, what, convert=str):
+        if not value:
+            return list(known)
+        try:
+            names = [convert(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            parser.error(f"bad {what} list {value!r}")
+        if convert is str:
+            names = [n.strip() for n in names]
+            for n in names:
+                if n not in known:
+                    parser.error(f"unknown {what} {n!r}; choose from {', '.join(known)}")
+        return names
+
+    impls = pick(args.impl, IMPLS, "implementation")
+    conns = pick(args.conns, CONNS, "connection count", int)
+    sizes = pick(args.sizes, SIZES, "size", parse_size)
+    if any(c < 1 for c in conns) or any(s < 1 for s in sizes):
+        parser.error("connection counts and sizes must be positive")
+    if args.duration is None:
+        args.duration = 0.5 if args.quick else 3.0
+    if args.warmup is None:
+        args.warmup = 0.1 if args.quick else 0.25
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.repeat < 1 or args.duration <= 0 or args.warmup < 0:
+        parser.error("--repeat must be >= 1, --duration > 0, --warmup >= 0")
+    return drive(args, impls, conns, sizes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
