@@ -52,7 +52,8 @@ class socket(_std_socket):
         else:
             self._ptimeout = _socket.getdefaulttimeout()
         _std_socket.settimeout(self, 0.0)
-        self._io = _core.IoHandle(_std_socket.fileno(self))
+        self._io = _core.IoHandle(_std_socket.fileno(self),
+                                  self.type == _socket.SOCK_STREAM)
 
     # -- timeouts -----------------------------------------------------------
 

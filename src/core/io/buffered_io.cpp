@@ -49,10 +49,12 @@ Py_ssize_t fill(BufferedIo* b, const Deadline& d) {
       PyErr_SetFromErrno(PyExc_OSError);
       return -1;
     }
+    if (wait_if_drained(h, d) < 0) return -1;
     char* dst = b->rbuf_.reserve(kReadChunk);
     if (!dst) return PyErr_NoMemory(), -1;
     ssize_t n = read(h->fd_, dst, kReadChunk);
     if (n > 0) {
+      h->after_read(n, kReadChunk);
       b->rbuf_.commit(n);
       return n;
     }

@@ -63,7 +63,11 @@ void IoHandle::wake_all(std::vector<Tasklet*>* list) noexcept {
 
 void IoHandle::on_event(evutil_socket_t, short what, void* arg) {
   IoHandle* h = static_cast<IoHandle*>(arg);
-  if (what & EV_READ) h->wake_all(h->readers_);
+  if (what & EV_CLOSED) h->peer_closed_ = true;
+  if (what & (EV_READ | EV_CLOSED)) {
+    h->maybe_readable_ = true;
+    h->wake_all(h->readers_);
+  }
   if (what & EV_WRITE) h->wake_all(h->writers_);
 }
 
@@ -96,7 +100,10 @@ int IoHandle::wait(short what, double seconds) {
     // One persistent edge-triggered registration for the descriptor's
     // lifetime: epoll reports the current state on ADD, so a descriptor
     // that became ready before this point still wakes us.
-    event_assign(&ev_, hub->base(), fd_, EV_READ | EV_WRITE | EV_PERSIST | EV_ET,
+    // EV_CLOSED (EPOLLRDHUP) tells a peer's shutdown apart from data, for
+    // the drained-stream shortcut (maybe_readable_).
+    event_assign(&ev_, hub->base(), fd_,
+                 EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
                  on_event, this);
     errno = 0;
     if (event_add(&ev_, nullptr) < 0) {
@@ -126,10 +133,11 @@ int IoHandle::wait(short what, double seconds) {
 
 static PyObject* IoHandle_new(PyTypeObject* type, PyObject* args,
                               PyObject* kwds) {
-  static const char* kwlist[] = {"fd", nullptr};
+  static const char* kwlist[] = {"fd", "stream", nullptr};
   int fd;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "i:IoHandle",
-                                   const_cast<char**>(kwlist), &fd))
+  int stream = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|p:IoHandle",
+                                   const_cast<char**>(kwlist), &fd, &stream))
     return nullptr;
   if (fd < 0) {
     PyErr_Format(PyExc_ValueError,
@@ -143,6 +151,8 @@ static PyObject* IoHandle_new(PyTypeObject* type, PyObject* args,
   h->hub_ = hub;
   h->hub_serial_ = hub->serial();
   h->fd_ = fd;
+  h->stream_ = stream;
+  h->maybe_readable_ = true;
   h->readers_ = new std::vector<Tasklet*>();
   h->writers_ = new std::vector<Tasklet*>();
   return h->self();
@@ -200,9 +210,18 @@ static PyObject* IoHandle_wait_write(IoHandle* h, PyObject* const* args,
   return wait_call(h, EV_WRITE, args, nargs);
 }
 
+int wait_if_drained(IoHandle* h, const Deadline& d) {
+  if (h->should_try_read() || d.never_wait()) return 0;
+  errno = EAGAIN;
+  return retry_after_failure(h, EV_READ, d) < 0 ? -1 : 0;
+}
+
 int retry_after_failure(IoHandle* h, short what, const Deadline& d) {
   int err = errno;
   if (err == EINTR) return PyErr_CheckSignals() < 0 ? -1 : 1;
+  if (what == EV_READ && (err == EAGAIN || err == EWOULDBLOCK) &&
+      !h->peer_closed_)
+    h->maybe_readable_ = false;
   if (err != EAGAIN && err != EWOULDBLOCK) {
     PyErr_SetFromErrno(PyExc_OSError);
     return -1;
@@ -248,8 +267,13 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* args) {
       Py_DECREF(buf);
       return set_ebadf(), nullptr;
     }
+    if (!flags && wait_if_drained(h, d) < 0) {
+      Py_DECREF(buf);
+      return nullptr;
+    }
     ssize_t n = recv(h->fd_, PyBytes_AS_STRING(buf), size, flags);
     if (n >= 0) {
+      if (!flags) h->after_read(n, size);
       if (n != size && _PyBytes_Resize(&buf, n) < 0) return nullptr;
       return buf;
     }
@@ -285,8 +309,10 @@ static PyObject* IoHandle_recv_into(IoHandle* h, PyObject* args) {
         set_ebadf();
         break;
       }
+      if (!flags && wait_if_drained(h, d) < 0) break;
       ssize_t n = recv(h->fd_, view.buf, nbytes, flags);
       if (n >= 0) {
+        if (!flags) h->after_read(n, nbytes);
         result = PyLong_FromSsize_t(n);
         break;
       }

@@ -38,6 +38,14 @@ struct IoHandle {
   int fd_;
   struct event ev_;
   bool registered_;
+  // Stream sockets only: false once a read came back short (the kernel
+  // buffer was drained) or with EAGAIN, true again when epoll reports an
+  // edge. While false, a read waits first instead of spending a system call
+  // on a certain EAGAIN; an edge-triggered epoll reports every arrival, so
+  // no data can be missed. (libuv stops reading on a short read likewise.)
+  bool stream_;
+  bool maybe_readable_;
+  bool peer_closed_;  // EV_CLOSED seen: reads never wait again (EOF/error)
   bool read_ready_;
   bool write_ready_;
   bool closed_;
@@ -51,6 +59,21 @@ struct IoHandle {
   void unregister() noexcept;
   void wake_all(std::vector<hub::Tasklet*>* list) noexcept;
   static void on_event(evutil_socket_t fd, short what, void* arg);
+
+  // Whether to try a read now, or wait for readiness first.
+  // Until the descriptor is registered no edge can have been seen, so the
+  // flag means nothing: try the call.
+  bool should_try_read() const noexcept {
+    return !stream_ || maybe_readable_ || !registered_ || peer_closed_;
+  }
+  // Records the outcome of a read of `asked` bytes that returned n (>= 0).
+  // A short read proves the buffer empty, but not that no FIN or error is
+  // pending: those arrive with EV_CLOSED (EPOLLRDHUP), which makes the flag
+  // stick.
+  void after_read(ssize_t n, size_t asked) noexcept {
+    if (stream_ && !peer_closed_ && n > 0 && static_cast<size_t>(n) < asked)
+      maybe_readable_ = false;
+  }
 };
 
 // A timeout in seconds for one call: < 0 blocks forever, 0 never waits.
@@ -71,6 +94,9 @@ class Deadline {
 // set (another error, BlockingIOError when the deadline never waits,
 // TimeoutError, or the wait failed).
 int retry_after_failure(IoHandle* h, short what, const Deadline& d);
+// Before a read on a stream: when the last read drained the socket, wait
+// for the next edge instead of trying (0 to read now, -1 on error).
+int wait_if_drained(IoHandle* h, const Deadline& d);
 
 extern PyTypeObject* IoHandleType;
 
