@@ -19,6 +19,8 @@ using hub::Tasklet;
 
 PyTypeObject* IoHandleType = nullptr;
 
+constexpr Py_ssize_t kScratchSize = 65536;
+
 namespace {
 
 bool hub_is(Hub* hub, uint64_t serial) {
@@ -260,6 +262,22 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* args) {
   // recv(0) asks for nothing: return at once, never wait for data.
   if (size == 0) return PyBytes_FromStringAndSize(nullptr, 0);
   Deadline d(seconds);
+  if (size <= kScratchSize) {
+    // Small and medium reads land in a per-thread scratch buffer and are
+    // copied into a bytes object of the exact size: cheaper than
+    // allocating `size` bytes and shrinking them for every message.
+    static thread_local char scratch[kScratchSize];
+    for (;;) {
+      if (h->closed_) return set_ebadf(), nullptr;
+      if (!flags && wait_if_drained(h, d) < 0) return nullptr;
+      ssize_t n = recv(h->fd_, scratch, size, flags);
+      if (n >= 0) {
+        if (!flags) h->after_read(n, size);
+        return PyBytes_FromStringAndSize(scratch, n);
+      }
+      if (retry_after_failure(h, EV_READ, d) < 0) return nullptr;
+    }
+  }
   PyObject* buf = PyBytes_FromStringAndSize(nullptr, size);
   if (!buf) return nullptr;
   for (;;) {
