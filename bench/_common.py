@@ -419,6 +419,12 @@ def drive(script, workloads, impls, args):
         print()
         print("\n".join(format_table(workload, impls, by_impl, params)), flush=True)
 
+    finish(missing, started, args.save, header, all_results)
+
+
+def finish(missing, started, save, header, all_results):
+    """The closing lines of a driver run: what was missing, the total time,
+    and the raw results written to `save` (a path, or None)."""
     print()
     if missing:
         print("missing (not importable with this interpreter):")
@@ -428,11 +434,11 @@ def drive(script, workloads, impls, args):
         print("missing: none")
     print(f"total time: {time.monotonic() - started:.0f} s")
 
-    if args.save:
-        os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
-        with open(args.save, "w") as f:
+    if save:
+        os.makedirs(os.path.dirname(os.path.abspath(save)), exist_ok=True)
+        with open(save, "w") as f:
             json.dump({"header": header, "results": all_results}, f, indent=1)
-        print(f"raw results written to {args.save}")
+        print(f"raw results written to {save}")
 
 
 # --------------------------------------------------------------------------

@@ -658,20 +658,7 @@ def drive(args, impls, conns_list, sizes):
         print()
         print("\n".join(_common.format_table(workload, impls, results[cfg], params)), flush=True)
 
-    print()
-    if missing:
-        print("missing:")
-        for impl, why in missing.items():
-            print(f"  {impl}: {why}")
-    else:
-        print("missing: none")
-    print(f"total time: {time.monotonic() - started:.0f} s")
-
-    if args.save:
-        os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
-        with open(args.save, "w") as f:
-            json.dump({"header": header, "results": all_results}, f, indent=1)
-        print(f"raw results written to {args.save}")
+    _common.finish(missing, started, args.save, header, all_results)
     return 0
 
 
