@@ -245,7 +245,9 @@ static int Waiter_clear(Waiter* self) {
 static void Waiter_dealloc(Waiter* self) {
   PyTypeObject* tp = Py_TYPE(self);
   PyObject_GC_UnTrack(self);
-  if (self->counted_ && Hub::peek() == self->hub_)
+  // The count is atomic: a Waiter dropped in another thread (its result
+  // never delivered) still releases it, or LoopExit could never fire.
+  if (self->counted_ && Hub::alive(self->hub_))
     self->hub_->add_thread_jobs(-1);
   if (self->weakrefs_) PyObject_ClearWeakRefs(self->self());
   Waiter_clear(self);
