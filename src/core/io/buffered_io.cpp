@@ -62,6 +62,9 @@ Py_ssize_t fill(BufferedIo* b, const Deadline& d) {
       b->eof_ = true;
       return 0;
     }
+    // About to wait (maybe for long, on an idle connection): give back the
+    // chunk reserved for this read if nothing is buffered.
+    b->rbuf_.shrink_if_empty();
     if (retry_after_failure(h, EV_READ, d) < 0) return -1;
   }
 }
