@@ -1315,3 +1315,38 @@ def test_socket_dropped_without_close_unregisters_its_event():
         assert io_stats() == (0, 0)
     finally:
         b.close()
+
+
+def test_one_gib_sendall_to_a_slow_reader_arrives_intact(track):
+    block = os.urandom(1 << 20)
+    payload = block * 1024  # 1 GiB
+    expected = hashlib.sha256(payload).hexdigest()
+    a, b = tcp_pair(psocket, track)
+    digest = hashlib.sha256()
+    received = [0]
+    ticks = [0]
+
+    def reader():
+        while True:
+            chunk = b.recv(1 << 20)
+            if not chunk:
+                return
+            digest.update(chunk)
+            received[0] += len(chunk)
+            if received[0] % (64 << 20) < len(chunk):
+                ptsevent.sleep(0.001)  # a reader that keeps pausing
+
+    def ticker():
+        while received[0] < len(payload):
+            ticks[0] += 1
+            ptsevent.sleep(0.01)
+
+    r = ptsevent.spawn(reader)
+    t = ptsevent.spawn(ticker)
+    a.sendall(payload)
+    a.shutdown(stdsocket.SHUT_WR)
+    r.join(60)
+    t.join(5)
+    assert received[0] == len(payload)
+    assert digest.hexdigest() == expected
+    assert ticks[0] > 0  # other tasklets ran during the transfer
