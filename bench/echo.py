@@ -45,6 +45,9 @@ import _common  # noqa: E402
 IMPLS = (
     "ptsevent",
     "gevent",
+    "ptsevent-fastsocket",
+    "ptsevent-makefile",
+    "gevent-makefile",
     "asyncio-streams",
     "uvloop-streams",
     "uvloop-protocol",
@@ -54,6 +57,9 @@ IMPLS = (
 LIBRARY = {
     "ptsevent": "ptsevent",
     "gevent": "gevent",
+    "ptsevent-fastsocket": "ptsevent",
+    "ptsevent-makefile": "ptsevent",
+    "gevent-makefile": "gevent",
     "asyncio-streams": "asyncio",
     "uvloop-streams": "uvloop",
     "uvloop-protocol": "uvloop",
@@ -196,9 +202,71 @@ def _serve_asyncio(impl):
         runner.run(main())
 
 
+def _serve_lines(impl):
+    """Line protocol: each message is one line; read it with readline and
+    write it back (ptsevent fastsocket's C++ buffers, or the standard
+    makefile() over a ptsevent or gevent socket)."""
+    import socket as stdsocket
+
+    nodelay = (stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
+
+    def echo_lines(conn, readline, write, flush):
+        try:
+            while True:
+                line = readline()
+                if not line:
+                    break
+                write(line)
+                flush()
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    if impl == "gevent-makefile":
+        from gevent.server import StreamServer
+
+        def handle(conn, _address):
+            conn.setsockopt(*nodelay)
+            f = conn.makefile("rwb")
+            echo_lines(conn, f.readline, f.write, f.flush)
+
+        server = StreamServer(("127.0.0.1", 0), handle, backlog=1024)
+        server.start()
+        _ready(server.address[1], impl)
+        server.serve_forever()
+        return
+
+    import ptsevent
+    from ptsevent import socket as psocket
+
+    cls = psocket.fastsocket if impl == "ptsevent-fastsocket" else psocket.socket
+    listener = cls(stdsocket.AF_INET, stdsocket.SOCK_STREAM)
+    listener.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+
+    def handle(conn):
+        conn.setsockopt(*nodelay)
+        f = conn.makefile("rwb")  # a fastsocket returns itself
+        echo_lines(conn, f.readline, f.write, f.flush)
+
+    def accept_loop():
+        while True:
+            conn, _ = listener.accept()
+            ptsevent.spawn(handle, conn)
+
+    acceptor = ptsevent.spawn(accept_loop)
+    _ready(listener.getsockname()[1], impl)
+    acceptor.join()
+
+
 SERVERS = {
     "ptsevent": _serve_ptsevent,
     "gevent": _serve_gevent,
+    "ptsevent-fastsocket": _serve_lines,
+    "ptsevent-makefile": _serve_lines,
+    "gevent-makefile": _serve_lines,
     "asyncio-streams": _serve_asyncio,
     "uvloop-streams": _serve_asyncio,
     "uvloop-protocol": _serve_asyncio,

@@ -51,7 +51,7 @@ struct conn {
     uint64_t done_at_start;
 };
 
-static unsigned char *msg;  /* the message, pseudo-random bytes */
+static unsigned char *msg;  /* the message: one line of pseudo-random letters */
 static unsigned char *scratch;
 static size_t size;
 static int ep;
@@ -225,10 +225,14 @@ int main(int argc, char **argv) {
     struct conn *conns = calloc((size_t)nconns, sizeof *conns);
     if (!msg || !scratch || !conns) fail("out of memory");
     uint32_t x = 2463534242u;
+    /* Lowercase letters ending in a newline: one line per message, so the
+       line-protocol servers (readline) and the byte echoes serve the same
+       load. */
     for (size_t i = 0; i < size; i++) {
         x ^= x << 13; x ^= x >> 17; x ^= x << 5;
-        msg[i] = (unsigned char)x;
+        msg[i] = (unsigned char)('a' + x % 26);
     }
+    msg[size - 1] = '\n';
 
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) fail("bad host");
