@@ -135,3 +135,43 @@ def test_unbuffered_text_is_refused_as_by_open():
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_a_pseudo_terminal_is_read_cooperatively():
+    master, slave = os.openpty()
+    try:
+        f = pos.fdopen(master, "rb", buffering=0, closefd=False)
+        assert f.isatty()
+
+        def typist():
+            ptsevent.sleep(0.02)
+            os.write(slave, b"typed\n")
+
+        t = ptsevent.spawn(typist)
+        start = time.monotonic()
+        data = b""
+        while not data.endswith(b"\n"):
+            data += f.read(64)
+        assert data.replace(b"\r", b"") == b"typed\n"
+        assert time.monotonic() - start >= 0.015
+        t.join()
+        f.close()
+        assert not nonblocking(master)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_nbfile_over_a_pseudo_terminal_reads_lines():
+    from ptsevent import socket as psocket
+    master, slave = os.openpty()
+    try:
+        nb = psocket.nbfile(master, closefd=False)
+        ptsevent.spawn_later(0.01, os.write, slave, b"one\ntwo\n")
+        assert nb.readline().rstrip(b"\r\n") == b"one"
+        assert nb.readline().rstrip(b"\r\n") == b"two"
+        nb.close()
+        assert not nonblocking(master)
+    finally:
+        os.close(master)
+        os.close(slave)
