@@ -25,6 +25,7 @@ __all__ = [name for name in dir(_socket) if not name.startswith("_")]
 _std_socket = _socket.socket
 _MISSING = object()
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
+_C_LOOPS = ("recv", "recv_into", "send", "sendall")
 
 
 def _remaining(deadline):
@@ -36,7 +37,9 @@ def _remaining(deadline):
 class socket(_std_socket):
     """A socket whose blocking calls suspend only the calling tasklet."""
 
-    __slots__ = ("_io", "_ptimeout", "_restore_flags")
+    # __dict__ holds recv/recv_into/send/sendall bound straight to the C++
+    # handle (see __init__): one C call per message, no Python frame.
+    __slots__ = ("_io", "_ptimeout", "_restore_flags", "__dict__")
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         super().__init__(family, type, proto, fileno)
@@ -52,8 +55,13 @@ class socket(_std_socket):
         else:
             self._ptimeout = _socket.getdefaulttimeout()
         _std_socket.settimeout(self, 0.0)
-        self._io = _core.IoHandle(_std_socket.fileno(self),
-                                  self.type == _socket.SOCK_STREAM)
+        self._io = io = _core.IoHandle(_std_socket.fileno(self),
+                                       self.type == _socket.SOCK_STREAM)
+        io.timeout = self._ptimeout
+        cls = self.__class__  # `type` is the socket type argument here
+        for name in _C_LOOPS:
+            if getattr(cls, name) is getattr(socket, name):
+                setattr(self, name, getattr(io, name))
 
     # -- timeouts -----------------------------------------------------------
 
@@ -67,12 +75,14 @@ class socket(_std_socket):
             checked = _c_socket.socket.gettimeout(self)
             _c_socket.socket.settimeout(self, 0.0)
         self._ptimeout = checked if value is not None else None
+        self._io.timeout = self._ptimeout
 
     def gettimeout(self):
         return self._ptimeout
 
     def setblocking(self, flag):
         self._ptimeout = None if flag else 0.0
+        self._io.timeout = self._ptimeout
 
     def getblocking(self):
         return self._ptimeout != 0.0
@@ -82,6 +92,8 @@ class socket(_std_socket):
         return self._ptimeout
 
     # -- the C++ loops ------------------------------------------------------
+    # (Instances bind these names to their IoHandle directly; the methods
+    # below serve subclasses that override them and super() calls.)
 
     def recv(self, bufsize, flags=0):
         return self._io.recv(bufsize, flags, self._ptimeout)
@@ -405,6 +417,7 @@ class fastsocket(_BufferedMixin, socket):
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         super().__init__(family, type, proto, fileno)
         self._ptimeout = None
+        self._io.timeout = None
         self._buf = buf = _core.BufferedIo(self._io)
         for name in _BUFFERED_METHODS:
             setattr(self, name, getattr(buf, name))

@@ -36,6 +36,16 @@ int parse_seconds(PyObject* obj, double* out) {
   return hub::parse_timeout(obj, hub::TimeoutMode::kStrict, out);
 }
 
+// The timeout of one call: the argument when given (None: none), else the
+// handle's own (what socket.settimeout stored).
+int call_seconds(IoHandle* h, PyObject* obj, double* out) {
+  if (!obj) {
+    *out = h->timeout_;
+    return 0;
+  }
+  return parse_seconds(obj, out);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- waiting
@@ -154,6 +164,7 @@ static PyObject* IoHandle_new(PyTypeObject* type, PyObject* args,
   h->hub_serial_ = hub->serial();
   h->fd_ = fd;
   h->stream_ = stream;
+  h->timeout_ = -1;
   h->maybe_readable_ = true;
   h->readers_ = new std::vector<Tasklet*>();
   h->writers_ = new std::vector<Tasklet*>();
@@ -250,7 +261,7 @@ int retry_after_failure(IoHandle* h, short what, const Deadline& d) {
 static PyObject* IoHandle_recv(IoHandle* h, PyObject* args) {
   Py_ssize_t size;
   int flags = 0;
-  PyObject* timeout = Py_None;
+  PyObject* timeout = nullptr;
   if (!PyArg_ParseTuple(args, "n|iO:recv", &size, &flags, &timeout))
     return nullptr;
   if (size < 0) {
@@ -258,7 +269,7 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* args) {
     return nullptr;
   }
   double seconds;
-  if (parse_seconds(timeout, &seconds) < 0) return nullptr;
+  if (call_seconds(h, timeout, &seconds) < 0) return nullptr;
   // recv(0) asks for nothing: return at once, never wait for data.
   if (size == 0) return PyBytes_FromStringAndSize(nullptr, 0);
   Deadline d(seconds);
@@ -308,7 +319,7 @@ static PyObject* IoHandle_recv_into(IoHandle* h, PyObject* args) {
   Py_buffer view;
   Py_ssize_t nbytes = 0;
   int flags = 0;
-  PyObject* timeout = Py_None;
+  PyObject* timeout = nullptr;
   if (!PyArg_ParseTuple(args, "w*|niO:recv_into", &view, &nbytes, &flags,
                         &timeout))
     return nullptr;
@@ -318,7 +329,7 @@ static PyObject* IoHandle_recv_into(IoHandle* h, PyObject* args) {
     PyErr_SetString(PyExc_ValueError, "negative buffersize in recv_into");
   } else if (nbytes > view.len) {
     PyErr_SetString(PyExc_ValueError, "buffer too small for requested bytes");
-  } else if (parse_seconds(timeout, &seconds) == 0) {
+  } else if (call_seconds(h, timeout, &seconds) == 0) {
     if (nbytes == 0) nbytes = view.len;
     if (nbytes == 0) result = PyLong_FromLong(0);  // nothing asked for
     Deadline d(seconds);
@@ -346,12 +357,12 @@ static PyObject* IoHandle_recv_into(IoHandle* h, PyObject* args) {
 static PyObject* send_impl(IoHandle* h, PyObject* args, bool all) {
   Py_buffer view;
   int flags = 0;
-  PyObject* timeout = Py_None;
+  PyObject* timeout = nullptr;
   if (!PyArg_ParseTuple(args, all ? "y*|iO:sendall" : "y*|iO:send", &view,
                         &flags, &timeout))
     return nullptr;
   double seconds;
-  if (parse_seconds(timeout, &seconds) < 0) {
+  if (call_seconds(h, timeout, &seconds) < 0) {
     PyBuffer_Release(&view);
     return nullptr;
   }
@@ -400,6 +411,18 @@ static PyObject* IoHandle_get_closed(IoHandle* h, void*) {
   return PyBool_FromLong(h->closed_);
 }
 
+static PyObject* IoHandle_get_timeout(IoHandle* h, void*) {
+  return h->timeout_ < 0 ? Py_NewRef(Py_None) : PyFloat_FromDouble(h->timeout_);
+}
+
+static int IoHandle_set_timeout(IoHandle* h, PyObject* v, void*) {
+  if (!v) {
+    PyErr_SetString(PyExc_AttributeError, "cannot delete the timeout");
+    return -1;
+  }
+  return parse_seconds(v, &h->timeout_);
+}
+
 #define METH(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
 static PyMethodDef IoHandle_methods[] = {
@@ -423,6 +446,10 @@ static PyGetSetDef IoHandle_getset[] = {
     {"fileno", reinterpret_cast<getter>(IoHandle_get_fileno), nullptr,
      "the descriptor, or -1 once closed", nullptr},
     {"closed", reinterpret_cast<getter>(IoHandle_get_closed), nullptr, nullptr,
+     nullptr},
+    {"timeout", reinterpret_cast<getter>(IoHandle_get_timeout),
+     reinterpret_cast<setter>(IoHandle_set_timeout),
+     "timeout of recv/send calls that pass none (None: wait forever)",
      nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 

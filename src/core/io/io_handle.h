@@ -43,6 +43,7 @@ struct IoHandle {
   // edge. While false, a read waits first instead of spending a system call
   // on a certain EAGAIN; an edge-triggered epoll reports every arrival, so
   // no data can be missed. (libuv stops reading on a short read likewise.)
+  double timeout_;  // the owner's timeout for recv/send without one: < 0 none
   bool stream_;
   bool maybe_readable_;
   bool peer_closed_;  // EV_CLOSED seen: reads never wait again (EOF/error)
