@@ -12,6 +12,7 @@ the same waits. `makefile()` is the standard one, over these methods.
 import _socket as _c_socket
 import errno as _errno
 import fcntl as _fcntl
+from operator import attrgetter as _attrgetter
 import os as _os
 import socket as _socket
 import time as _time
@@ -25,7 +26,7 @@ __all__ = [name for name in dir(_socket) if not name.startswith("_")]
 _std_socket = _socket.socket
 _MISSING = object()
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
-_C_LOOPS = ("recv", "recv_into", "send", "sendall")
+
 
 
 def _remaining(deadline):
@@ -37,9 +38,7 @@ def _remaining(deadline):
 class socket(_std_socket):
     """A socket whose blocking calls suspend only the calling tasklet."""
 
-    # __dict__ holds recv/recv_into/send/sendall bound straight to the C++
-    # handle (see __init__): one C call per message, no Python frame.
-    __slots__ = ("_io", "_ptimeout", "_restore_flags", "__dict__")
+    __slots__ = ("_io", "_ptimeout", "_restore_flags")
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         super().__init__(family, type, proto, fileno)
@@ -55,13 +54,9 @@ class socket(_std_socket):
         else:
             self._ptimeout = _socket.getdefaulttimeout()
         _std_socket.settimeout(self, 0.0)
-        self._io = io = _core.IoHandle(_std_socket.fileno(self),
-                                       self.type == _socket.SOCK_STREAM)
-        io.timeout = self._ptimeout
-        cls = self.__class__  # `type` is the socket type argument here
-        for name in _C_LOOPS:
-            if getattr(cls, name) is getattr(socket, name):
-                setattr(self, name, getattr(io, name))
+        self._io = _core.IoHandle(_std_socket.fileno(self),
+                                  self.type == _socket.SOCK_STREAM)
+        self._io.timeout = self._ptimeout
 
     # -- timeouts -----------------------------------------------------------
 
@@ -92,20 +87,16 @@ class socket(_std_socket):
         return self._ptimeout
 
     # -- the C++ loops ------------------------------------------------------
-    # (Instances bind these names to their IoHandle directly; the methods
-    # below serve subclasses that override them and super() calls.)
+    # Looking one of these up yields the IoHandle's own C method (it keeps
+    # the socket's timeout): a message costs one C call and no Python frame,
+    # and no per-socket dictionary is needed for it.
 
-    def recv(self, bufsize, flags=0):
-        return self._io.recv(bufsize, flags, self._ptimeout)
-
-    def recv_into(self, buffer, nbytes=0, flags=0):
-        return self._io.recv_into(buffer, nbytes, flags, self._ptimeout)
-
-    def send(self, data, flags=0):
-        return self._io.send(data, flags, self._ptimeout)
-
-    def sendall(self, data, flags=0):
-        return self._io.sendall(data, flags, self._ptimeout)
+    recv = property(_attrgetter("_io.recv"), doc="recv(bufsize[, flags])")
+    recv_into = property(_attrgetter("_io.recv_into"),
+                         doc="recv_into(buffer[, nbytes[, flags]])")
+    send = property(_attrgetter("_io.send"), doc="send(data[, flags])")
+    sendall = property(_attrgetter("_io.sendall"),
+                       doc="sendall(data[, flags]): the timeout bounds the call")
 
     # -- retried in Python around the same waits ----------------------------
 
