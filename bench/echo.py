@@ -41,29 +41,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import _common  # noqa: E402
+import _servers  # noqa: E402
 
-IMPLS = (
-    "ptsevent",
-    "gevent",
-    "ptsevent-fastsocket",
-    "ptsevent-makefile",
-    "gevent-makefile",
-    "asyncio-streams",
-    "uvloop-streams",
-    "uvloop-protocol",
-    "c-epoll",
-)
-# The library each Python implementation needs (for _common.import_impl).
-LIBRARY = {
-    "ptsevent": "ptsevent",
-    "gevent": "gevent",
-    "ptsevent-fastsocket": "ptsevent",
-    "ptsevent-makefile": "ptsevent",
-    "gevent-makefile": "gevent",
-    "asyncio-streams": "asyncio",
-    "uvloop-streams": "uvloop",
-    "uvloop-protocol": "uvloop",
-}
+IMPLS = _servers.IMPLS + ("c-epoll",)
+LIBRARY = _servers.LIBRARY
 CONNS = (10, 100)
 SIZES = (1024, 10 * 1024, 100 * 1024)
 
@@ -76,7 +57,6 @@ SERVER_SRC = os.path.join(HERE, "echo_server.c")
 CLIENT_BOUND = 0.90
 
 READY_TIMEOUT = 20.0  # seconds for a server to start listening
-RECV_SIZE = 65536
 
 
 # --------------------------------------------------------------------------
@@ -100,179 +80,6 @@ def _ready(port, impl):
     )
 
 
-def _serve_ptsevent(impl):
-    import ptsevent
-    from ptsevent import socket as psocket
-
-    listener = psocket.create_server(("127.0.0.1", 0), backlog=1024)
-    nodelay = (psocket.IPPROTO_TCP, psocket.TCP_NODELAY, 1)
-
-    def handle(conn):
-        recv, sendall = conn.recv, conn.sendall
-        try:
-            while True:
-                data = recv(RECV_SIZE)
-                if not data:
-                    break
-                sendall(data)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def accept_loop():
-        while True:
-            conn, _ = listener.accept()
-            conn.setsockopt(*nodelay)
-            ptsevent.spawn(handle, conn)
-
-    acceptor = ptsevent.spawn(accept_loop)
-    _ready(listener.getsockname()[1], impl)
-    acceptor.join()
-
-
-def _serve_gevent(impl):
-    import socket
-
-    from gevent.server import StreamServer
-
-    nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def handle(conn, _address):
-        conn.setsockopt(*nodelay)
-        recv, sendall = conn.recv, conn.sendall
-        try:
-            while True:
-                data = recv(RECV_SIZE)
-                if not data:
-                    break
-                sendall(data)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    server = StreamServer(("127.0.0.1", 0), handle, backlog=1024)
-    server.start()
-    _ready(server.server_port, impl)
-    server.serve_forever()
-
-
-def _serve_asyncio(impl):
-    import asyncio
-
-    async def handle(reader, writer):
-        read, write, drain = reader.read, writer.write, writer.drain
-        try:
-            while True:
-                data = await read(RECV_SIZE)
-                if not data:
-                    break
-                write(data)
-                await drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
-    class Echo(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.transport = transport
-
-        def data_received(self, data):
-            self.transport.write(data)
-
-    async def main():
-        loop = asyncio.get_running_loop()
-        if impl == "uvloop-protocol":
-            server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=1024)
-        else:
-            server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
-        _ready(server.sockets[0].getsockname()[1], impl)
-        async with server:
-            await server.serve_forever()
-
-    if impl.startswith("uvloop"):
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    else:
-        runner = asyncio.Runner()
-    with runner:
-        runner.run(main())
-
-
-def _serve_lines(impl):
-    """Line protocol: each message is one line; read it with readline and
-    write it back (ptsevent fastsocket's C++ buffers, or the standard
-    makefile() over a ptsevent or gevent socket)."""
-    import socket as stdsocket
-
-    nodelay = (stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
-
-    def echo_lines(conn, readline, write, flush):
-        try:
-            while True:
-                line = readline()
-                if not line:
-                    break
-                write(line)
-                flush()
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    if impl == "gevent-makefile":
-        from gevent.server import StreamServer
-
-        def handle(conn, _address):
-            conn.setsockopt(*nodelay)
-            f = conn.makefile("rwb")
-            echo_lines(conn, f.readline, f.write, f.flush)
-
-        server = StreamServer(("127.0.0.1", 0), handle, backlog=1024)
-        server.start()
-        _ready(server.address[1], impl)
-        server.serve_forever()
-        return
-
-    import ptsevent
-    from ptsevent import socket as psocket
-
-    cls = psocket.fastsocket if impl == "ptsevent-fastsocket" else psocket.socket
-    listener = cls(stdsocket.AF_INET, stdsocket.SOCK_STREAM)
-    listener.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1024)
-
-    def handle(conn):
-        conn.setsockopt(*nodelay)
-        f = conn.makefile("rwb")  # a fastsocket returns itself
-        echo_lines(conn, f.readline, f.write, f.flush)
-
-    def accept_loop():
-        while True:
-            conn, _ = listener.accept()
-            ptsevent.spawn(handle, conn)
-
-    acceptor = ptsevent.spawn(accept_loop)
-    _ready(listener.getsockname()[1], impl)
-    acceptor.join()
-
-
-SERVERS = {
-    "ptsevent": _serve_ptsevent,
-    "gevent": _serve_gevent,
-    "ptsevent-fastsocket": _serve_lines,
-    "ptsevent-makefile": _serve_lines,
-    "gevent-makefile": _serve_lines,
-    "asyncio-streams": _serve_asyncio,
-    "uvloop-streams": _serve_asyncio,
-    "uvloop-protocol": _serve_asyncio,
-}
-
-
 def serve(impl, cpu, lifetime):
     """Server mode: print one JSON line (ready, missing or error), then serve."""
     # SIGALRM's default action ends the process: a server never outlives
@@ -286,7 +93,7 @@ def serve(impl, cpu, lifetime):
         print(json.dumps({"status": _common.MISSING, "error": str(exc)}), flush=True)
         return 0
     try:
-        SERVERS[impl](impl)
+        _servers.serve(impl, lambda port: _ready(port, impl))
     except BaseException as exc:
         print(
             json.dumps({"status": _common.ERROR, "error": f"{type(exc).__name__}: {exc}"}),
@@ -766,7 +573,7 @@ def main():
     args = parser.parse_args()
 
     if args.serve:
-        if args.serve not in SERVERS:
+        if args.serve not in _servers.LIBRARY:
             parser.error(f"--serve: unknown implementation {args.serve!r}")
         return serve(args.serve, args.cpu, args.lifetime)
 

@@ -45,31 +45,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import _common  # noqa: E402
+import _servers  # noqa: E402
 
-IMPLS = (
-    "ptsevent",
-    "ptsevent-fastsocket",
-    "gevent",
-    "asyncio-streams",
-    "uvloop-streams",
-    "uvloop-protocol",
-)
-# The library each implementation needs (for _common.import_impl).
-LIBRARY = {
-    "ptsevent": "ptsevent",
-    "ptsevent-fastsocket": "ptsevent",
-    "gevent": "gevent",
-    "asyncio-streams": "asyncio",
-    "uvloop-streams": "uvloop",
-    "uvloop-protocol": "uvloop",
-}
+# The servers idle in recv (or readline, or an awaited read); the line
+# servers that echo.py also runs would measure the same as these.
+IMPLS = ("ptsevent", "ptsevent-fastsocket", "gevent", "asyncio-streams",
+         "uvloop-streams", "uvloop-protocol")
+LIBRARY = _servers.LIBRARY
 
 CONNS = 10_000
 QUICK_CONNS = 1_000
 WARM_CONNS = 100
 CLIENT_THREADS = 4
 LINE_SIZE = 16  # bytes per message, the last one b"\n"
-RECV_SIZE = 65536
 BACKLOG = 1024
 
 SOCKET_TIMEOUT = 10.0  # seconds for the client's connect and echo on one socket
@@ -113,130 +101,6 @@ def _ready(port, impl):
     )
 
 
-def _serve_ptsevent(impl):
-    import ptsevent
-    from ptsevent import socket as psocket
-
-    if impl == "ptsevent-fastsocket":
-        listener = psocket.fastsocket(psocket.AF_INET, psocket.SOCK_STREAM)
-        listener.setsockopt(psocket.SOL_SOCKET, psocket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(BACKLOG)
-
-        def handle(conn):  # conn is a fastsocket (its accept() makes them)
-            readline, write, flush = conn.readline, conn.write, conn.flush
-            try:
-                while True:
-                    line = readline()
-                    if not line:
-                        break
-                    write(line)
-                    flush()
-            except OSError:
-                pass
-            finally:
-                conn.close()
-
-    else:
-        listener = psocket.create_server(("127.0.0.1", 0), backlog=BACKLOG)
-
-        def handle(conn):
-            recv, sendall = conn.recv, conn.sendall
-            try:
-                while True:
-                    data = recv(RECV_SIZE)
-                    if not data:
-                        break
-                    sendall(data)
-            except OSError:
-                pass
-            finally:
-                conn.close()
-
-    def accept_loop():
-        while True:
-            conn, _ = listener.accept()
-            ptsevent.spawn(handle, conn)
-
-    acceptor = ptsevent.spawn(accept_loop)
-    _ready(listener.getsockname()[1], impl)
-    acceptor.join()
-
-
-def _serve_gevent(impl):
-    from gevent.server import StreamServer
-
-    def handle(conn, _address):
-        recv, sendall = conn.recv, conn.sendall
-        try:
-            while True:
-                data = recv(RECV_SIZE)
-                if not data:
-                    break
-                sendall(data)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    server = StreamServer(("127.0.0.1", 0), handle, backlog=BACKLOG)
-    server.start()
-    _ready(server.server_port, impl)
-    server.serve_forever()
-
-
-def _serve_asyncio(impl):
-    import asyncio
-
-    async def handle(reader, writer):
-        read, write, drain = reader.read, writer.write, writer.drain
-        try:
-            while True:
-                data = await read(RECV_SIZE)
-                if not data:
-                    break
-                write(data)
-                await drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
-    class Echo(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.transport = transport
-
-        def data_received(self, data):
-            self.transport.write(data)
-
-    async def main():
-        loop = asyncio.get_running_loop()
-        if impl == "uvloop-protocol":
-            server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=BACKLOG)
-        else:
-            server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=BACKLOG)
-        _ready(server.sockets[0].getsockname()[1], impl)
-        async with server:
-            await server.serve_forever()
-
-    if impl.startswith("uvloop"):
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    else:
-        runner = asyncio.Runner()
-    with runner:
-        runner.run(main())
-
-
-SERVERS = {
-    "ptsevent": _serve_ptsevent,
-    "ptsevent-fastsocket": _serve_ptsevent,
-    "gevent": _serve_gevent,
-    "asyncio-streams": _serve_asyncio,
-    "uvloop-streams": _serve_asyncio,
-    "uvloop-protocol": _serve_asyncio,
-}
 
 
 def serve(impl, cpu, lifetime):
@@ -253,7 +117,9 @@ def serve(impl, cpu, lifetime):
         print(json.dumps({"status": _common.MISSING, "error": str(exc)}), flush=True)
         return 0
     try:
-        SERVERS[impl](impl)
+        # no TCP_NODELAY: idle connections send nothing
+        _servers.serve(impl, lambda port: _ready(port, impl), BACKLOG,
+                       nodelay=False)
     except BaseException as exc:
         print(
             json.dumps({"status": _common.ERROR, "error": f"{type(exc).__name__}: {exc}"}),
@@ -735,7 +601,7 @@ def main():
     args = parser.parse_args()
 
     if args.serve:
-        if args.serve not in SERVERS:
+        if args.serve not in IMPLS:
             parser.error(f"--serve: unknown implementation {args.serve!r}")
         return serve(args.serve, args.cpu, args.lifetime)
     if args.client:
