@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import select
 import shlex
 import statistics
 import subprocess
@@ -420,6 +421,26 @@ def drive(script, workloads, impls, args):
         print("\n".join(format_table(workload, impls, by_impl, params)), flush=True)
 
     finish(missing, started, args.save, header, all_results)
+
+
+def read_line(fd, buf, timeout):
+    """Read from the pipe `fd` until `buf` holds a whole line, for at most
+    `timeout` seconds. Returns (line without its newline, the bytes after
+    it), or (None, what was read so far) on EOF or timeout."""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None, buf
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return None, buf
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return None, buf
+        buf += chunk
+    line, rest = buf.split(b"\n", 1)
+    return line, rest
 
 
 def finish(missing, started, save, header, all_results):

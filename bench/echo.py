@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import platform
-import select
 import shlex
 import shutil
 import signal
@@ -207,21 +206,8 @@ class Server:
 
     def _read_line(self, timeout):
         """The first stdout line, or None on EOF or after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        buf = b""
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                return None
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return None
-            buf += chunk
-        return buf.split(b"\n", 1)[0].decode(errors="replace")
+        line, _ = _common.read_line(self.proc.stdout.fileno(), b"", timeout)
+        return None if line is None else line.decode(errors="replace")
 
     @property
     def ok(self):

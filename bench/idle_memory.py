@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import resource
-import select
 import shlex
 import signal
 import socket
@@ -263,20 +262,10 @@ class Proc:
 
     def read_json(self, timeout):
         """The next stdout line as a dict, or None on EOF, junk or timeout."""
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                return None
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return None
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
+        line, self._buf = _common.read_line(self.proc.stdout.fileno(),
+                                            self._buf, timeout)
+        if line is None:
+            return None
         try:
             return json.loads(line)
         except ValueError:
