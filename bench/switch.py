@@ -215,23 +215,29 @@ def _aio_sleep0(impl, p):
     }
 
 
-def _aio_spawn(impl, p):
+def _aio_gather(impl, n, make):
+    """Create n tasks of make() and gather them (after a warm-up of n/10):
+    (seconds, loop class name)."""
     import asyncio
 
-    async def f():
-        pass
-
-    async def run(n):
+    async def run(count):
         create_task = asyncio.get_running_loop().create_task
         t0 = perf_counter()
-        tasks = [create_task(f()) for _ in range(n)]
+        tasks = [create_task(make()) for _ in range(count)]
         await asyncio.gather(*tasks)
         return perf_counter() - t0, _loop_name(asyncio.get_running_loop())
 
-    n = p["tasklets"]
     with _asyncio_runner(impl) as runner:
         runner.run(run(max(1, n // 10)))  # warm-up
-        seconds, loop_name = runner.run(run(n))
+        return runner.run(run(n))
+
+
+def _aio_spawn(impl, p):
+    async def f():
+        pass
+
+    n = p["tasklets"]
+    seconds, loop_name = _aio_gather(impl, n, f)
     return {"ops": n, "seconds": seconds, "extra": {"loop": loop_name}}
 
 
@@ -245,17 +251,8 @@ def _aio_timers(impl, p):
         for _ in range(loops):
             await sleep(delay)
 
-    async def run(n):
-        create_task = asyncio.get_running_loop().create_task
-        t0 = perf_counter()
-        tasks = [create_task(worker()) for _ in range(n)]
-        await asyncio.gather(*tasks)
-        return perf_counter() - t0, _loop_name(asyncio.get_running_loop())
-
     n = p["tasklets"]
-    with _asyncio_runner(impl) as runner:
-        runner.run(run(max(1, n // 10)))  # warm-up
-        seconds, loop_name = runner.run(run(n))
+    seconds, loop_name = _aio_gather(impl, n, worker)
     return {"ops": n * loops, "seconds": seconds, "extra": {"loop": loop_name}}
 
 
