@@ -1,6 +1,7 @@
 // The extension module ptsevent._core: the only binding code.
 #include <nanobind/nanobind.h>
 
+#include "http/server.h"
 #include "hub/hub.h"
 #include "hub/tasklet.h"
 #include "hub/timer.h"
@@ -27,6 +28,8 @@ NB_MODULE(_core, m) {
   add_type("Waiter", hub::make_waiter_type());
   add_type("IoHandle", io::make_io_handle_type());
   add_type("BufferedIo", io::make_buffered_io_type());
+  add_type("HttpServer", http::make_server_type());
+  add_type("FileWrapper", http::file_wrapper_type());
 
   hub::LoopExit = PyErr_NewExceptionWithDoc(
       "ptsevent.LoopExit",

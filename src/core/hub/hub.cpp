@@ -493,7 +493,23 @@ int Hub::poll() {
   return 0;
 }
 
+void Hub::run_deferred() {
+  // Entries queued while these run (by a callback of a nested poll, which
+  // cannot happen in the hub, or by fn itself) wait for the next pass.
+  running_deferred_.swap(deferred_);
+  for (size_t i = 0; i < running_deferred_.size(); ++i) {
+    Deferred d = running_deferred_[i];
+    if (!d.fn) continue;
+    // A later entry for an owner that fn freed was cancelled through
+    // cancel_deferred(), which also looks at the running list.
+    d.fn(d.arg);
+    if (PyErr_Occurred()) PyErr_WriteUnraisable(nullptr);
+  }
+  running_deferred_.clear();
+}
+
 void Hub::process_after_poll() {
+  if (!deferred_.empty()) run_deferred();
   if (!fired_timers_.empty()) deliver_fired_timers();
   if (posts_pending_) deliver_posts();
   if (signal_pending_) deliver_signals();
@@ -577,13 +593,14 @@ void Hub::deliver_posts() {
 
 PyObject* Hub::stats() const {
   return Py_BuildValue(
-      "{s:l,s:l,s:l,s:i,s:l,s:n,s:l,s:K,s:K,s:l,s:l}", "tasklets",
+      "{s:l,s:l,s:l,s:i,s:l,s:n,s:l,s:l,s:K,s:K,s:l,s:l}", "tasklets",
       live_count_, "events",
       armed_events_, "internal_events", internal_events_, "libevent_events",
       event_base_get_num_events(base(), EVENT_BASE_COUNT_ADDED),
       "thread_jobs", thread_jobs_.load(), "ready",
       static_cast<Py_ssize_t>(ready_.size() + batch_.size()),
-      "signal_handlers", signal_handlers_, "polls",
+      "signal_handlers", signal_handlers_, "native_events", native_events_,
+      "polls",
       static_cast<unsigned long long>(polls_), "blocking_polls",
       static_cast<unsigned long long>(blocking_polls_), "io_handles",
       io_handles_, "io_waiters", io_waiters_);
@@ -614,6 +631,12 @@ void Hub::shutdown_current() {
   Hub* hub = tls_hub;
   if (!hub) return;
   hub->stopping_ = true;
+  {
+    std::vector<NativeOwner*> owners;
+    owners.swap(hub->owners_);
+    for (NativeOwner* o : owners) o->hub_closing();
+    hub->deferred_.clear();
+  }
   // Disarm every event first: nothing may point into a freed event_base.
   for (Tasklet* t = hub->live_head_; t; t = t->live_next_) t->disarm();
   for (Timer* tm : hub->armed_timers_) tm->disarm();

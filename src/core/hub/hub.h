@@ -104,6 +104,35 @@ class Hub {
   // libevent (their persistent events are not "armed" waits).
   void add_io_waiters(long n) noexcept { io_waiters_ += n; }
   void add_io_handles(long n) noexcept { io_handles_ += n; }
+  // Persistent events of native (C++) owners such as the HTTP server's
+  // listeners and connections: something that can wake a waiting tasklet.
+  void add_native_events(long n) noexcept { native_events_ += n; }
+
+  // Work for the hub to run with the GIL after the current poll: a libevent
+  // callback (no GIL) queues it. fn must not be queued twice for one arg
+  // (the owner keeps a flag) and arg must stay valid until fn runs or
+  // cancel_deferred(arg) is called.
+  using DeferredFn = void (*)(void*);
+  void defer(DeferredFn fn, void* arg) { deferred_.push_back({fn, arg}); }
+  void cancel_deferred(void* arg) noexcept {
+    for (auto& d : deferred_)
+      if (d.arg == arg) d.fn = nullptr;
+    for (auto& d : running_deferred_)
+      if (d.arg == arg) d.fn = nullptr;
+  }
+  // Native owners told when the hub shuts down (before event_base_free).
+  struct NativeOwner {
+    virtual void hub_closing() noexcept = 0;
+    virtual ~NativeOwner() = default;
+  };
+  void add_owner(NativeOwner* o) { owners_.push_back(o); }
+  void remove_owner(NativeOwner* o) noexcept {
+    for (size_t i = 0; i < owners_.size(); ++i)
+      if (owners_[i] == o) {
+        owners_.erase(owners_.begin() + static_cast<long>(i));
+        return;
+      }
+  }
   // Armed Timers, so that shutdown can disarm them (timer.cpp).
   std::vector<Timer*> armed_timers_;
   // Whether `hub` still exists (a Waiter may outlive its thread's hub).
@@ -151,7 +180,7 @@ class Hub {
   void deliver_fired_timers();
   bool can_wake() const noexcept {
     return armed_events_ > 0 || io_waiters_ > 0 || thread_jobs_ > 0 ||
-           signal_handlers_ > 0;
+           signal_handlers_ > 0 || native_events_ > 0 || !deferred_.empty();
   }
   Tasklet* pop_batch() noexcept;
   PyObject* switch_to_next(Tasklet* self);
@@ -186,6 +215,15 @@ class Hub {
   long signal_handlers_ = 0;
   long io_waiters_ = 0;
   long io_handles_ = 0;
+  long native_events_ = 0;
+  struct Deferred {
+    DeferredFn fn;
+    void* arg;
+  };
+  std::vector<Deferred> deferred_;
+  std::vector<Deferred> running_deferred_;
+  std::vector<NativeOwner*> owners_;
+  void run_deferred();
   std::atomic<long> thread_jobs_{0};
 
   std::vector<Timer*> fired_timers_;

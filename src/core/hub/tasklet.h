@@ -49,6 +49,8 @@ struct Tasklet {
   struct event io_ev_;
   struct event timer_ev_;
 
+  void* job_arg_;  // for native jobs (the HTTP server's connection)
+
   Tasklet* live_prev_;
   Tasklet* live_next_;
 

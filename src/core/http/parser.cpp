@@ -1,0 +1,587 @@
+#include "http/parser.h"
+
+#include <cstring>
+
+namespace ptsevent::http {
+
+namespace {
+
+RequestParser* self_of(llhttp_t* p) {
+  return static_cast<RequestParser*>(p->data);
+}
+
+bool is_tchar(unsigned char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+    return true;
+  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != 0;
+}
+
+bool is_hex(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    unsigned char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x += 32;
+    if (y >= 'A' && y <= 'Z') y += 32;
+    if (x != y) return false;
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+// A comma-separated list of tokens (a transfer-coding list we might
+// recognise but do not implement), as opposed to garbage.
+bool is_token_list(std::string_view v) {
+  bool any = false;
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t comma = v.find(',', start);
+    if (comma == std::string_view::npos) comma = v.size();
+    std::string_view item = trim(v.substr(start, comma - start));
+    if (item.empty()) return false;
+    for (unsigned char c : item)
+      if (!is_tchar(c)) return false;
+    any = true;
+    start = comma + 1;
+  }
+  return any;
+}
+
+}  // namespace
+
+const llhttp_settings_t* RequestParser::settings() {
+  static const llhttp_settings_t s = [] {
+    llhttp_settings_t st;
+    llhttp_settings_init(&st);
+    st.on_message_begin = on_message_begin;
+    st.on_method = on_method;
+    st.on_url = on_url;
+    st.on_version = on_version;
+    st.on_header_field = on_header_field;
+    st.on_header_value = on_header_value;
+    st.on_header_value_complete = on_header_value_complete;
+    st.on_headers_complete = on_headers_complete;
+    st.on_body = on_body;
+    st.on_chunk_header = on_chunk_header;
+    st.on_chunk_complete = on_chunk_complete;
+    st.on_message_complete = on_message_complete;
+    return st;
+  }();
+  return &s;
+}
+
+RequestParser::RequestParser(const Limits* limits) : limits_(limits) {
+  llhttp_init(&parser_, HTTP_REQUEST, settings());
+  parser_.data = this;
+}
+
+void RequestParser::release() noexcept {
+  std::string().swap(head_);
+  std::string().swap(trailer_name_);
+  std::vector<HeaderField>().swap(fields_);
+}
+
+void RequestParser::next_message() {
+  head_.clear();
+  fields_.clear();
+  method_off_ = method_len_ = target_off_ = target_len_ = 0;
+  request_line_ = head_bytes_ = trailer_bytes_ = host_count_ = 0;
+  content_length_ = -1;
+  body_bytes_ = 0;
+  chunk_digits_ = 0;
+  major_ = minor_ = 0;
+  span_ = Span::kNone;
+  started_ = keep_alive_ = chunked_ = expect_continue_ = false;
+  in_trailers_ = at_chunk_size_ = prev_cr_ = after_lf_ = false;
+  if (phase_ == Phase::kError) return;
+  phase_ = Phase::kHead;
+  if (llhttp_get_errno(&parser_) == HPE_PAUSED) llhttp_resume(&parser_);
+}
+
+int RequestParser::fail(int status, const char* reason) noexcept {
+  if (error_status_ == 0) {
+    error_status_ = status;
+    error_reason_ = reason;
+  }
+  phase_ = Phase::kError;
+  return HPE_USER;
+}
+
+// The head must end every line with CRLF and contain no NUL; llhttp 8.1
+// takes a bare LF as a line end. Called on the bytes llhttp consumed as
+// head, so body bytes are never scanned.
+int RequestParser::scan_head_bytes(const char* data, size_t len) {
+  head_bytes_ += len;
+  if (head_bytes_ > limits_->max_header_block)
+    return fail(431, "request header block too large");
+  for (size_t i = 0; i < len; ++i) {
+    char c = data[i];
+    if (prev_cr_) {
+      if (c != '\n') return fail(400, "bare CR in request head");
+      prev_cr_ = false;
+      after_lf_ = true;
+      continue;
+    }
+    if (after_lf_) {
+      after_lf_ = false;
+      if (c == ' ' || c == '\t')
+        return fail(400, "obs-fold or whitespace before a header field");
+    }
+    if (c == '\r') {
+      prev_cr_ = true;
+    } else if (c == '\n') {
+      return fail(400, "bare LF in request head");
+    } else if (c == '\0') {
+      return fail(400, "NUL in request head");
+    }
+  }
+  return 0;
+}
+
+// llhttp reads chunk sizes of any length as long as they fit in 64 bits
+// (leading zeros): more than 16 hex digits is refused here.
+int RequestParser::scan_chunk_size(const char* data, size_t len, size_t* scanned) {
+  size_t i = 0;
+  while (i < len && is_hex(static_cast<unsigned char>(data[i]))) {
+    if (++chunk_digits_ > 16) return fail(400, "chunk size has more than 16 digits");
+    ++i;
+  }
+  if (i < len) {  // the size ended
+    at_chunk_size_ = false;
+    chunk_digits_ = 0;
+  }
+  *scanned = i;
+  return 0;
+}
+
+int RequestParser::append_span(Span span, const char* at, size_t len) {
+  if (span == Span::kMethod || span == Span::kUrl || span == Span::kVersion) {
+    request_line_ += len;
+    if (request_line_ > limits_->max_request_line)
+      return fail(414, "request line too long");
+  }
+  if (head_.size() + len > UINT32_MAX) return fail(431, "request head too large");
+  uint32_t off = static_cast<uint32_t>(head_.size());
+  head_.append(at, len);
+  switch (span) {
+    case Span::kMethod:
+      if (span_ != Span::kMethod) method_off_ = off;
+      method_len_ += static_cast<uint32_t>(len);
+      break;
+    case Span::kUrl:
+      if (span_ != Span::kUrl) target_off_ = off;
+      target_len_ += static_cast<uint32_t>(len);
+      break;
+    case Span::kVersion:
+      break;
+    case Span::kField:
+      if (span_ != Span::kField) {
+        if (fields_.size() >= limits_->max_headers)
+          return fail(431, "too many header fields");
+        fields_.push_back(HeaderField{off, 0, off, 0});
+      }
+      fields_.back().name_len += static_cast<uint32_t>(len);
+      break;
+    case Span::kValue: {
+      HeaderField& f = fields_.back();
+      if (span_ != Span::kValue) f.value_off = off;
+      f.value_len += static_cast<uint32_t>(len);
+      // obs-fold reaches us as CR/LF inside a value.
+      if (std::memchr(at, '\r', len) || std::memchr(at, '\n', len))
+        return fail(400, "obs-fold or line break in a header value");
+      break;
+    }
+    case Span::kNone:
+      break;
+  }
+  if (span == Span::kField || span == Span::kValue) {
+    const HeaderField& f = fields_.back();
+    if (static_cast<size_t>(f.name_len) + f.value_len > limits_->max_header_line)
+      return fail(431, "request header line too long");
+  }
+  span_ = span;
+  return 0;
+}
+
+int RequestParser::finish_field() noexcept {
+  if (fields_.empty()) return 0;
+  HeaderField& f = fields_.back();
+  // Only spaces and tabs are trimmed (llhttp strips the leading ones).
+  while (f.value_len > 0) {
+    char c = head_[f.value_off + f.value_len - 1];
+    if (c != ' ' && c != '\t') break;
+    --f.value_len;
+  }
+  std::string_view name = field_name(f);
+  if (name.empty()) return fail(400, "empty header field name");
+  for (unsigned char c : field_value(f))
+    if ((c < 0x20 && c != '\t') || c == 0x7f)
+      return fail(400, "control character in a header value");
+  if (iequals(name, "host")) ++host_count_;
+  return 0;
+}
+
+int RequestParser::on_message_begin(llhttp_t* p) {
+  self_of(p)->started_ = true;
+  return 0;
+}
+
+int RequestParser::on_method(llhttp_t* p, const char* at, size_t len) {
+  return self_of(p)->append_span(Span::kMethod, at, len);
+}
+
+int RequestParser::on_url(llhttp_t* p, const char* at, size_t len) {
+  return self_of(p)->append_span(Span::kUrl, at, len);
+}
+
+int RequestParser::on_version(llhttp_t* p, const char* at, size_t len) {
+  return self_of(p)->append_span(Span::kVersion, at, len);
+}
+
+int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
+  RequestParser* self = self_of(p);
+  if (self->phase_ != Phase::kHead) {  // a trailer field
+    self->trailer_bytes_ += len;
+    if (self->trailer_bytes_ > self->limits_->max_trailer_block)
+      return self->fail(431, "trailer block too large");
+    if (self->span_ != Span::kField) self->trailer_name_.clear();
+    self->trailer_name_.append(at, len);
+    self->span_ = Span::kField;
+    return 0;
+  }
+  return self->append_span(Span::kField, at, len);
+}
+
+int RequestParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
+  RequestParser* self = self_of(p);
+  if (self->phase_ != Phase::kHead) {
+    self->trailer_bytes_ += len;
+    if (self->trailer_bytes_ > self->limits_->max_trailer_block)
+      return self->fail(431, "trailer block too large");
+    if (std::memchr(at, '\r', len) || std::memchr(at, '\n', len))
+      return self->fail(400, "line break in a trailer value");
+    self->span_ = Span::kValue;
+    return 0;
+  }
+  return self->append_span(Span::kValue, at, len);
+}
+
+int RequestParser::on_header_value_complete(llhttp_t* p) {
+  RequestParser* self = self_of(p);
+  if (self->phase_ != Phase::kHead) {
+    // Trailers are checked, then dropped: never merged into the environ.
+    std::string_view name = self->trailer_name_;
+    if (iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+        iequals(name, "host"))
+      return self->fail(400, "forbidden field in trailers");
+    self->span_ = Span::kNone;
+    return 0;
+  }
+  self->span_ = Span::kNone;
+  return self->finish_field();
+}
+
+int RequestParser::check_head() {
+  if (major_ != 1 || (minor_ != 0 && minor_ != 1))
+    return fail(505, "HTTP version not supported");
+  std::string_view method = this->method();
+  std::string_view target = this->target();
+  if (method == "CONNECT") return fail(501, "CONNECT is not supported");
+  if (target.empty()) return fail(400, "empty request target");
+  if (target == "*") {
+    if (method != "OPTIONS") return fail(400, "asterisk-form target needs OPTIONS");
+  } else if (target[0] != '/') {
+    // absolute-form only: scheme "://" authority
+    size_t colon = target.find("://");
+    if (colon == std::string_view::npos || colon == 0)
+      return fail(400, "request target is not origin-form or absolute-form");
+    for (size_t i = 0; i < colon; ++i) {
+      unsigned char c = target[i];
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                (i > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
+      if (!ok) return fail(400, "bad scheme in absolute-form target");
+    }
+  }
+  if (minor_ == 1 && host_count_ != 1)
+    return fail(400, host_count_ ? "more than one Host field" : "HTTP/1.1 request without Host");
+  if (host_count_ > 1) return fail(400, "more than one Host field");
+
+  size_t te_count = 0, cl_count = 0;
+  std::string_view te, cl;
+  for (const HeaderField& f : fields_) {
+    std::string_view name = field_name(f);
+    if (iequals(name, "transfer-encoding")) {
+      ++te_count;
+      te = field_value(f);
+    } else if (iequals(name, "content-length")) {
+      ++cl_count;
+      cl = field_value(f);
+    } else if (iequals(name, "expect")) {
+      std::string_view v = field_value(f);
+      if (!iequals(v, "100-continue")) return fail(417, "unsupported expectation");
+      if (minor_ == 1) expect_continue_ = true;
+    }
+  }
+  if (te_count) {
+    if (minor_ == 0) return fail(400, "Transfer-Encoding on HTTP/1.0");
+    if (cl_count) return fail(400, "both Content-Length and Transfer-Encoding");
+    if (te_count > 1) return fail(400, "more than one Transfer-Encoding field");
+    if (!iequals(te, "chunked")) {
+      if (is_token_list(te)) return fail(501, "transfer coding not implemented");
+      return fail(400, "malformed Transfer-Encoding");
+    }
+    if (!(parser_.flags & F_CHUNKED)) return fail(400, "malformed Transfer-Encoding");
+    chunked_ = true;
+  }
+  if (cl_count) {
+    if (cl_count > 1) return fail(400, "more than one Content-Length field");
+    if (cl.empty() || cl.size() > 18) return fail(400, "malformed Content-Length");
+    int64_t n = 0;
+    for (unsigned char c : cl) {
+      if (c < '0' || c > '9') return fail(400, "malformed Content-Length");
+      n = n * 10 + (c - '0');
+    }
+    content_length_ = n;
+    if (static_cast<uint64_t>(n) > limits_->max_body)
+      return fail(413, "request body too large");
+  }
+  keep_alive_ = llhttp_should_keep_alive(&parser_) && !parser_.upgrade;
+  at_chunk_size_ = chunked_;
+  return 0;
+}
+
+int RequestParser::on_headers_complete(llhttp_t* p) {
+  RequestParser* self = self_of(p);
+  self->major_ = p->http_major;
+  self->minor_ = p->http_minor;
+  if (self->check_head() != 0) return HPE_USER;
+  self->pause_head_ = true;
+  if (!self->has_body()) {
+    // Let llhttp reach on_message_complete in this call; the head and the
+    // end of the message are reported together.
+    self->phase_ = Phase::kBody;
+    return 0;
+  }
+  self->phase_ = Phase::kBody;
+  return HPE_PAUSED;
+}
+
+int RequestParser::on_body(llhttp_t* p, const char* at, size_t len) {
+  RequestParser* self = self_of(p);
+  self->body_bytes_ += len;
+  if (self->body_bytes_ > self->limits_->max_body)
+    return self->fail(413, "request body too large");
+  if (self->body_) self->body_->append(at, len);
+  return 0;
+}
+
+int RequestParser::on_chunk_header(llhttp_t* p) {
+  RequestParser* self = self_of(p);
+  if (p->content_length == 0) self->in_trailers_ = true;
+  return 0;
+}
+
+int RequestParser::on_chunk_complete(llhttp_t* p) {
+  RequestParser* self = self_of(p);
+  if (self->in_trailers_) return 0;
+  self->pause_chunk_ = true;
+  return HPE_PAUSED;  // so that feed() can scan the next chunk-size line
+}
+
+int RequestParser::on_message_complete(llhttp_t* p) {
+  RequestParser* self = self_of(p);
+  self->pause_end_ = true;
+  self->at_chunk_size_ = false;
+  return HPE_PAUSED;
+}
+
+RequestParser::Status RequestParser::feed(const char* data, size_t len,
+                                          size_t* consumed, std::string* body) {
+  *consumed = 0;
+  if (phase_ == Phase::kError) return Status::kError;
+  if (phase_ == Phase::kDone) return Status::kMessageEnd;
+  body_ = body;
+  if (phase_ == Phase::kBody && llhttp_get_errno(&parser_) == HPE_PAUSED)
+    llhttp_resume(&parser_);
+  size_t pos = 0;
+  for (;;) {
+    if (phase_ == Phase::kBody && at_chunk_size_ && pos < len) {
+      size_t scanned = 0;
+      if (scan_chunk_size(data + pos, len - pos, &scanned) != 0) {
+        body_ = nullptr;
+        return Status::kError;
+      }
+    }
+    bool head_phase = phase_ == Phase::kHead;
+    pause_head_ = pause_end_ = pause_chunk_ = false;
+    llhttp_errno_t err = llhttp_execute(&parser_, data + pos, len - pos);
+    size_t used = len - pos;
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+      used = static_cast<size_t>(llhttp_get_error_pos(&parser_) - (data + pos));
+    } else if (err != HPE_OK) {
+      used = 0;
+      if (error_status_ == 0) {
+        const char* pos_err = llhttp_get_error_pos(&parser_);
+        if (pos_err) used = static_cast<size_t>(pos_err - (data + pos));
+      }
+    }
+    if (head_phase && error_status_ == 0) {
+      // The bytes of the head llhttp consumed (all of them when it wants
+      // more; up to the pause when the head ended).
+      size_t head_used = used;
+      if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE)
+        head_used = len - pos;  // scan what it choked on too, for the reason
+      if (scan_head_bytes(data + pos, head_used) != 0) {
+        body_ = nullptr;
+        *consumed = pos + used;
+        return Status::kError;
+      }
+    }
+    pos += used;
+    *consumed = pos;
+    if (err == HPE_OK) {
+      body_ = nullptr;
+      return Status::kNeedMore;
+    }
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+      if (pause_end_) {
+        phase_ = Phase::kDone;
+        body_ = nullptr;
+        return head_phase ? Status::kHead : Status::kMessageEnd;
+      }
+      if (pause_head_) {
+        body_ = nullptr;
+        return Status::kHead;
+      }
+      if (pause_chunk_) {
+        llhttp_resume(&parser_);
+        at_chunk_size_ = true;
+        chunk_digits_ = 0;
+        if (pos == len) {
+          body_ = nullptr;
+          return Status::kNeedMore;
+        }
+        continue;
+      }
+    }
+    body_ = nullptr;
+    if (error_status_ == 0) {
+      switch (err) {
+        case HPE_INVALID_VERSION:
+          fail(505, "HTTP version not supported");
+          break;
+        case HPE_INVALID_METHOD:
+          fail(400, "invalid method");
+          break;
+        case HPE_INVALID_URL:
+          fail(400, "invalid request target");
+          break;
+        case HPE_INVALID_CONTENT_LENGTH:
+        case HPE_UNEXPECTED_CONTENT_LENGTH:
+          fail(400, "invalid Content-Length");
+          break;
+        case HPE_INVALID_TRANSFER_ENCODING:
+          fail(400, "invalid Transfer-Encoding");
+          break;
+        case HPE_INVALID_CHUNK_SIZE:
+          fail(400, "invalid chunk size");
+          break;
+        default:
+          fail(400, llhttp_errno_name(err));
+          break;
+      }
+    }
+    phase_ = Phase::kError;
+    return Status::kError;
+  }
+}
+
+namespace {
+int hex_value(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
+
+bool split_target(std::string_view target, std::string* path,
+                  std::string_view* query) {
+  path->clear();
+  *query = std::string_view();
+  if (target == "*") {
+    path->assign("*");
+    return true;
+  }
+  if (!target.empty() && target[0] != '/') {
+    size_t scheme = target.find("://");
+    if (scheme == std::string_view::npos) return false;
+    size_t slash = target.find_first_of("/?#", scheme + 3);
+    target = slash == std::string_view::npos ? std::string_view("/")
+                                             : target.substr(slash);
+  }
+  size_t hash = target.find('#');
+  if (hash != std::string_view::npos) target = target.substr(0, hash);
+  size_t q = target.find('?');
+  std::string_view raw_path = target;
+  if (q != std::string_view::npos) {
+    raw_path = target.substr(0, q);
+    *query = target.substr(q + 1);
+  }
+  path->reserve(raw_path.size());
+  for (size_t i = 0; i < raw_path.size(); ++i) {
+    char c = raw_path[i];
+    if (c == '%') {
+      if (i + 2 >= raw_path.size()) return false;
+      int hi = hex_value(static_cast<unsigned char>(raw_path[i + 1]));
+      int lo = hex_value(static_cast<unsigned char>(raw_path[i + 2]));
+      if (hi < 0 || lo < 0) return false;
+      path->push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else {
+      path->push_back(c);
+    }
+  }
+  return true;
+}
+
+bool cgi_header_key(std::string_view name, std::string* key) {
+  key->assign("HTTP_");
+  for (unsigned char c : name) {
+    if (c == '_') return false;
+    if (c == '-') c = '_';
+    else if (c >= 'a' && c <= 'z') c -= 32;
+    key->push_back(static_cast<char>(c));
+  }
+  return *key != "HTTP_CONTENT_TYPE" && *key != "HTTP_CONTENT_LENGTH";
+}
+
+const char* reason_phrase(int status) noexcept {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+}  // namespace ptsevent::http
