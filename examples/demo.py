@@ -1,109 +1,109 @@
-"""ptsevent demo: thousands of tasklets talking over real TCP sockets.
+"""ptsevent demo: the built-in C++ WSGI server serving a small application.
 
-An echo server (one tasklet per connection) and N client tasklets run in one
-OS thread on 127.0.0.1; each client sends M messages and checks every echo.
-The code is plain blocking-style socket code: `ptsevent.socket` sockets
-suspend only the calling tasklet when a call would block.
+    python examples/demo.py [--host 127.0.0.1] [--port 8080]
 
-    python examples/demo.py [--clients 2000] [--messages 50] [--size 64]
+Every request runs in a tasklet, so a handler may block in plain
+blocking style (here: ptsevent.sleep, a cooperative socket call) while
+other connections go on being served. Try:
+
+    curl http://127.0.0.1:8080/
+    curl 'http://127.0.0.1:8080/sleep?seconds=1'     # 1,000 of these overlap
+    curl -d 'hello' http://127.0.0.1:8080/echo
+    curl http://127.0.0.1:8080/stream                # chunked response
+    curl http://127.0.0.1:8080/fetch                 # a cooperative socket call
+    curl http://127.0.0.1:8080/stats
+    wrk -c 256 -d 5s http://127.0.0.1:8080/
 """
 
 import argparse
-import resource
+import json
 import sys
 import time
+from urllib.parse import parse_qs
 
 import ptsevent
 from ptsevent import socket
+from ptsevent.wsgi import WSGIServer
+
+SERVER = None
+STARTED = time.time()
 
 
-def recv_exactly(sock, n):
-    chunks = []
-    while n:
-        data = sock.recv(n)
-        if not data:
-            raise ConnectionError("peer closed the connection")
-        chunks.append(data)
-        n -= len(data)
-    return b"".join(chunks)
+def text(start_response, body, status="200 OK", ctype="text/plain; charset=utf-8"):
+    body = body.encode() if isinstance(body, str) else body
+    start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+    return [body]
 
 
-def serve_client(conn):
-    with conn:
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                return
-            conn.sendall(data)
+def index(environ, start_response):
+    return text(start_response, "Hello, World!\n")
 
 
-def accept_loop(listener, handlers):
-    while True:
-        conn, _ = listener.accept()
-        handlers.append(ptsevent.spawn(serve_client, conn))
+def sleep(environ, start_response):
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    try:
+        seconds = min(float(query.get("seconds", ["0.1"])[0]), 10.0)
+    except ValueError:
+        return text(start_response, "seconds must be a number\n", "400 Bad Request")
+    ptsevent.sleep(seconds)
+    return text(start_response, f"slept {seconds} s in tasklet {id(ptsevent.getcurrent()):#x}\n")
 
 
-def client(address, messages, size, latencies):
-    with socket.create_connection(address, timeout=30) as sock:
-        for i in range(messages):
-            payload = (b"%08d" % i) * (size // 8)
-            start = time.perf_counter()
-            sock.sendall(payload)
-            if recv_exactly(sock, len(payload)) != payload:
-                raise AssertionError("echo mismatch")
-            latencies.append(time.perf_counter() - start)
-    return messages
+def echo(environ, start_response):
+    body = environ["wsgi.input"].read()
+    return text(start_response, body, ctype=environ.get("CONTENT_TYPE") or "application/octet-stream")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clients", type=int, default=2000)
-    ap.add_argument("--messages", type=int, default=50)
-    ap.add_argument("--size", type=int, default=64, help="bytes per message")
-    args = ap.parse_args(argv)
-    if args.clients < 1 or args.messages < 1 or args.size < 8:
-        ap.error("--clients and --messages must be >= 1, --size >= 8")
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = 2 * args.clients + 64
-    if soft < need:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
-
-    listener = socket.create_server(("127.0.0.1", 0), backlog=4096)
-    address = listener.getsockname()
-
-    handlers = []
-    latencies = []
-    server = ptsevent.spawn(accept_loop, listener, handlers)
-    start = time.perf_counter()
-    clients = [ptsevent.spawn(client, address, args.messages, args.size,
-                              latencies) for _ in range(args.clients)]
-    peak = 0
-    while not all(c.dead for c in clients):
-        peak = max(peak, ptsevent.hub_stats()["tasklets"])
+def stream(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+    for i in range(5):
+        yield f"chunk {i}\n".encode()
         ptsevent.sleep(0.05)
-    elapsed = time.perf_counter() - start
-    failed = [c for c in clients if not c.successful()]
-    ptsevent.joinall(handlers, timeout=5)
-    server.kill()
-    listener.close()
 
-    total = sum(c.value for c in clients if c.successful())
-    latencies.sort()
-    print(f"ptsevent demo: {args.clients} client tasklets and "
-          f"{len(handlers)} server tasklets in one OS thread, "
-          f"echo over TCP on {address[0]}:{address[1]}")
-    print(f"  peak live tasklets:  {peak}")
-    print(f"  messages echoed:     {total} x {args.size} bytes "
-          f"in {elapsed:.2f} s = {total / elapsed:,.0f} round trips/s")
-    if latencies:
-        print(f"  round-trip latency:  median {latencies[len(latencies) // 2] * 1e3:.2f} ms, "
-              f"p99 {latencies[int(len(latencies) * 0.99)] * 1e3:.2f} ms")
-    print(f"  failed clients:      {len(failed)}")
-    print(f"  hub after the run:   {ptsevent.hub_stats()}")
-    for c in failed[:3]:
-        print(f"    {c!r}: {c.exception!r}")
-    return 1 if failed else 0
+
+def fetch(environ, start_response):
+    # The server talking to itself with a cooperative socket: this request's
+    # tasklet waits on the socket; the hub serves the inner request meanwhile.
+    with socket.create_connection(("127.0.0.1", SERVER.server_port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")
+        reply = s.makefile("rb").read()
+    status_line = reply.split(b"\r\n", 1)[0].decode("latin-1")
+    return text(start_response, f"the inner request answered: {status_line}\n")
+
+
+def stats(environ, start_response):
+    data = {"server": SERVER.stats(), "hub": ptsevent.hub_stats(),
+            "uptime_seconds": round(time.time() - STARTED, 1)}
+    return text(start_response, json.dumps(data, indent=2) + "\n", ctype="application/json")
+
+
+ROUTES = {"/": index, "/sleep": sleep, "/echo": echo, "/stream": stream,
+          "/fetch": fetch, "/stats": stats}
+
+
+def app(environ, start_response):
+    handler = ROUTES.get(environ["PATH_INFO"])
+    if handler is None:
+        return text(start_response, "not found\n", "404 Not Found")
+    return handler(environ, start_response)
+
+
+def main():
+    global SERVER
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args()
+    SERVER = WSGIServer((args.host, args.port), app)
+    ptsevent.signal_handler(__import__("signal").SIGTERM, SERVER.close)
+    print(f"ptsevent demo: serving on http://{args.host}:{SERVER.server_port}/ "
+          f"(routes: {', '.join(ROUTES)}); Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        SERVER.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopping", file=sys.stderr)
+        SERVER.stop(timeout=2)
+    return 0
 
 
 if __name__ == "__main__":

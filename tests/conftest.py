@@ -45,6 +45,7 @@ def assert_hub_clean(stats=None):
     assert stats["events"] == 0, stats
     assert stats["io_handles"] == 0, stats
     assert stats["io_waiters"] == 0, stats
+    assert stats["native_events"] == 0, stats
     assert stats["libevent_events"] == stats["events"] + stats["internal_events"], stats
     assert stats["thread_jobs"] == 0, stats
     assert stats["ready"] == 0, stats
@@ -137,3 +138,32 @@ def pipe():
     finally:
         os.close(r)
         os.close(w)
+
+
+@pytest.fixture
+def serve_app():
+    """Start ptsevent.wsgi servers on 127.0.0.1 (an ephemeral port) in this
+    thread's hub; every app is wrapped in wsgiref.validate.validator unless
+    validate=False. All are closed after the test.
+
+        server = serve_app(app, header_timeout=1)
+        server.server_port
+    """
+    import wsgiref.validate
+
+    from ptsevent.wsgi import WSGIServer
+
+    servers = []
+
+    def start(app, validate=True, **options):
+        if validate:
+            app = wsgiref.validate.validator(app)
+        server = WSGIServer(("127.0.0.1", 0), app, **options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+    settle()

@@ -405,6 +405,10 @@ Pump pump_head(Connection* c) {
 
 void go_idle(Connection* c) {
   Server* s = c->server;
+  if (s->stopping_ && !c->parser.started()) {
+    destroy_conn(c);  // stop(): idle connections close at once
+    return;
+  }
   if (c->parser.started()) {
     if (c->state != Connection::State::kHead) {
       c->state = Connection::State::kHead;
@@ -415,9 +419,6 @@ void go_idle(Connection* c) {
     c->parser.release();
     if (c->in.empty()) c->in.shrink_to_fit();
     arm_timer(c, s->options_.keepalive_timeout);
-  }
-  if (!s->accepting_ && !s->started_) {
-    // stop() closes idle connections at once.
   }
 }
 
@@ -1378,7 +1379,7 @@ bool handle_request(Connection* c, Request* req) {
   double started = static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
   RequestParser& p = c->parser;
   req->minor = p.version_minor();
-  req->keep_alive = p.keep_alive();
+  req->keep_alive = p.keep_alive() && !s->stopping_;
   req->is_head = p.method() == "HEAD";
   if (s->access_log_ && s->access_log_.get() != Py_None) {
     req->method.assign(p.method());
@@ -1523,6 +1524,7 @@ PyObject* serve(PyObject*, PyObject*) {
   }
   t->job_arg_ = nullptr;
   Server* s = c->server;
+  py::Ref hold = py::Ref::borrow(s->self());  // a closing connection drops its own
   for (;;) {
     bool again;
     {
