@@ -11,7 +11,7 @@ BUILD_DEPS := "scikit-build-core>=0.10" "nanobind>=2.4" "greenlet>=3" ninja
 SOURCES := $(shell find src CMakeLists.txt pyproject.toml -type f \
              -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: setup run test test-asan bench clean debs
+.PHONY: setup run test test-asan bench bench-wsgi clean debs
 
 setup: debs $(VENV)/.built
 
@@ -55,7 +55,7 @@ $(ASAN_VENV)/bin/python:
 $(ASAN_VENV)/.built: $(ASAN_VENV)/bin/python $(SOURCES)
 	$(ASAN_PY) -m pip install -q $(BUILD_DEPS) pytest pytest-timeout
 	PTSEVENT_SANITIZE=ON $(ASAN_PY) -m pip install -q --no-build-isolation \
-	  --config-settings=build-dir=build/asan .
+	  --config-settings=build-dir=build/asan '.[test]'
 	touch $@
 
 test-asan: $(ASAN_VENV)/.built
@@ -69,6 +69,120 @@ bench: setup
 	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'
 	$(PY) bench/switch.py
 	$(PY) bench/echo.py --duration 2
+	$(MAKE) --no-print-directory bench-wsgi
+
+# The WSGI benchmarks. Their peers live in venvs of their own under bench/:
+# bjoern builds against libev-dev; meinheld pins greenlet<0.5, which does not
+# build on Python 3.11, so it is then installed without its dependencies next
+# to a current greenlet (INSTALL-NOTE says so); if even that fails,
+# INSTALL-FAILED holds the reason, which bench/wsgi.py reports.
+WSGI_DEBS := nginx libev-dev wrk
+PEERS_VENV := bench/.venv-peers
+MEINHELD_VENV := bench/.venv-meinheld
+
+bench-wsgi: setup
+	@$(MAKE) --no-print-directory debs DEB_PACKAGES="$(WSGI_DEBS)"
+	@test -x $(PEERS_VENV)/bin/python || { $(PYTHON) -m venv $(PEERS_VENV) && \
+	  $(PEERS_VENV)/bin/python -m pip install -q --upgrade pip; }
+	$(PEERS_VENV)/bin/python -m pip install -q bjoern waitress "gunicorn[gevent]"
+	@test -x $(MEINHELD_VENV)/bin/python || { $(PYTHON) -m venv $(MEINHELD_VENV) && \
+	  $(MEINHELD_VENV)/bin/python -m pip install -q --upgrade pip; }
+	@m=$(MEINHELD_VENV); $$m/bin/python -c "import meinheld.server" 2>/dev/null || { \
+	  rm -f $$m/INSTALL-NOTE $$m/INSTALL-FAILED; echo "installing meinheld into $$m"; \
+	  if $$m/bin/python -m pip install -q meinheld >$$m/pip.log 2>&1; then :; \
+	  else why="$$( { grep -m1 -oE '[[:alnum:]_]+\.c:[0-9:]+ error: .*' $$m/pip.log || \
+	      grep -m1 -o 'error: .*' $$m/pip.log; } | cut -c1-160)"; \
+	    if $$m/bin/python -m pip install -q --no-deps meinheld greenlet >>$$m/pip.log 2>&1 && \
+	       $$m/bin/python -c "import meinheld.server" 2>>$$m/pip.log; then \
+	      echo "its pin greenlet<0.5 does not build on Python $$($$m/bin/python -c 'import platform; print(platform.python_version())') ($$why); installed with --no-deps, runs with greenlet $$($$m/bin/python -c 'import greenlet; print(greenlet.__version__)')" >$$m/INSTALL-NOTE; \
+	    else echo "$$why; see $$m/pip.log" >$$m/INSTALL-FAILED; fi; \
+	  fi; \
+	  cat $$m/INSTALL-NOTE $$m/INSTALL-FAILED 2>/dev/null | sed 's/^/meinheld: /'; }
+	$(PY) bench/wsgi.py
+	$(PY) bench/wsgi_idle_memory.py
+
+# --- fuzzing (fuzz/README.md) ---------------------------------------------
+# libFuzzer needs clang (GCC 12 has none): Debian's clang-14 and its runtime.
+# fuzz-build installs them if missing; fuzz runs FUZZ_SECONDS on a working
+# copy of fuzz/corpus and merges what is new back into it; fuzz-smoke runs a
+# minute on a throw-away copy (for `make test`) and fails on a crash.
+FUZZ_DEB_PACKAGES := clang-14 libclang-rt-14-dev node-llhttp
+FUZZ_SECONDS ?= 3600
+FUZZ_DIR := fuzz/.build
+FUZZ_BIN := $(FUZZ_DIR)/request_fuzzer
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+FUZZ_SAN := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+  -fno-sanitize-recover=undefined
+FUZZ_OPTS := -dict=fuzz/http.dict -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+  -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/artifacts/
+# Prints libFuzzer's summary of a log: the DONE line and the final stats.
+FUZZ_SUMMARY = grep -E '^\#[0-9]+[[:space:]]+(INITED|DONE)|^stat::|^Done|^==[0-9]+==|^SUMMARY|^\*\*\*|^artifact_prefix|Test unit written'
+
+.PHONY: fuzz-debs fuzz-build fuzz fuzz-smoke
+
+fuzz-debs:
+	@missing=""; for p in $(FUZZ_DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+# A sub-make, so that the llhttp sources exist when their rules are read.
+fuzz-build: fuzz-debs
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+
+$(FUZZ_DIR)/llhttp_%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(FUZZ_DIR)
+	clang-14 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -DLLHTTP_STRICT_MODE=1 \
+	  -I$(LLHTTP_INC) -c $< -o $@
+
+$(FUZZ_DIR)/parser.o: src/core/http/parser.cpp src/core/http/parser.h
+	@mkdir -p $(FUZZ_DIR)
+	clang++-14 -std=c++17 -Wall -Wextra -Werror $(FUZZ_SAN) \
+	  -fsanitize=fuzzer-no-link -DLLHTTP_STRICT_MODE=1 -Isrc/core -I$(LLHTTP_INC) \
+	  -c $< -o $@
+
+$(FUZZ_DIR)/request_fuzzer.o: fuzz/request_fuzzer.cpp src/core/http/parser.h
+	@mkdir -p $(FUZZ_DIR)
+	clang++-14 -std=c++17 -Wall -Wextra -Werror $(FUZZ_SAN) \
+	  -fsanitize=fuzzer-no-link -DLLHTTP_STRICT_MODE=1 -Isrc/core -I$(LLHTTP_INC) \
+	  -c $< -o $@
+
+$(FUZZ_BIN): $(FUZZ_DIR)/request_fuzzer.o $(FUZZ_DIR)/parser.o \
+    $(FUZZ_DIR)/llhttp_llhttp.o $(FUZZ_DIR)/llhttp_api.o $(FUZZ_DIR)/llhttp_http.o
+	clang++-14 $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@
+
+fuzz: fuzz-build
+	rm -rf $(FUZZ_DIR)/corpus && mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/artifacts
+	cp fuzz/corpus/* $(FUZZ_DIR)/corpus/
+	@echo "fuzzing for $(FUZZ_SECONDS) s; progress: tail -f $(FUZZ_DIR)/fuzz.log"
+	@$(FUZZ_BIN) $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) $(FUZZ_DIR)/corpus \
+	  > $(FUZZ_DIR)/fuzz.log 2>&1; rc=$$?; \
+	$(FUZZ_SUMMARY) $(FUZZ_DIR)/fuzz.log; \
+	echo "merging new inputs into fuzz/corpus"; \
+	$(FUZZ_BIN) -merge=1 $(FUZZ_OPTS) fuzz/corpus $(FUZZ_DIR)/corpus \
+	  > $(FUZZ_DIR)/merge.log 2>&1 || { tail -20 $(FUZZ_DIR)/merge.log; exit 1; }; \
+	grep -E '^MERGE-OUTER: [0-9]+ new files' $(FUZZ_DIR)/merge.log; \
+	echo "fuzz/corpus: $$(ls fuzz/corpus | wc -l) files, $$(cat fuzz/corpus/* | wc -c) bytes"; \
+	if [ $$rc -ne 0 ]; then tail -60 $(FUZZ_DIR)/fuzz.log; \
+	  echo "crash: see $(FUZZ_DIR)/artifacts/"; fi; \
+	exit $$rc
+
+fuzz-smoke: fuzz-build
+	@mkdir -p $(FUZZ_DIR)/artifacts; tmp=$$(mktemp -d); \
+	cp fuzz/corpus/* $$tmp/ && \
+	$(FUZZ_BIN) $(FUZZ_OPTS) -max_total_time=60 $$tmp > $(FUZZ_DIR)/smoke.log 2>&1; \
+	rc=$$?; rm -rf $$tmp; \
+	$(FUZZ_SUMMARY) $(FUZZ_DIR)/smoke.log; \
+	if [ $$rc -ne 0 ]; then tail -60 $(FUZZ_DIR)/smoke.log; \
+	  echo "fuzz-smoke: crash (rc $$rc), see $(FUZZ_DIR)/artifacts/"; fi; \
+	exit $$rc
 
 clean:
 	rm -rf build $(VENV) $(ASAN_VENV)
