@@ -527,6 +527,10 @@ bool split_target(std::string_view target, std::string* path,
     size_t slash = target.find_first_of("/?#", scheme + 3);
     target = slash == std::string_view::npos ? std::string_view("/")
                                              : target.substr(slash);
+    if (!target.empty() && target[0] != '/') {
+      // "http://host?q": the path is empty, which means "/".
+      path->assign("/");
+    }
   }
   size_t hash = target.find('#');
   if (hash != std::string_view::npos) target = target.substr(0, hash);
@@ -536,7 +540,7 @@ bool split_target(std::string_view target, std::string* path,
     raw_path = target.substr(0, q);
     *query = target.substr(q + 1);
   }
-  path->reserve(raw_path.size());
+  path->reserve(path->size() + raw_path.size());
   for (size_t i = 0; i < raw_path.size(); ++i) {
     char c = raw_path[i];
     if (c == '%') {

@@ -526,11 +526,13 @@ int send_iov(Connection* c, struct iovec* iov, int cnt) {
         int w = wait_io(c, true, c->server->options_.write_timeout);
         if (w < 0) return -1;
         if (w == 1) {
+          c->send_failed = true;
           PyErr_SetString(PyExc_TimeoutError, "timed out writing the response");
           return -1;
         }
         continue;
       }
+      c->send_failed = true;
       PyErr_SetFromErrno(PyExc_OSError);
       return -1;
     }
@@ -1003,6 +1005,9 @@ int send_headers(Connection* c, Request* req, const char* first, size_t first_le
   } else {
     req->keep_alive = false;  // HTTP/1.0: the end of the body is the close
   }
+  if (c->server->stopping_) req->keep_alive = false;
+  if (c->parser.expect_continue() && !req->continue_sent && !c->parser.body_done())
+    req->keep_alive = false;  // the body never came: the connection cannot go on
   if (!req->has_date) h.append(date_line(c->server));
   if (!req->has_server) h.append("Server: ptsevent\r\n");
   if (!req->keep_alive) h.append("Connection: close\r\n");
@@ -1150,11 +1155,13 @@ int send_file(Connection* c, Request* req, FileWrapper* fw) {
       int w = wait_io(c, true, c->server->options_.write_timeout);
       if (w < 0) return -1;
       if (w == 1) {
+        c->send_failed = true;
         PyErr_SetString(PyExc_TimeoutError, "timed out writing the response");
         return -1;
       }
       continue;
     }
+    c->send_failed = true;
     PyErr_SetFromErrno(PyExc_OSError);
     return -1;
   }
@@ -1457,7 +1464,7 @@ bool handle_request(Connection* c, Request* req) {
   if (!ok && !exc) exc = py::fetch_error();
   if (exc) {
     bool killed = PyErr_GivenExceptionMatches(exc.get(), py::greenlet::exit_exception());
-    if (req->client_gone || c->aborted || killed) {
+    if (req->client_gone || c->send_failed || c->aborted || killed) {
       req->keep_alive = false;
       req->headers_sent = true;  // nothing more to send
     } else if (!req->headers_sent) {
@@ -1526,6 +1533,10 @@ PyObject* serve(PyObject*, PyObject*) {
   Server* s = c->server;
   py::Ref hold = py::Ref::borrow(s->self());  // a closing connection drops its own
   for (;;) {
+    if (c->aborted) {  // closed by the server before the app started
+      end_app(c);
+      break;
+    }
     bool again;
     {
       Request req;
@@ -1672,7 +1683,14 @@ void abort_active(Server* s) {
     if (c->state != Connection::State::kApp || c->aborted) continue;
     c->aborted = true;
     ::shutdown(c->fd, SHUT_RDWR);
-    if (c->waiting_read || c->waiting_write) c->hub->schedule(c->tasklet);
+    if (c->waiting_read || c->waiting_write) {
+      c->hub->schedule(c->tasklet);
+    } else if (c->tasklet && c->tasklet->state_ == hub::State::kRunning &&
+               c->tasklet != c->hub->current_or_null()) {
+      // The app waits on something else (a sleep, another socket): end it.
+      if (c->tasklet->kill(py::greenlet::exit_exception(), false, 0) < 0)
+        PyErr_WriteUnraisable(c->server->self());
+    }
   }
 }
 

@@ -78,6 +78,7 @@ struct Connection {
   bool timer_armed = false;
   bool registered = false;
   bool aborted = false;  // closed by the server (stop) while the app ran
+  bool send_failed = false;  // the client reset, or stopped reading
 
   Connection(Server* s, hub::Hub* h, int fd, const Limits* limits)
       : server(s), hub(h), fd(fd), parser(limits) {}
