@@ -125,7 +125,7 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
   for (size_t i = 0; i < len; ++i) {
     char c = data[i];
     if (prev_cr_) {
-      if (c != '\n') return fail(400, "bare CR in request head");
+      if (c != '\n') return fail(400, "bare CR in the request head or trailers");
       prev_cr_ = false;
       after_lf_ = true;
       continue;
@@ -138,7 +138,7 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
     if (c == '\r') {
       prev_cr_ = true;
     } else if (c == '\n') {
-      return fail(400, "bare LF in request head");
+      return fail(400, "bare LF in the request head or trailers");
     } else if (c == '\0') {
       return fail(400, "NUL in request head");
     }
@@ -279,6 +279,8 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
   if (self->phase_ != Phase::kHead) {
     // Trailers are checked, then dropped: never merged into the environ.
     std::string_view name = self->trailer_name_;
+    if (name.empty() || self->span_ == Span::kNone)
+      return self->fail(400, "empty trailer field name");
     if (iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
         iequals(name, "host"))
       return self->fail(400, "forbidden field in trailers");
@@ -385,7 +387,13 @@ int RequestParser::on_body(llhttp_t* p, const char* at, size_t len) {
 
 int RequestParser::on_chunk_header(llhttp_t* p) {
   RequestParser* self = self_of(p);
-  if (p->content_length == 0) self->in_trailers_ = true;
+  if (p->content_length == 0) {
+    // The last chunk: pause so that feed() scans the trailer section (and
+    // its final CRLF) with the head's strict line-end rules.
+    self->in_trailers_ = true;
+    self->pause_trailers_ = true;
+    return HPE_PAUSED;
+  }
   return 0;
 }
 
@@ -421,7 +429,8 @@ RequestParser::Status RequestParser::feed(const char* data, size_t len,
       }
     }
     bool head_phase = phase_ == Phase::kHead;
-    pause_head_ = pause_end_ = pause_chunk_ = false;
+    bool scan_lines = head_phase || (phase_ == Phase::kBody && in_trailers_);
+    pause_head_ = pause_end_ = pause_chunk_ = pause_trailers_ = false;
     llhttp_errno_t err = llhttp_execute(&parser_, data + pos, len - pos);
     size_t used = len - pos;
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
@@ -433,7 +442,7 @@ RequestParser::Status RequestParser::feed(const char* data, size_t len,
         if (pos_err) used = static_cast<size_t>(pos_err - (data + pos));
       }
     }
-    if (head_phase && error_status_ == 0) {
+    if (scan_lines && error_status_ == 0) {
       // The bytes of the head llhttp consumed (all of them when it wants
       // more; up to the pause when the head ended).
       size_t head_used = used;
@@ -460,6 +469,16 @@ RequestParser::Status RequestParser::feed(const char* data, size_t len,
       if (pause_head_) {
         body_ = nullptr;
         return Status::kHead;
+      }
+      if (pause_trailers_) {
+        llhttp_resume(&parser_);
+        prev_cr_ = false;
+        after_lf_ = true;  // a trailer line starting with a space is obs-fold
+        if (pos == len) {
+          body_ = nullptr;
+          return Status::kNeedMore;
+        }
+        continue;
       }
       if (pause_chunk_) {
         llhttp_resume(&parser_);

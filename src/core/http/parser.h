@@ -151,6 +151,7 @@ class RequestParser {
   bool pause_head_ = false;
   bool pause_end_ = false;
   bool pause_chunk_ = false;
+  bool pause_trailers_ = false;
 };
 
 // Splits a request target into PATH_INFO (percent-decoded; the path of an
