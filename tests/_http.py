@@ -7,6 +7,7 @@ hub serves.
 
 import random
 
+import ptsevent
 import ptsevent.socket as psocket
 
 
@@ -44,6 +45,10 @@ def exchange(port, data, how="whole", timeout=5.0, shut_write=False):
         try:
             for piece in splits(data, how):
                 sock.sendall(piece)
+                # Let the hub poll and serve before the next piece: otherwise
+                # the kernel hands the server every piece in one read.
+                ptsevent.sleep(0)
+                ptsevent.sleep(0)
         except OSError:
             pass  # the server may close early (an error response)
         if shut_write:

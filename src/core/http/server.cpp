@@ -13,6 +13,7 @@
 
 #include <climits>
 #include <cstring>
+#include <unordered_map>
 
 #include "hub/tasklet.h"
 #include "py/errors.h"
@@ -1235,6 +1236,7 @@ PyObject* build_environ(Connection* c, Request* req) {
       set_item(d, K.REMOTE_PORT, PyUnicode_FromFormat("%u", c->peer_port)) < 0)
     return nullptr;
   std::string key;
+  std::unordered_map<PyObject*, std::string> repeated;
   for (const HeaderField& f : p.headers()) {
     std::string_view name = p.field_name(f);
     std::string_view value = p.field_value(f);
@@ -1253,15 +1255,24 @@ PyObject* build_environ(Connection* c, Request* req) {
     }
     PyObject* old = PyDict_GetItemWithError(d, k.get());
     if (old) {
-      py::Ref v = py::Ref::steal(latin1(value));
-      if (!v) return nullptr;
-      py::Ref joined = py::Ref::steal(PyUnicode_FromFormat("%U,%U", old, v.get()));
-      if (!joined || PyDict_SetItem(d, k.get(), joined.get()) < 0) return nullptr;
+      // A repeated field: its values are joined with ',' once at the end
+      // (joining at each repeat would make many repeats quadratic). Keys
+      // are interned, so the pointer identifies the name.
+      auto it = repeated.find(k.get());
+      if (it == repeated.end()) {
+        std::string first(static_cast<const char*>(PyUnicode_DATA(old)),
+                          static_cast<size_t>(PyUnicode_GET_LENGTH(old)));
+        it = repeated.emplace(k.get(), std::move(first)).first;
+      }
+      it->second.push_back(',');
+      it->second.append(value);
     } else {
       if (PyErr_Occurred()) return nullptr;
       if (set_item(d, k.get(), latin1(value)) < 0) return nullptr;
     }
   }
+  for (auto& [k, joined] : repeated)
+    if (set_item(d, k, latin1(joined)) < 0) return nullptr;
   if (PyDict_SetItem(d, K.wsgi_version, K.version_tuple) < 0 ||
       PyDict_SetItem(d, K.wsgi_url_scheme, s->url_scheme_.get()) < 0 ||
       PyDict_SetItem(d, K.wsgi_input, req->input.get()) < 0 ||
