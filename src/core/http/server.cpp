@@ -182,6 +182,7 @@ struct StartResponse {
   PyObject_HEAD
   Connection* conn;
   Request* req;
+  PyObject* write;  // the write() callable, made on first use
 };
 
 struct FileWrapper {
@@ -308,7 +309,7 @@ void linger(Connection* c) {
   queue_process(c);  // drain what is already there
 }
 
-std::string date_line(Server* s) {
+const std::string& date_line(Server* s) {
   time_t now = time(nullptr);
   if (now != s->date_at_) {
     struct tm tm;
@@ -778,14 +779,24 @@ int latin1_of(PyObject* o, const char* what, std::string_view* out, py::Ref* kee
   return -1;
 }
 
+PyObject* start_response_write(PyObject* self, PyObject* data);
+PyMethodDef start_response_write_def = {"write", start_response_write, METH_O,
+                                        "write(data): the WSGI write() callable"};
+
 PyObject* start_response_call(PyObject* self, PyObject* args, PyObject* kwargs) {
   StartResponse* sr = reinterpret_cast<StartResponse*>(self);
   PyObject *status, *headers, *exc_info = Py_None;
-  static const char* kwlist[] = {"status", "headers", "exc_info", nullptr};
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:start_response",
-                                   const_cast<char**>(kwlist), &status, &headers,
-                                   &exc_info))
-    return nullptr;
+  if (!kwargs && PyTuple_GET_SIZE(args) >= 2 && PyTuple_GET_SIZE(args) <= 3) {
+    status = PyTuple_GET_ITEM(args, 0);
+    headers = PyTuple_GET_ITEM(args, 1);
+    if (PyTuple_GET_SIZE(args) == 3) exc_info = PyTuple_GET_ITEM(args, 2);
+  } else {
+    static const char* kwlist[] = {"status", "headers", "exc_info", nullptr};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:start_response",
+                                     const_cast<char**>(kwlist), &status, &headers,
+                                     &exc_info))
+      return nullptr;
+  }
   Request* req = sr->req;
   if (!req) {
     PyErr_SetString(PyExc_RuntimeError, "start_response called after its request ended");
@@ -879,7 +890,8 @@ PyObject* start_response_call(PyObject* self, PyObject* args, PyObject* kwargs) 
   req->keep_alive = keep_alive;
   req->no_body = code < 200 || code == 204 || code == 304;
   req->started = true;
-  return PyObject_GetAttrString(self, "write");
+  if (!sr->write) sr->write = PyCFunction_New(&start_response_write_def, self);
+  return Py_XNewRef(sr->write);
 }
 
 int send_headers(Connection* c, Request* req, const char* first, size_t first_len,
@@ -908,7 +920,11 @@ PyObject* start_response_write(PyObject* self, PyObject* data) {
   Py_RETURN_NONE;
 }
 
-void start_response_dealloc(PyObject* self) { PyObject_Free(self); }
+void start_response_dealloc(PyObject* self) {
+  // detach() already dropped write (which holds self) at the request's end.
+  Py_XDECREF(reinterpret_cast<StartResponse*>(self)->write);
+  PyObject_Free(self);
+}
 
 PyMethodDef start_response_methods[] = {
     {"write", start_response_write, METH_O, "write(data): the WSGI write() callable"},
@@ -1185,6 +1201,31 @@ PyObject* remote_addr(Connection* c) {
   return PyUnicode_FromString(buf);
 }
 
+// Clients often share an address (a proxy, loopback): the last string is
+// reused.
+PyObject* cached_remote_addr(Connection* c) {
+  Server* s = c->server;
+  if (!c->peer && s->last_addr_ && s->last_peer4_ == c->peer4)
+    return Py_NewRef(s->last_addr_.get());
+  PyObject* a = remote_addr(c);
+  if (a && !c->peer) {
+    s->last_addr_ = py::Ref::borrow(a);
+    s->last_peer4_ = c->peer4;
+  }
+  return a;
+}
+
+PyObject* port_string(unsigned port) {
+  char buf[8];
+  char* end = buf + sizeof buf;
+  char* p = end;
+  do {
+    *--p = static_cast<char>('0' + port % 10);
+    port /= 10;
+  } while (port);
+  return PyUnicode_FromStringAndSize(p, end - p);
+}
+
 int set_item(PyObject* d, PyObject* key, PyObject* value) {
   if (!value) return -1;
   int rc = PyDict_SetItem(d, key, value);
@@ -1205,7 +1246,9 @@ PyObject* header_key(std::string_view name, std::string* scratch_key) {
 PyObject* build_environ(Connection* c, Request* req) {
   Server* s = c->server;
   RequestParser& p = c->parser;
-  py::Ref env = py::Ref::steal(PyDict_New());
+  // A copy of the server's template: every key already has its slot, so
+  // the per-request values replace and nothing resizes.
+  py::Ref env = py::Ref::steal(PyDict_Copy(s->environ_template_.get()));
   if (!env) return nullptr;
   PyObject* d = env.get();
   std::string_view method = p.method();
@@ -1225,15 +1268,13 @@ PyObject* build_environ(Connection* c, Request* req) {
     return nullptr;
   }
   if (path == "*") path.clear();
-  if (PyDict_SetItem(d, K.SCRIPT_NAME, K.empty) < 0 ||
-      set_item(d, K.PATH_INFO, latin1(path)) < 0 ||
+  if (set_item(d, K.PATH_INFO, latin1(path)) < 0 ||
       set_item(d, K.QUERY_STRING, latin1(query)) < 0 ||
       set_item(d, K.RAW_URI, latin1(p.target())) < 0 ||
       PyDict_SetItem(d, K.SERVER_PROTOCOL, p.version_minor() ? K.http11 : K.http10) < 0 ||
-      PyDict_SetItem(d, K.SERVER_NAME, s->server_name_.get()) < 0 ||
-      PyDict_SetItem(d, K.SERVER_PORT, s->server_port_.get()) < 0 ||
-      set_item(d, K.REMOTE_ADDR, remote_addr(c)) < 0 ||
-      set_item(d, K.REMOTE_PORT, PyUnicode_FromFormat("%u", c->peer_port)) < 0)
+      set_item(d, K.REMOTE_ADDR, cached_remote_addr(c)) < 0 ||
+      set_item(d, K.REMOTE_PORT, port_string(c->peer_port)) < 0 ||
+      PyDict_SetItem(d, K.wsgi_input, req->input.get()) < 0)
     return nullptr;
   std::string key;
   std::unordered_map<PyObject*, std::string> repeated;
@@ -1273,9 +1314,25 @@ PyObject* build_environ(Connection* c, Request* req) {
   }
   for (auto& [k, joined] : repeated)
     if (set_item(d, k, latin1(joined)) < 0) return nullptr;
-  if (PyDict_SetItem(d, K.wsgi_version, K.version_tuple) < 0 ||
+  return env.release();
+}
+
+// The environ every request starts from: the constant entries, and a slot
+// for each per-request one. Presized for a typical number of headers.
+PyObject* make_environ_template(Server* s) {
+  py::Ref env = py::Ref::steal(_PyDict_NewPresized(40));
+  if (!env) return nullptr;
+  PyObject* d = env.get();
+  PyObject* per_request[] = {K.REQUEST_METHOD, K.PATH_INFO,   K.QUERY_STRING,
+                             K.RAW_URI,        K.SERVER_PROTOCOL, K.REMOTE_ADDR,
+                             K.REMOTE_PORT,    K.wsgi_input};
+  for (PyObject* k : per_request)
+    if (PyDict_SetItem(d, k, Py_None) < 0) return nullptr;
+  if (PyDict_SetItem(d, K.SCRIPT_NAME, K.empty) < 0 ||
+      PyDict_SetItem(d, K.SERVER_NAME, s->server_name_.get()) < 0 ||
+      PyDict_SetItem(d, K.SERVER_PORT, s->server_port_.get()) < 0 ||
+      PyDict_SetItem(d, K.wsgi_version, K.version_tuple) < 0 ||
       PyDict_SetItem(d, K.wsgi_url_scheme, s->url_scheme_.get()) < 0 ||
-      PyDict_SetItem(d, K.wsgi_input, req->input.get()) < 0 ||
       PyDict_SetItem(d, K.wsgi_errors, s->errors_.get()) < 0 ||
       PyDict_SetItem(d, K.wsgi_multithread, Py_False) < 0 ||
       PyDict_SetItem(d, K.wsgi_multiprocess, s->options_.multiprocess ? Py_True : Py_False) < 0 ||
@@ -1352,6 +1409,7 @@ PyObject* new_start_response(Connection* c, Request* req) {
   if (!sr) return nullptr;
   sr->conn = c;
   sr->req = req;
+  sr->write = nullptr;
   return reinterpret_cast<PyObject*>(sr);
 }
 
@@ -1365,6 +1423,7 @@ void detach(Request* req) {
     StartResponse* sr = reinterpret_cast<StartResponse*>(req->start_response.get());
     sr->conn = nullptr;
     sr->req = nullptr;
+    Py_CLEAR(sr->write);  // write holds sr: break the cycle
   }
   req->input.reset();
   req->start_response.reset();
@@ -1886,6 +1945,8 @@ PyObject* server_start(PyObject* self, PyObject*) {
   if (!hub) return nullptr;
   s->context_ = py::Ref::steal(PyContext_CopyCurrent());
   if (!s->context_) return nullptr;
+  s->environ_template_ = py::Ref::steal(make_environ_template(s));
+  if (!s->environ_template_) return nullptr;
   s->hub_ = hub;
   s->hub_serial_ = hub->serial();
   event_assign(&s->accept_ev_, hub->base(), s->listen_fd_, EV_READ | EV_PERSIST,
@@ -1961,6 +2022,8 @@ void server_dealloc(PyObject* self) {
   s->errors_.reset();
   s->log_error_.reset();
   s->access_log_.reset();
+  s->environ_template_.reset();
+  s->last_addr_.reset();
   s->options_.~Options();
   s->owner_.~ServerOwner();
   s->date_.~basic_string();

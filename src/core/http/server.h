@@ -100,6 +100,9 @@ struct Server {
   py::Ref server_name_, server_port_, url_scheme_, errors_;
   py::Ref log_error_;   // callable(message, exc) or None
   py::Ref access_log_;  // callable(line) or None
+  py::Ref environ_template_;
+  py::Ref last_addr_;  // REMOTE_ADDR of the last IPv4 peer
+  uint32_t last_peer4_ = 0;
   Options options_;
   struct event accept_ev_;
   struct event backoff_ev_;
