@@ -1502,7 +1502,11 @@ CURL = shutil.which("curl")
 
 
 def run_curl(*args):
-    return subprocess.run([CURL, "-sS", "--max-time", "10", *args],
+    # curl is not ours: under `make test-asan` it must not inherit the
+    # preloaded sanitizer runtime.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    return subprocess.run([CURL, "-sS", "--max-time", "10", *args], env=env,
                           capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
 
 
