@@ -1586,3 +1586,37 @@ def test_cli_serves_an_app_and_exits_0_on_sigterm():
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+# --- the request's objects in other tasklets ---------------------------------
+
+
+def test_another_tasklet_may_read_the_body_while_the_request_tasklet_waits(serve_app):
+    # The body arrives in pieces while a helper tasklet reads wsgi.input and
+    # the request's own tasklet waits in join(): the helper is the one that
+    # waits on the connection, and the request state must survive both
+    # tasklets' stacks being swapped out.
+    def app(environ, start_response):
+        reader = ptsevent.spawn(environ["wsgi.input"].read, 3000)
+        reader.join(5)
+        body = reader.get()
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    server = serve_app(app, validate=False)
+    sock = psocket.create_connection(("127.0.0.1", server.server_port), timeout=5)
+    try:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n")
+        for i in range(3):
+            ptsevent.sleep(0.02)
+            sock.sendall(bytes([65 + i]) * 1000)
+        data = b""
+        while not data.endswith(b"C" * 1000):
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert data.endswith(b"A" * 1000 + b"B" * 1000 + b"C" * 1000)
+    finally:
+        sock.close()

@@ -13,6 +13,7 @@
 
 #include <climits>
 #include <cstring>
+#include <memory>
 #include <unordered_map>
 
 #include "hub/tasklet.h"
@@ -261,7 +262,7 @@ void on_conn_event(evutil_socket_t, short what, void* arg) {
   }
   if (c->state == Connection::State::kApp) {
     if ((c->waiting_read && c->readable) || (c->waiting_write && c->writable))
-      c->hub->schedule(c->tasklet);
+      c->hub->schedule(c->waiter);
     return;
   }
   if (c->readable) queue_process(c);
@@ -273,7 +274,7 @@ void on_conn_timer(evutil_socket_t, short, void* arg) {
   c->hub->on_event_disarmed();
   c->timed_out = true;
   if (c->state == Connection::State::kApp) {
-    if (c->waiting_read || c->waiting_write) c->hub->schedule(c->tasklet);
+    if (c->waiting_read || c->waiting_write) c->hub->schedule(c->waiter);
     return;
   }
   queue_process(c);
@@ -493,10 +494,20 @@ int wait_io(Connection* c, bool write, double timeout) {
     PyErr_SetString(PyExc_ConnectionAbortedError, "the server closed the connection");
     return -1;
   }
-  Tasklet* t = c->tasklet;
+  // The app may hand wsgi.input or write() to another tasklet: whoever
+  // calls waits, one at a time.
+  if (c->waiter) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "another tasklet is already waiting on this connection");
+    return -1;
+  }
+  Tasklet* t = c->hub->current();
+  if (!t) return -1;
   if (timeout > 0) arm_timer(c, timeout);
   (write ? c->waiting_write : c->waiting_read) = true;
+  c->waiter = t;
   int rc = c->hub->suspend(t);
+  c->waiter = nullptr;
   c->waiting_write = c->waiting_read = false;
   bool timed_out = c->timed_out;
   c->timed_out = false;
@@ -1609,9 +1620,11 @@ PyObject* serve(PyObject*, PyObject*) {
     }
     bool again;
     {
-      Request req;
-      req.conn = c;
-      again = handle_request(c, &req);
+      // On the heap: wsgi.input and start_response point to it, and a
+      // suspended tasklet's stack does not stay where it was.
+      std::unique_ptr<Request> req(new Request());
+      req->conn = c;
+      again = handle_request(c, req.get());
       if (s->stopping_) again = false;
     }
     if (!again || c->aborted) {
@@ -1754,7 +1767,7 @@ void abort_active(Server* s) {
     c->aborted = true;
     ::shutdown(c->fd, SHUT_RDWR);
     if (c->waiting_read || c->waiting_write) {
-      c->hub->schedule(c->tasklet);
+      c->hub->schedule(c->waiter);
     } else if (c->tasklet && c->tasklet->state_ == hub::State::kRunning &&
                c->tasklet != c->hub->current_or_null()) {
       // The app waits on something else (a sleep, another socket): end it.

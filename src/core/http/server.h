@@ -62,6 +62,7 @@ struct Connection {
   std::string body;  // decoded body bytes not yet read by the app
   size_t body_off = 0;
   hub::Tasklet* tasklet = nullptr;  // while kApp (the hub holds it)
+  hub::Tasklet* waiter = nullptr;   // the tasklet inside wait_io, if any
   Connection* prev = nullptr;
   Connection* next = nullptr;
   struct sockaddr_storage* peer = nullptr;  // allocated only for non-IPv4
