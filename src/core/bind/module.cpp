@@ -5,6 +5,7 @@
 #include "hub/hub.h"
 #include "hub/tasklet.h"
 #include "hub/timer.h"
+#include "hub/wait_queue.h"
 #include "io/buffered_io.h"
 #include "io/io_handle.h"
 #include "io/poll.h"
@@ -16,7 +17,8 @@ using namespace ptsevent;
 NB_MODULE(_core, m) {
   if (!py::greenlet::import_api()) throw nb::python_error();
   if (PyModule_AddFunctions(m.ptr(), hub::tasklet_functions) < 0 ||
-      PyModule_AddFunctions(m.ptr(), io::poll_functions) < 0)
+      PyModule_AddFunctions(m.ptr(), io::poll_functions) < 0 ||
+      PyModule_AddFunctions(m.ptr(), hub::wait_queue_functions) < 0)
     throw nb::python_error();
 
   auto add_type = [&](const char* name, PyTypeObject* type) {
@@ -26,6 +28,7 @@ NB_MODULE(_core, m) {
   add_type("Tasklet", hub::make_tasklet_type());
   add_type("Timer", hub::make_timer_type());
   add_type("Waiter", hub::make_waiter_type());
+  add_type("WaitQueue", hub::make_wait_queue_type());
   add_type("IoHandle", io::make_io_handle_type());
   add_type("BufferedIo", io::make_buffered_io_type());
   add_type("HttpServer", http::make_server_type());

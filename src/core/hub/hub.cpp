@@ -206,6 +206,7 @@ int Hub::init() {
   PyErr_Clear();
   root_greenlet_ = std::move(g);
   main_thread_ = _PyOS_IsMainThread();
+  thread_ident_ = PyThread_get_thread_ident();
   return open_wakeups();
 }
 
@@ -565,7 +566,7 @@ int Hub::post(Waiter* w) {
   bool first;
   {
     std::lock_guard<std::mutex> lock(posts_mu_);
-    first = posts_.empty();
+    first = posts_.empty() && calls_.empty();
     posts_.push_back(w);
   }
   if (first) {
@@ -579,14 +580,53 @@ int Hub::post(Waiter* w) {
 void Hub::deliver_posts() {
   posts_pending_ = false;
   std::vector<Waiter*> posts;
+  std::vector<PyObject*> calls;
   {
     std::lock_guard<std::mutex> lock(posts_mu_);
     posts.swap(posts_);
+    calls.swap(calls_);
   }
   for (Waiter* w : posts) {
     w->deliver();
     Py_DECREF(w->self());
   }
+  if (!calls.empty()) deliver_calls(&calls);
+}
+
+void Hub::deliver_calls(std::vector<PyObject*>* calls) {
+  for (PyObject* call : *calls) {
+    Tasklet* t = new_tasklet(this, PyTuple_GET_ITEM(call, 0),
+                             PyTuple_GET_ITEM(call, 1), nullptr);
+    if (!t || t->start(0) < 0) PyErr_WriteUnraisable(PyTuple_GET_ITEM(call, 0));
+    Py_XDECREF(t ? t->self() : nullptr);
+    Py_DECREF(call);
+    add_thread_jobs(-1);
+  }
+}
+
+int Hub::post_call(unsigned long thread, PyObject* fn, PyObject* args) {
+  PyObject* call = PyTuple_Pack(2, fn, args);
+  if (!call) return -1;
+  std::lock_guard<std::mutex> hubs_lock(hubs_mu);  // the hub cannot go away
+  for (Hub* hub : all_hubs) {
+    if (hub->thread_ident_ != thread || hub->closed_) continue;
+    bool first;
+    {
+      std::lock_guard<std::mutex> lock(hub->posts_mu_);
+      first = hub->posts_.empty() && hub->calls_.empty();
+      hub->calls_.push_back(call);
+    }
+    hub->add_thread_jobs(1);  // pending: something that can wake its tasklets
+    if (first) {
+      uint64_t one = 1;
+      ssize_t n = write(hub->wake_fd_, &one, sizeof one);
+      (void)n;
+    }
+    return 0;
+  }
+  Py_DECREF(call);
+  PyErr_Format(PyExc_RuntimeError, "thread %lu has no running ptsevent hub", thread);
+  return -1;
 }
 
 // ------------------------------------------------------------- stats/exit
@@ -641,8 +681,13 @@ void Hub::shutdown_current() {
   for (Tasklet* t = hub->live_head_; t; t = t->live_next_) t->disarm();
   for (Timer* tm : hub->armed_timers_) tm->disarm();
   hub->armed_timers_.clear();
-  for (Waiter* w : hub->posts_) Py_DECREF(w->self());
-  hub->posts_.clear();
+  {
+    std::lock_guard<std::mutex> lock(hub->posts_mu_);
+    for (Waiter* w : hub->posts_) Py_DECREF(w->self());
+    hub->posts_.clear();
+    for (PyObject* call : hub->calls_) Py_DECREF(call);
+    hub->calls_.clear();
+  }
   hub->closed_ = true;
   // Drop the run queues (tasklets there are live, still held by the hub).
   for (auto* queue : {&hub->ready_, &hub->batch_}) {
@@ -698,6 +743,9 @@ int Hub::reinit_after_fork() {
     std::lock_guard<std::mutex> lock(hub->posts_mu_);
     for (Waiter* w : hub->posts_) Py_DECREF(w->self());
     hub->posts_.clear();
+    for (PyObject* call : hub->calls_) Py_DECREF(call);
+    hub->thread_jobs_ -= static_cast<long>(hub->calls_.size());
+    hub->calls_.clear();
   }
   hub->thread_jobs_ = 0;
   // event_reinit first: until then the epoll instance is the parent's too

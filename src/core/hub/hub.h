@@ -141,6 +141,11 @@ class Hub {
   // Hands a finished Waiter from another OS thread to this hub (GIL held
   // by the caller). Returns -1 with an error if the hub is closed.
   int post(Waiter* w);
+  // Runs fn(*args) in a new tasklet of the hub of OS thread `thread`
+  // (any thread may call it, GIL held). -1 with RuntimeError when that
+  // thread has no hub.
+  static int post_call(unsigned long thread, PyObject* fn, PyObject* args);
+  unsigned long thread_ident() const noexcept { return thread_ident_; }
 
   // Tasklet bookkeeping (tasklet.cpp).
   void add_live(Tasklet* t);
@@ -239,6 +244,9 @@ class Hub {
   // Cross-thread wake-up: an eventfd the hub watches.
   std::mutex posts_mu_;
   std::vector<Waiter*> posts_;  // owned refs
+  std::vector<PyObject*> calls_;  // owned (fn, args) tuples
+  unsigned long thread_ident_ = 0;
+  void deliver_calls(std::vector<PyObject*>* calls);
   int wake_fd_ = -1;
   struct event wake_ev_ {};
   bool wake_armed_ = false;

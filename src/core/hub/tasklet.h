@@ -64,6 +64,8 @@ struct Tasklet {
   bool timer_armed_;
   bool adopted_;     // wraps a greenlet ptsevent did not create
   bool main_;        // the thread's root greenlet
+  bool notified_;    // set by WaitQueue::notify (never a pointer into a
+                     // greenlet's stack: suspended stacks are moved)
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
   // Every owned reference, for construction, tp_traverse and destruction.

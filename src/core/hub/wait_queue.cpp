@@ -1,0 +1,202 @@
+#include "hub/wait_queue.h"
+
+#include "hub/tasklet.h"
+#include "py/errors.h"
+
+#include <structmember.h>
+
+namespace ptsevent::hub {
+
+PyTypeObject* WaitQueueType = nullptr;
+
+namespace {
+
+Hub* owner_hub(WaitQueue* q) {
+  Hub* hub = Hub::peek();
+  if (hub && hub == q->hub_ && hub->serial() == q->hub_serial_) return hub;
+  return nullptr;
+}
+
+PyObject* WaitQueue_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
+  if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+    PyErr_SetString(PyExc_TypeError, "WaitQueue() takes no arguments");
+    return nullptr;
+  }
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  WaitQueue* q = reinterpret_cast<WaitQueue*>(type->tp_alloc(type, 0));
+  if (!q) return nullptr;
+  q->hub_ = hub;
+  q->hub_serial_ = hub->serial();
+  q->thread_ = PyThread_get_thread_ident();
+  q->waiters_ = new std::deque<Tasklet*>();
+  return q->self();
+}
+
+void WaitQueue_dealloc(WaitQueue* q) {
+  if (q->weakrefs_) PyObject_ClearWeakRefs(q->self());
+  // A waiting tasklet holds a reference to the queue (through its frame):
+  // the list is empty here.
+  delete q->waiters_;
+  Py_TYPE(q)->tp_free(q->self());
+}
+
+// wait(timeout=None) -> True when notified, False on timeout.
+PyObject* WaitQueue_wait(WaitQueue* q, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs > 1) {
+    PyErr_SetString(PyExc_TypeError, "wait() takes at most 1 argument");
+    return nullptr;
+  }
+  double timeout;
+  if (parse_timeout(nargs ? args[0] : Py_None, TimeoutMode::kWait, &timeout) < 0)
+    return nullptr;
+  Hub* hub = owner_hub(q);
+  if (!hub) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "this object belongs to another thread's hub: wait in the "
+                    "thread that made it");
+    return nullptr;
+  }
+  Tasklet* t = hub->current();
+  if (!t) return nullptr;
+  if (timeout == 0) Py_RETURN_FALSE;
+  t->notified_ = false;
+  q->waiters_->push_back(t);
+  Py_INCREF(q->self());  // the entry points into this queue until we return
+  int rc = t->wait_with_timer(timeout);
+  bool notified = t->notified_;
+  t->notified_ = false;
+  if (!notified) {
+    for (auto it = q->waiters_->begin(); it != q->waiters_->end(); ++it)
+      if (*it == t) {
+        q->waiters_->erase(it);
+        break;
+      }
+  }
+  if (rc < 0) {
+    // Interrupted: a notification this tasklet received goes to the next.
+    if (notified) {
+      PyObject *type, *value, *tb;
+      PyErr_Fetch(&type, &value, &tb);
+      q->notify(1);
+      PyErr_Restore(type, value, tb);
+    }
+    Py_DECREF(q->self());
+    return nullptr;
+  }
+  Py_DECREF(q->self());
+  return PyBool_FromLong(notified);
+}
+
+PyObject* notify_method(WaitQueue* q, Py_ssize_t n, PyObject* bound) {
+  if (!owner_hub(q)) {
+    // Another OS thread: the owner's hub does it.
+    py::Ref args = py::Ref::steal(Py_BuildValue("(n)", n));
+    py::Ref fn = py::Ref::steal(PyObject_GetAttrString(q->self(), "notify"));
+    (void)bound;
+    if (!args || !fn || Hub::post_call(q->thread_, fn.get(), args.get()) < 0) return nullptr;
+    return PyLong_FromLong(0);
+  }
+  return PyLong_FromSsize_t(q->notify(n));
+}
+
+PyObject* WaitQueue_notify(WaitQueue* q, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs > 1) {
+    PyErr_SetString(PyExc_TypeError, "notify() takes at most 1 argument");
+    return nullptr;
+  }
+  Py_ssize_t n = 1;
+  if (nargs) {
+    n = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);
+    if (n == -1 && PyErr_Occurred()) return nullptr;
+    if (n < 0) {
+      PyErr_SetString(PyExc_ValueError, "n must be non-negative");
+      return nullptr;
+    }
+  }
+  return notify_method(q, n, nullptr);
+}
+
+PyObject* WaitQueue_notify_all(WaitQueue* q, PyObject*) {
+  return notify_method(q, PY_SSIZE_T_MAX, nullptr);
+}
+
+Py_ssize_t WaitQueue_len(WaitQueue* q) {
+  return static_cast<Py_ssize_t>(q->waiters_->size());
+}
+
+PyMethodDef WaitQueue_methods[] = {
+    {"wait", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(WaitQueue_wait)),
+     METH_FASTCALL,
+     "wait(timeout=None) -> bool: suspend until notified (True) or the timeout "
+     "(False)"},
+    {"notify",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(WaitQueue_notify)),
+     METH_FASTCALL, "notify(n=1) -> int: wake up to n waiters, oldest first"},
+    {"notify_all", reinterpret_cast<PyCFunction>(WaitQueue_notify_all), METH_NOARGS,
+     "notify_all() -> int: wake every waiter"},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyObject* call_threadsafe(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs < 2) {
+    PyErr_SetString(PyExc_TypeError, "call_threadsafe(thread_ident, fn, *args)");
+    return nullptr;
+  }
+  unsigned long ident = PyLong_AsUnsignedLong(args[0]);
+  if (ident == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
+  if (!PyCallable_Check(args[1])) {
+    PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
+                 Py_TYPE(args[1])->tp_name);
+    return nullptr;
+  }
+  py::Ref rest = py::Ref::steal(PyTuple_New(nargs - 2));
+  if (!rest) return nullptr;
+  for (Py_ssize_t i = 2; i < nargs; ++i)
+    PyTuple_SET_ITEM(rest.get(), i - 2, Py_NewRef(args[i]));
+  if (Hub::post_call(ident, args[1], rest.get()) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+}  // namespace
+
+Py_ssize_t WaitQueue::notify(Py_ssize_t n) {
+  Py_ssize_t woken = 0;
+  while (woken < n && !waiters_->empty()) {
+    Tasklet* t = waiters_->front();
+    waiters_->pop_front();
+    t->notified_ = true;
+    hub_->schedule(t);
+    ++woken;
+  }
+  return woken;
+}
+
+PyMethodDef wait_queue_functions[] = {
+    {"call_threadsafe",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(call_threadsafe)),
+     METH_FASTCALL,
+     "call_threadsafe(thread_ident, fn, *args): run fn(*args) in a new tasklet "
+     "of that thread's hub; callable from any thread"},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyTypeObject* make_wait_queue_type() {
+  static PyMemberDef members[] = {
+      {"__weaklistoffset__", T_PYSSIZET, offsetof(WaitQueue, weakrefs_), READONLY, nullptr},
+      {nullptr, 0, 0, 0, nullptr}};
+  static PyType_Slot slots[] = {
+      {Py_tp_new, reinterpret_cast<void*>(WaitQueue_new)},
+      {Py_tp_members, members},
+      {Py_tp_dealloc, reinterpret_cast<void*>(WaitQueue_dealloc)},
+      {Py_tp_methods, WaitQueue_methods},
+      {Py_sq_length, reinterpret_cast<void*>(WaitQueue_len)},
+      {Py_tp_doc, const_cast<char*>(
+                      "WaitQueue(): a FIFO of suspended tasklets, the core of "
+                      "Event, Lock, Semaphore, Condition and Queue")},
+      {0, nullptr}};
+  static PyType_Spec spec = {"ptsevent._core.WaitQueue", sizeof(WaitQueue), 0,
+                             Py_TPFLAGS_DEFAULT, slots};
+  WaitQueueType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  return WaitQueueType;
+}
+
+}  // namespace ptsevent::hub
