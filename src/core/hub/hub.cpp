@@ -319,10 +319,26 @@ void Hub::schedule(Tasklet* t) noexcept {
   ready_.push_back(t);
 }
 
+void Hub::schedule_first(Tasklet* t) noexcept {
+  if (t->queued_) return;
+  t->queued_ = true;
+  batch_.push_front(t);
+}
+
+void Hub::schedule_in_pass(Tasklet* t) noexcept {
+  if (t->queued_) return;
+  t->queued_ = true;
+  if (pass_runs_ < kPassLimit)
+    batch_.push_back(t);
+  else
+    ready_.push_back(t);
+}
+
 Tasklet* Hub::pop_batch() noexcept {
   while (!batch_.empty()) {
     Tasklet* t = batch_.pop_front();
     t->queued_ = false;
+    ++pass_runs_;
     if (t->state_ == State::kDead) {
       // Killed before it started, while queued: the queue held its last
       // hub reference.
@@ -475,6 +491,7 @@ PyObject* Hub::run_loop() {
 int Hub::poll() {
   int rc;
   ++polls_;
+  pass_runs_ = 0;
   if (ready_.empty()) {
     ++blocking_polls_;
     // Block: release the GIL for the whole poll. Callbacks run inside

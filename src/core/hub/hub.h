@@ -83,6 +83,14 @@ class Hub {
   // Puts t on the run queue unless it is there already. No Python calls:
   // safe from libevent callbacks with the GIL released.
   void schedule(Tasklet* t) noexcept;
+  // Puts t first in the current pass: the next tasklet to run.
+  void schedule_first(Tasklet* t) noexcept;
+  // Puts t at the end of the current pass (a channel or lock hand-off), so
+  // that tasklets passing control back and forth need no poll in between;
+  // after kPassLimit tasklets in one pass it waits for the next one, so I/O
+  // is never starved.
+  void schedule_in_pass(Tasklet* t) noexcept;
+  static constexpr uint32_t kPassLimit = 4096;
 
   // Suspends the running tasklet t until something schedules it. Returns 0
   // on a plain wake-up, -1 with an exception set when t was interrupted
@@ -261,6 +269,7 @@ class Hub {
 
   uint64_t serial_ = 0;
   uint64_t polls_ = 0;         // event_base_loop calls
+  uint32_t pass_runs_ = 0;     // tasklets run since the last poll
   uint64_t blocking_polls_ = 0;
   bool stopping_ = false;
   bool closed_ = false;

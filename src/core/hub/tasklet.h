@@ -45,6 +45,7 @@ struct Tasklet {
   py::Ref links_;        // list of callables, or null
   py::Ref joiners_;      // list of tasklets waiting in join(), or null
   py::Ref pending_exc_;  // raised at the next wake-up (kill, Timeout ...)
+  py::Ref tempval_;      // a channel transfer (Stackless's tempval)
 
   struct event io_ev_;
   struct event timer_ev_;
@@ -64,14 +65,15 @@ struct Tasklet {
   bool timer_armed_;
   bool adopted_;     // wraps a greenlet ptsevent did not create
   bool main_;        // the thread's root greenlet
+  uint8_t temp_kind_;  // what tempval_ is: 0 value, 1 exception, 2 closed
   bool notified_;    // set by WaitQueue::notify (never a pointer into a
                      // greenlet's stack: suspended stacks are moved)
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
   // Every owned reference, for construction, tp_traverse and destruction.
-  std::array<py::Ref*, 10> refs() noexcept {
-    return {&greenlet_, &run_,   &args_,  &kwargs_,  &context_,
-            &value_,    &exception_, &links_, &joiners_, &pending_exc_};
+  std::array<py::Ref*, 11> refs() noexcept {
+    return {&greenlet_, &run_,   &args_,  &kwargs_,  &context_, &value_,
+            &exception_, &links_, &joiners_, &pending_exc_, &tempval_};
   }
 
   // Waits (Hub::suspend) with the timer armed for `seconds` (< 0: none).

@@ -165,7 +165,7 @@ Py_ssize_t WaitQueue::notify(Py_ssize_t n) {
     Tasklet* t = waiters_->front();
     waiters_->pop_front();
     t->notified_ = true;
-    hub_->schedule(t);
+    hub_->schedule_in_pass(t);
     ++woken;
   }
   return woken;
