@@ -212,6 +212,43 @@ static PyObject* Tasklet_start(Tasklet* t, PyObject*) {
   Py_RETURN_NONE;
 }
 
+// _bind(run, args=(), kwargs=None): rebinds the job of a tasklet that has
+// not been started (Stackless's tasklet.bind / setup).
+static PyObject* Tasklet_bind(Tasklet* t, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs < 1 || nargs > 3) {
+    PyErr_SetString(PyExc_TypeError, "_bind(run, args=(), kwargs=None)");
+    return nullptr;
+  }
+  if (t->state_ != State::kIdle) {
+    PyErr_SetString(PyExc_RuntimeError, "cannot bind a tasklet that was started");
+    return nullptr;
+  }
+  PyObject* a = nargs > 1 && args[1] != Py_None ? args[1] : nullptr;
+  PyObject* kw = nargs > 2 && args[2] != Py_None ? args[2] : nullptr;
+  if (a && !PyTuple_Check(a)) {
+    PyErr_SetString(PyExc_TypeError, "args must be a tuple");
+    return nullptr;
+  }
+  if (kw && !PyDict_Check(kw)) {
+    PyErr_SetString(PyExc_TypeError, "kwargs must be a dict");
+    return nullptr;
+  }
+  if (bind_job(t, args[0], a, kw) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+static PyObject* Tasklet_get_waiting(Tasklet* t, void*) {
+  return PyBool_FromLong(t->waiting_);
+}
+
+static PyObject* Tasklet_get_queued(Tasklet* t, void*) {
+  return PyBool_FromLong(t->queued_ || t->state_ == State::kPending);
+}
+
+static PyObject* Tasklet_get_tempval(Tasklet* t, void*) {
+  return Py_NewRef(t->tempval_ ? t->tempval_.get() : Py_None);
+}
+
 static PyObject* Tasklet_start_later(Tasklet* t, PyObject* seconds) {
   double s;
   if (parse_timeout(seconds, TimeoutMode::kSleep, &s) < 0) return nullptr;
@@ -305,6 +342,8 @@ static PyMethodDef Tasklet_methods[] = {
      "tasklet's exception; TimeoutError if it is not dead in time."},
     {"start", FASTCALL_KW(Tasklet_start), METH_NOARGS,
      "Schedule the tasklet to run."},
+    {"_bind", FASTCALL_KW(Tasklet_bind), METH_FASTCALL,
+     "_bind(run, args=(), kwargs=None): rebind a tasklet not yet started"},
     {"start_later", FASTCALL_KW(Tasklet_start_later), METH_O,
      "start_later(seconds): schedule the tasklet to run after a delay."},
     {"ready", FASTCALL_KW(Tasklet_ready), METH_NOARGS,
@@ -326,6 +365,12 @@ static PyGetSetDef Tasklet_getset[] = {
      "The return value (None until dead or on failure).", nullptr},
     {"exception", reinterpret_cast<getter>(Tasklet_get_exception), nullptr,
      "The exception that ended it, or None.", nullptr},
+    {"_waiting", reinterpret_cast<getter>(Tasklet_get_waiting), nullptr,
+     "suspended, waiting for something to wake it", nullptr},
+    {"_queued", reinterpret_cast<getter>(Tasklet_get_queued), nullptr,
+     "on the run queue (or scheduled to start)", nullptr},
+    {"_tempval", reinterpret_cast<getter>(Tasklet_get_tempval), nullptr,
+     "the value of a channel transfer in progress", nullptr},
     {"is_main", reinterpret_cast<getter>(Tasklet_get_main), nullptr,
      "True for the tasklet of a thread's main greenlet.", nullptr},
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, nullptr,
