@@ -43,6 +43,7 @@ run: setup
 test: setup $(ASAN_VENV)/.built
 	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory test-asan
+	REQUEST_FUZZER_KNOWN=$(FUZZ_KNOWN) $(MAKE) --no-print-directory fuzz-smoke
 
 # The core tests again with the extension built under AddressSanitizer and
 # UBSan, in a venv of its own (greenlet's stack copying needs
@@ -108,6 +109,10 @@ bench-wsgi: setup
 # minute on a throw-away copy (for `make test`) and fails on a crash.
 FUZZ_DEB_PACKAGES := clang-14 libclang-rt-14-dev node-llhttp
 FUZZ_SECONDS ?= 3600
+# Findings still open (fuzz/README.md), tolerated by `make test`'s smoke run:
+# status = which 4xx/5xx depends on llhttp's error position at buffer
+# boundaries; chunkext = llhttp 8.1's chunk-extension grammar.
+FUZZ_KNOWN ?= status,chunkext
 FUZZ_DIR := fuzz/.build
 FUZZ_BIN := $(FUZZ_DIR)/request_fuzzer
 LLHTTP_SRC := /usr/share/llhttp
@@ -122,16 +127,7 @@ FUZZ_SUMMARY = grep -E '^\#[0-9]+[[:space:]]+(INITED|DONE)|^stat::|^Done|^==[0-9
 .PHONY: fuzz-debs fuzz-build fuzz fuzz-smoke
 
 fuzz-debs:
-	@missing=""; for p in $(FUZZ_DEB_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
-	    || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+	@$(MAKE) --no-print-directory debs DEB_PACKAGES="$(FUZZ_DEB_PACKAGES)"
 
 # A sub-make, so that the llhttp sources exist when their rules are read.
 fuzz-build: fuzz-debs
@@ -185,4 +181,4 @@ fuzz-smoke: fuzz-build
 	exit $$rc
 
 clean:
-	rm -rf build $(VENV) $(ASAN_VENV)
+	rm -rf build $(VENV) $(ASAN_VENV) fuzz/.build

@@ -102,6 +102,10 @@ void RequestParser::next_message() {
   span_ = Span::kNone;
   started_ = keep_alive_ = chunked_ = expect_continue_ = false;
   in_trailers_ = at_chunk_size_ = prev_cr_ = after_lf_ = false;
+  line_started_ = request_line_done_ = false;
+  rl_tail_len_ = 0;
+  line_len_ = 0;
+  field_lines_ = 0;
   if (phase_ == Phase::kError) return;
   phase_ = Phase::kHead;
   if (llhttp_get_errno(&parser_) == HPE_PAUSED) llhttp_resume(&parser_);
@@ -126,26 +130,44 @@ constexpr auto kHeadSpecial = [] {
 // takes a bare LF as a line end. Called on the bytes llhttp consumed as
 // head, so body bytes are never scanned.
 int RequestParser::scan_head_bytes(const char* data, size_t len) {
-  head_bytes_ += len;
-  if (head_bytes_ > limits_->max_header_block)
-    return fail(431, "request header block too large");
-  for (size_t i = 0; i < len; ++i) {
-    if (!prev_cr_ && !after_lf_) {
+  // The header-block limit counts byte by byte, in stream order with the
+  // other checks, so that the verdict does not depend on how the bytes
+  // were split into reads.
+  size_t limit = in_trailers_ ? limits_->max_trailer_block : limits_->max_header_block;
+  size_t& used = in_trailers_ ? trailer_bytes_ : head_bytes_;
+  size_t room = limit > used ? limit - used : 0;
+  size_t n = len < room ? len : room;
+  for (size_t i = 0; i < n; ++i) {
+    if (!prev_cr_ && !after_lf_ && line_started_) {
       // Fast path: skip the bytes that need no attention.
-      while (i < len && !kHeadSpecial[static_cast<unsigned char>(data[i])]) ++i;
-      if (i == len) break;
+      size_t j = i;
+      while (j < n && !kHeadSpecial[static_cast<unsigned char>(data[j])]) ++j;
+      if (!request_line_done_) note_request_line(data + i, j - i);
+      line_len_ += j - i;
+      if (check_line_length() != 0) return -1;
+      i = j;
+      if (i == n) break;
     }
     char c = data[i];
     if (prev_cr_) {
       if (c != '\n') return fail(400, "bare CR in the request head or trailers");
       prev_cr_ = false;
       after_lf_ = true;
+      line_len_ = 0;
+      if (line_started_ && !request_line_done_) {
+        request_line_done_ = true;
+        // llhttp 8.1 also takes RTSP/x.y: only HTTP/1.x is HTTP here.
+        if (rl_tail_len_ < 8 || std::memcmp(rl_tail_ + rl_tail_len_ - 8, "HTTP/1.", 7) != 0)
+          return fail(505, "only HTTP/1.0 and HTTP/1.1 are supported");
+      }
       continue;
     }
     if (after_lf_) {
       after_lf_ = false;
       if (c == ' ' || c == '\t')
         return fail(400, "obs-fold or whitespace before a header field");
+      if (c != '\r' && request_line_done_ && ++field_lines_ > limits_->max_headers)
+        return fail(431, in_trailers_ ? "too many trailer fields" : "too many header fields");
     }
     if (c == '\r') {
       prev_cr_ = true;
@@ -153,9 +175,43 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
       return fail(400, "bare LF in the request head or trailers");
     } else if (c == '\0') {
       return fail(400, "NUL in request head");
+    } else {
+      if (!line_started_) line_started_ = true;
+      if (!request_line_done_) note_request_line(&c, 1);
+      ++line_len_;
+      if (check_line_length() != 0) return -1;
     }
   }
+  used += n;
+  if (n < len)
+    return fail(431, in_trailers_ ? "trailer block too large" : "request header block too large");
   return 0;
+}
+
+// The raw length of the current line (without its CRLF) against the request
+// line or header line limit, byte by byte in stream order: a line that
+// never ends is refused as soon as it is too long.
+int RequestParser::check_line_length() {
+  if (!request_line_done_) {
+    if (line_len_ > limits_->max_request_line + kRequestLineSyntax)
+      return fail(414, "request line too long");
+  } else if (line_len_ > limits_->max_header_line + kFieldLineSyntax) {
+    return fail(431, "request header line too long");
+  }
+  return 0;
+}
+
+void RequestParser::note_request_line(const char* p, size_t n) {
+  // Keeps the last 8 bytes of the request line (its version).
+  if (n >= sizeof rl_tail_) {
+    std::memcpy(rl_tail_, p + n - sizeof rl_tail_, sizeof rl_tail_);
+    rl_tail_len_ = sizeof rl_tail_;
+    return;
+  }
+  size_t keep = rl_tail_len_ + n > sizeof rl_tail_ ? sizeof rl_tail_ - n : rl_tail_len_;
+  std::memmove(rl_tail_, rl_tail_ + rl_tail_len_ - keep, keep);
+  std::memcpy(rl_tail_ + keep, p, n);
+  rl_tail_len_ = keep + n;
 }
 
 // llhttp reads chunk sizes of any length as long as they fit in 64 bits
@@ -175,11 +231,9 @@ int RequestParser::scan_chunk_size(const char* data, size_t len, size_t* scanned
 }
 
 int RequestParser::append_span(Span span, const char* at, size_t len) {
-  if (span == Span::kMethod || span == Span::kUrl || span == Span::kVersion) {
-    request_line_ += len;
-    if (request_line_ > limits_->max_request_line)
-      return fail(414, "request line too long");
-  }
+  // The size limits are the byte scanner's (scan_head_bytes), in stream
+  // order: llhttp reports spans at the end of each buffer, so a check here
+  // would depend on how the bytes were split into reads.
   if (head_.size() + len > UINT32_MAX) return fail(431, "request head too large");
   uint32_t off = static_cast<uint32_t>(head_.size());
   head_.append(at, len);
@@ -195,11 +249,7 @@ int RequestParser::append_span(Span span, const char* at, size_t len) {
     case Span::kVersion:
       break;
     case Span::kField:
-      if (span_ != Span::kField) {
-        if (fields_.size() >= limits_->max_headers)
-          return fail(431, "too many header fields");
-        fields_.push_back(HeaderField{off, 0, off, 0});
-      }
+      if (span_ != Span::kField) fields_.push_back(HeaderField{off, 0, off, 0});
       fields_.back().name_len += static_cast<uint32_t>(len);
       break;
     case Span::kValue: {
@@ -213,11 +263,6 @@ int RequestParser::append_span(Span span, const char* at, size_t len) {
     }
     case Span::kNone:
       break;
-  }
-  if (span == Span::kField || span == Span::kValue) {
-    const HeaderField& f = fields_.back();
-    if (static_cast<size_t>(f.name_len) + f.value_len > limits_->max_header_line)
-      return fail(431, "request header line too long");
   }
   span_ = span;
   return 0;
@@ -259,9 +304,6 @@ int RequestParser::on_version(llhttp_t* p, const char* at, size_t len) {
 int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
   RequestParser* self = self_of(p);
   if (self->phase_ != Phase::kHead) {  // a trailer field
-    self->trailer_bytes_ += len;
-    if (self->trailer_bytes_ > self->limits_->max_trailer_block)
-      return self->fail(431, "trailer block too large");
     if (self->span_ != Span::kField) self->trailer_name_.clear();
     self->trailer_name_.append(at, len);
     self->span_ = Span::kField;
@@ -273,9 +315,6 @@ int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
 int RequestParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
   RequestParser* self = self_of(p);
   if (self->phase_ != Phase::kHead) {
-    self->trailer_bytes_ += len;
-    if (self->trailer_bytes_ > self->limits_->max_trailer_block)
-      return self->fail(431, "trailer block too large");
     if (std::memchr(at, '\r', len) || std::memchr(at, '\n', len))
       return self->fail(400, "line break in a trailer value");
     self->span_ = Span::kValue;
@@ -365,7 +404,23 @@ int RequestParser::check_head() {
     if (static_cast<uint64_t>(n) > limits_->max_body)
       return fail(413, "request body too large");
   }
-  keep_alive_ = llhttp_should_keep_alive(&parser_) && !parser_.upgrade;
+  // Keep-alive from the Connection tokens (llhttp 8.1 misses "close\t",
+  // and on HTTP/1.0 lets keep-alive win over close).
+  bool close = false, keep = false;
+  for (const HeaderField& f : fields_) {
+    if (!iequals(field_name(f), "connection")) continue;
+    std::string_view v = field_value(f);
+    size_t start = 0;
+    while (start <= v.size()) {
+      size_t comma = v.find(',', start);
+      if (comma == std::string_view::npos) comma = v.size();
+      std::string_view token = trim(v.substr(start, comma - start));
+      if (iequals(token, "close")) close = true;
+      else if (iequals(token, "keep-alive")) keep = true;
+      start = comma + 1;
+    }
+  }
+  keep_alive_ = !close && (minor_ == 1 || keep) && !parser_.upgrade;
   at_chunk_size_ = chunked_;
   return 0;
 }
@@ -452,17 +507,29 @@ RequestParser::Status RequestParser::feed(const char* data, size_t len,
         if (pos_err) used = static_cast<size_t>(pos_err - (data + pos));
       }
     }
-    if (scan_lines && error_status_ == 0) {
-      // The bytes of the head llhttp consumed (all of them when it wants
-      // more; up to the pause when the head ended).
+    if (scan_lines) {
+      // The bytes of the head llhttp consumed: all of them when it wants
+      // more, up to the pause when the head ended, up to and including the
+      // byte it (or one of our callbacks) failed on. A violation the scan
+      // finds there came first in the stream: it wins over the later one.
       size_t head_used = used;
-      if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE)
-        head_used = len - pos;  // scan what it choked on too, for the reason
+      if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
+        const char* pos_err = llhttp_get_error_pos(&parser_);
+        head_used = pos_err ? static_cast<size_t>(pos_err - (data + pos)) + 1 : len - pos;
+        if (head_used > len - pos) head_used = len - pos;
+      }
+      int saved_status = error_status_;
+      const char* saved_reason = error_reason_;
+      error_status_ = 0;
+      Phase saved_phase = phase_;
       if (scan_head_bytes(data + pos, head_used) != 0) {
         body_ = nullptr;
         *consumed = pos + used;
         return Status::kError;
       }
+      error_status_ = saved_status;
+      error_reason_ = saved_reason;
+      phase_ = saved_phase;
     }
     pos += used;
     *consumed = pos;
@@ -482,6 +549,8 @@ RequestParser::Status RequestParser::feed(const char* data, size_t len,
       }
       if (pause_trailers_) {
         llhttp_resume(&parser_);
+        field_lines_ = 0;
+        line_len_ = 0;
         prev_cr_ = false;
         after_lf_ = true;  // a trailer line starting with a space is obs-fold
         if (pos == len) {

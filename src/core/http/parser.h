@@ -101,6 +101,13 @@ class RequestParser {
   int append_span(Span span, const char* at, size_t len);
   int scan_head_bytes(const char* data, size_t len);
   int scan_chunk_size(const char* data, size_t len, size_t* scanned);
+  void note_request_line(const char* p, size_t n);
+  int check_line_length();
+  // The limits count method + target + version digits, or name + value; a
+  // raw line adds this much syntax (single spaces and "HTTP/"; the colon);
+  // optional whitespace counts against the limit.
+  static constexpr size_t kRequestLineSyntax = 7;
+  static constexpr size_t kFieldLineSyntax = 1;  // the colon
   int finish_field() noexcept;
   int check_head();
 
@@ -148,6 +155,12 @@ class RequestParser {
   bool at_chunk_size_ = false;  // the next bytes start a chunk-size line
   bool prev_cr_ = false;        // the last head byte scanned was CR
   bool after_lf_ = false;       // ... ended a line
+  bool line_started_ = false;   // the request line's first byte was seen
+  bool request_line_done_ = false;
+  uint8_t rl_tail_len_ = 0;
+  size_t line_len_ = 0;         // raw bytes of the current head line
+  size_t field_lines_ = 0;      // header (or trailer) lines so far
+  char rl_tail_[8] = {};        // the last bytes of the request line
   bool pause_head_ = false;
   bool pause_end_ = false;
   bool pause_chunk_ = false;
