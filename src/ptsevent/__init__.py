@@ -43,3 +43,27 @@ __all__ = [
     "wait_write",
     "with_timeout",
 ]
+
+from ptsevent.event import AsyncResult, Event, call_threadsafe  # noqa: E402
+from ptsevent.locks import (  # noqa: E402
+    BoundedSemaphore,
+    Condition,
+    Lock,
+    RLock,
+    Semaphore,
+)
+from ptsevent.queue import LifoQueue, PriorityQueue, Queue  # noqa: E402
+
+__all__ += [
+    "AsyncResult",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "LifoQueue",
+    "Lock",
+    "PriorityQueue",
+    "Queue",
+    "RLock",
+    "Semaphore",
+    "call_threadsafe",
+]
