@@ -545,3 +545,27 @@ def main(script, description, workloads, impls):
     chosen = [by_name[n] for n in pick(args.workload, list(by_name), "workload")]
     drive(os.path.abspath(script), chosen, chosen_impls, args)
     return 0
+
+
+def green_module(impl):
+    """ptsevent or gevent: their spawn, sleep, joinall and kill share
+    signatures and meaning, so one workload serves both."""
+    if impl == "ptsevent":
+        import ptsevent
+
+        return ptsevent
+    import gevent
+
+    return gevent
+
+
+def check_tasklets(tasklets):
+    """Raise unless every tasklet ran to completion without an exception."""
+    unfinished = sum(1 for t in tasklets if not t.dead)
+    if unfinished:
+        raise RuntimeError(f"joinall returned with {unfinished} tasklets alive")
+    failed = [t for t in tasklets if not t.successful()]
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} tasklets failed, the first with {failed[0].exception!r}"
+        )

@@ -73,30 +73,8 @@ def _loop_name(loop):
 # the same signatures and meaning in both.
 
 
-def _module(impl):
-    if impl == "ptsevent":
-        import ptsevent
-
-        return ptsevent
-    import gevent
-
-    return gevent
-
-
-def _check(tasklets):
-    """Raise unless every tasklet ran to completion without an exception."""
-    unfinished = sum(1 for t in tasklets if not t.dead)
-    if unfinished:
-        raise RuntimeError(f"joinall returned with {unfinished} tasklets alive")
-    failed = [t for t in tasklets if not t.successful()]
-    if failed:
-        raise RuntimeError(
-            f"{len(failed)} tasklets failed, the first with {failed[0].exception!r}"
-        )
-
-
 def _hub_sleep0(impl, p):
-    lib = _module(impl)
+    lib = _common.green_module(impl)
     sleep, spawn, joinall = lib.sleep, lib.spawn, lib.joinall
     ntasks = p["tasklets"]
     ticks = [0]
@@ -119,7 +97,7 @@ def _hub_sleep0(impl, p):
         seconds = perf_counter() - t0
         seen = ticks[0]
         tick.kill()
-        _check(workers)
+        _common.check_tasklets(workers)
         return seconds, seen
 
     k = p.get("k") or _calibrate(lambda k: run(k)[0], p["target"], 4)
@@ -132,7 +110,7 @@ def _hub_sleep0(impl, p):
 
 
 def _hub_spawn(impl, p):
-    lib = _module(impl)
+    lib = _common.green_module(impl)
     spawn, joinall = lib.spawn, lib.joinall
     n = p["tasklets"]
 
@@ -144,7 +122,7 @@ def _hub_spawn(impl, p):
         tasklets = [spawn(f) for _ in range(n)]
         joinall(tasklets)
         seconds = perf_counter() - t0
-        _check(tasklets)
+        _common.check_tasklets(tasklets)
         return seconds
 
     run(max(1, n // 10))  # warm-up
@@ -152,7 +130,7 @@ def _hub_spawn(impl, p):
 
 
 def _hub_timers(impl, p):
-    lib = _module(impl)
+    lib = _common.green_module(impl)
     sleep, spawn, joinall = lib.sleep, lib.spawn, lib.joinall
     loops, delay = p["loops"], p["delay"]
 
@@ -165,7 +143,7 @@ def _hub_timers(impl, p):
         tasklets = [spawn(worker) for _ in range(n)]
         joinall(tasklets)
         seconds = perf_counter() - t0
-        _check(tasklets)
+        _common.check_tasklets(tasklets)
         return seconds
 
     run(max(1, p["tasklets"] // 10))  # warm-up

@@ -212,16 +212,43 @@ PyObject* Channel_send_exception(Channel* ch, PyObject* const* args, Py_ssize_t 
 }
 
 PyObject* Channel_send_throw(Channel* ch, PyObject* const* args, Py_ssize_t nargs) {
-  // send_throw(exc, value=None, tb=None): as generator.throw().
+  // send_throw(exc, value=None, tb=None): the exception as generator.throw
+  // builds it: a class with a value that is an instance of it, a tuple of
+  // arguments, a single argument or nothing; an instance with no value.
   if (nargs < 1 || nargs > 3) {
     PyErr_SetString(PyExc_TypeError, "send_throw(exc, value=None, tb=None)");
     return nullptr;
   }
-  PyObject* rest[1] = {nargs > 1 ? args[1] : Py_None};
-  PyObject* call_args[2] = {args[0], rest[0]};
-  py::Ref exc = py::Ref::steal(make_exception(
-      call_args, (nargs > 1 && args[1] != Py_None && !PyExceptionInstance_Check(args[0])) ? 2 : 1));
-  if (!exc) return nullptr;
+  PyObject* type = args[0];
+  PyObject* value = nargs > 1 ? args[1] : Py_None;
+  py::Ref exc;
+  if (PyExceptionInstance_Check(type)) {
+    if (value != Py_None) {
+      PyErr_SetString(PyExc_TypeError, "instance exception may not have a separate value");
+      return nullptr;
+    }
+    exc = py::Ref::borrow(type);
+  } else if (PyExceptionClass_Check(type)) {
+    if (value != Py_None && PyObject_IsInstance(value, type) == 1) {
+      exc = py::Ref::borrow(value);
+    } else if (value == Py_None) {
+      exc = py::Ref::steal(PyObject_CallNoArgs(type));
+    } else if (PyTuple_Check(value)) {
+      exc = py::Ref::steal(PyObject_Call(type, value, nullptr));
+    } else {
+      exc = py::Ref::steal(PyObject_CallOneArg(type, value));
+    }
+    if (!exc) return nullptr;
+    if (!PyExceptionInstance_Check(exc.get())) {
+      PyErr_Format(PyExc_TypeError, "calling %R should have returned an instance of "
+                   "BaseException, not %s", type, Py_TYPE(exc.get())->tp_name);
+      return nullptr;
+    }
+  } else {
+    PyErr_SetString(PyExc_TypeError,
+                    "exceptions must be classes or instances deriving from BaseException");
+    return nullptr;
+  }
   if (nargs > 2 && args[2] != Py_None) {
     if (!PyTraceBack_Check(args[2])) {
       PyErr_SetString(PyExc_TypeError, "throw() third argument must be a traceback object");

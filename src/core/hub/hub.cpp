@@ -286,6 +286,23 @@ Hub::~Hub() {
 
 // ------------------------------------------------------------- scheduling
 
+Tasklet* Hub::main_or_adopt() {
+  if (main_) return reinterpret_cast<Tasklet*>(main_.get());
+  PyObject* g = root_greenlet_.get();
+  PyObject* t = PyDict_GetItemWithError(adopted_.get(), g);
+  if (t) {
+    main_ = py::Ref::borrow(t);
+    return reinterpret_cast<Tasklet*>(t);
+  }
+  if (PyErr_Occurred()) return nullptr;
+  Tasklet* nt = adopt_greenlet(this, g, true);
+  if (!nt) return nullptr;
+  int rc = PyDict_SetItem(adopted_.get(), g, nt->self());
+  main_ = py::Ref::borrow(nt->self());
+  Py_DECREF(nt->self());
+  return rc < 0 ? nullptr : nt;
+}
+
 Tasklet* Hub::current() {
   py::Ref g = py::Ref::steal(py::greenlet::current());
   if (!g) return nullptr;

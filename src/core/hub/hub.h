@@ -162,6 +162,8 @@ class Hub {
   PyObject* live_tasklets() const;
   PyObject* stats() const;
   PyObject* main_tasklet() const { return main_.get(); }
+  // The thread's main tasklet, adopting the root greenlet if needed.
+  Tasklet* main_or_adopt();
 
   // Worker greenlets: a started tasklet takes one (from the pool or new).
   PyObject* take_greenlet();

@@ -188,7 +188,7 @@ int Tasklet::wait_fd(int fd, short what, double seconds) {
 
 // -------------------------------------------------------------- lifecycle
 
-int Tasklet::start(double delay) {
+int Tasklet::start(double delay, bool in_pass) {
   if (state_ != State::kIdle) {
     PyErr_SetString(PyExc_RuntimeError, "the tasklet is already started");
     return -1;
@@ -204,6 +204,8 @@ int Tasklet::start(double delay) {
     }
     timer_armed_ = true;
     hub->on_event_armed();
+  } else if (in_pass) {
+    hub->schedule_in_pass(this);
   } else {
     hub->schedule(this);
   }

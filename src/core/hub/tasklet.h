@@ -84,7 +84,8 @@ struct Tasklet {
   int wait_fd(int fd, short what, double seconds);
   void disarm() noexcept;
   // Schedules this (idle) tasklet to start now or after `delay` seconds.
-  int start(double delay);
+  // in_pass: at the end of the current pass (Hub::schedule_in_pass).
+  int start(double delay, bool in_pass = false);
   // Runs the job in the current (worker) greenlet and records the outcome.
   void run_job();
   // Marks the tasklet dead with a result (value) or an exception; wakes

@@ -212,6 +212,13 @@ static PyObject* Tasklet_start(Tasklet* t, PyObject*) {
   Py_RETURN_NONE;
 }
 
+// _insert(): start(), at the end of this pass's runnables (Stackless's
+// insert) instead of the next pass.
+static PyObject* Tasklet_insert(Tasklet* t, PyObject*) {
+  if (t->start(0, true) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
 // _bind(run, args=(), kwargs=None): rebinds the job of a tasklet that has
 // not been started (Stackless's tasklet.bind / setup).
 static PyObject* Tasklet_bind(Tasklet* t, PyObject* const* args, Py_ssize_t nargs) {
@@ -342,6 +349,8 @@ static PyMethodDef Tasklet_methods[] = {
      "tasklet's exception; TimeoutError if it is not dead in time."},
     {"start", FASTCALL_KW(Tasklet_start), METH_NOARGS,
      "Schedule the tasklet to run."},
+    {"_insert", FASTCALL_KW(Tasklet_insert), METH_NOARGS,
+     "_insert(): start at the end of this pass's runnables"},
     {"_bind", FASTCALL_KW(Tasklet_bind), METH_FASTCALL,
      "_bind(run, args=(), kwargs=None): rebind a tasklet not yet started"},
     {"start_later", FASTCALL_KW(Tasklet_start_later), METH_O,
@@ -483,6 +492,25 @@ static PyObject* fn_getcurrent(PyObject*, PyObject*) {
   return t ? Py_NewRef(t->self()) : nullptr;
 }
 
+static PyObject* fn_getmain(PyObject*, PyObject*) {
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  Tasklet* t = hub->main_or_adopt();
+  return t ? Py_NewRef(t->self()) : nullptr;
+}
+
+// Stackless's schedule(): the current tasklet goes to the end of the
+// runnables of this pass (sleep(0) waits for the next pass, after a poll).
+static PyObject* fn_schedule(PyObject*, PyObject*) {
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  Tasklet* t = hub->current();
+  if (!t) return nullptr;
+  hub->schedule_in_pass(t);
+  if (hub->suspend(t) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
 static PyObject* fn_wait_read(PyObject*, PyObject* const* args,
                               Py_ssize_t nargs, PyObject* kwnames) {
   return wait_fd_call("wait_read", EV_READ, args, nargs, kwnames);
@@ -535,6 +563,10 @@ PyMethodDef tasklet_functions[] = {
     {"sleep", FASTCALL_KW(fn_sleep), METH_FASTCALL | METH_KEYWORDS,
      "sleep(seconds=0): suspend the current tasklet; 0 yields to the other "
      "ready tasklets."},
+    {"getmain", FASTCALL_KW(fn_getmain), METH_NOARGS,
+     "getmain() -> the main tasklet of this thread"},
+    {"_schedule", FASTCALL_KW(fn_schedule), METH_NOARGS,
+     "_schedule(): yield to the end of this pass's runnables (Stackless's schedule)"},
     {"getcurrent", FASTCALL_KW(fn_getcurrent), METH_NOARGS,
      "getcurrent() -> the running Tasklet."},
     {"wait_read", FASTCALL_KW(fn_wait_read), METH_FASTCALL | METH_KEYWORDS,
