@@ -39,12 +39,12 @@ These remain, by design or because the core has no way to do otherwise:
   a tasklet, so code that used them only against ``run(timeout)`` can drop
   them), no ``set_schedule_callback``/``set_channel_callback``, no
   ``enable_softswitch``, no ``bomb`` type and no channel ``schedule_all``.
-* One run queue, two turns: tasklets made runnable by a channel transfer, by
-  ``close()`` or by ``insert()`` of a removed tasklet go to the end of the
-  hub's current pass; tasklets inserted for their first run
-  (``tasklet(f)()``) and those calling ``schedule()`` go to the end of the
-  next pass, behind them. Stackless keeps one queue, so a program that does
-  both in one pass can see a different order.
+* One run queue, split in passes: channel transfers, ``tasklet(f)()``,
+  ``insert()`` and ``schedule()`` all append to the end of the hub's current
+  pass, in one FIFO as in Stackless; ``ptsevent.sleep(0)`` and wake-ups from
+  timers, descriptors or ``kill()`` go to the next pass (after the hub polls
+  libevent). After 4,096 tasklets in one pass, appends go to the next pass
+  too, so I/O is never starved.
 * ``run()`` returns once no other tasklet is runnable. Tasklets waiting for a
   timer or a descriptor (``ptsevent.sleep``, sockets) are not runnable, so
   ``run()`` can return before they end: ``join()`` them. The main tasklet is
