@@ -67,3 +67,8 @@ __all__ += [
     "Semaphore",
     "call_threadsafe",
 ]
+
+from ptsevent._local import local  # noqa: E402  (ptsevent.local is the class, as threading.local)
+from ptsevent.pool import Group, Pool  # noqa: E402
+
+__all__ += ["Group", "Pool", "local"]
