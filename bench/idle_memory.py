@@ -417,8 +417,20 @@ COLUMNS = (
 
 
 def format_table(impls, results, conns):
-    headers = ["impl", "version", "median B/conn", "min", "max",
-               f"vs {_common.BASELINE}"] + [c[0] for c in COLUMNS] + ["runs", "note"]
+    return memory_table(
+        impls, results, "median B/conn", lambda v: f"{v:,.0f}", COLUMNS,
+        [f"idle connections: {conns:,} connections held open after one 16-byte echo each",
+         "  B/conn = (server VmRSS with them open - VmRSS after the warm-up) / connections"])
+
+
+def memory_table(impls, results, value_header, fmt_value, columns, title, notes_for=None):
+    """The table of a memory-per-connection benchmark (here and in
+    wsgi_idle_memory.py): one row per implementation, the median of
+    ``bytes_per_conn`` formatted by ``fmt_value``, the ratio to ptsevent,
+    ``columns`` ((header, extra key or "delta", formatter) medians), and
+    notes (``notes_for(impl, good_results)`` adds its own)."""
+    headers = ["impl", "version", value_header, "min", "max",
+               f"vs {_common.BASELINE}"] + [c[0] for c in columns] + ["runs", "note"]
 
     def ok(rs):
         return [r for r in rs if r.get("status") == _common.OK]
@@ -442,20 +454,17 @@ def format_table(impls, results, conns):
             continue
         values = [r["bytes_per_conn"] for r in good]
         median = statistics.median(values)
-        if base_median:
-            ratio = f"{median / base_median:.2f}x"
-        else:
-            ratio = "-"
-        row = [impl, version, f"{median:,.0f}", f"{min(values):,.0f}",
-               f"{max(values):,.0f}", ratio]
-        for _header, key, fmt in COLUMNS:
+        ratio = f"{median / base_median:.2f}x" if base_median else "-"
+        row = [impl, version, fmt_value(median), fmt_value(min(values)),
+               fmt_value(max(values)), ratio]
+        for _header, key, fmt in columns:
             if key == "delta":
                 vals = [r["extra"]["rss_after"] - r["extra"]["rss_base"] for r in good]
             else:
                 vals = [r["extra"][key] for r in good]
             row.append(fmt(statistics.median(vals)))
         row.append(str(len(good)))
-        notes = []
+        notes = list(notes_for(impl, good)) if notes_for else []
         unquiet = sum(1 for r in good if not r["extra"]["quiet"])
         if unquiet:
             notes.append(f"server not quiet after {QUIET_MAX:g} s in {unquiet} run(s)")
@@ -474,9 +483,7 @@ def format_table(impls, results, conns):
             for i, c in enumerate(cells)
         ).rstrip()
 
-    lines = [
-        f"idle connections: {conns:,} connections held open after one 16-byte echo each",
-        "  B/conn = (server VmRSS with them open - VmRSS after the warm-up) / connections",
+    lines = list(title) + [
         "  " + fmt(headers),
         "  " + "  ".join("-" * w for w in widths),
     ]

@@ -40,7 +40,7 @@ sys.path.insert(0, HERE)
 import _common  # noqa: E402
 import wsgi  # noqa: E402
 import wsgi_apps  # noqa: E402
-from idle_memory import Proc  # noqa: E402
+from idle_memory import Proc, memory_table  # noqa: E402
 
 # gevent.pywsgi-nodelay differs from gevent.pywsgi only in a socket option.
 IMPLS = ("ptsevent", "bjoern", "gevent.pywsgi", "waitress", "gunicorn-gevent",
@@ -249,74 +249,20 @@ COLUMNS = (
 
 
 def format_table(impls, results, conns):
-    headers = (["impl", "version", "median KiB/conn", "min", "max", f"vs {_common.BASELINE}"]
-               + [c[0] for c in COLUMNS] + ["runs", "note"])
-
-    def ok(rs):
-        return [r for r in rs if r.get("status") == _common.OK]
-
-    base_ok = ok(results.get(_common.BASELINE, []))
-    base_median = statistics.median(r["bytes_per_conn"] for r in base_ok) if base_ok else None
-    rows, errors = [], []
-    for impl in impls:
-        rs = results.get(impl, [])
-        good = ok(rs)
-        failed = [r for r in rs if r.get("status") == _common.ERROR]
-        version = next((r["version"] for r in rs if r.get("version")), "")
-        if failed:
-            errors.append(f"  {impl}: {failed[-1].get('error')}")
-        if not good:
-            if any(r.get("status") == _common.MISSING for r in rs):
-                note = "missing"
-            else:
-                note = "failed, see below"
-            rows.append([impl, version] + ["-"] * (len(headers) - 4) + ["0", note])
-            continue
-        values = [r["bytes_per_conn"] for r in good]
-        median = statistics.median(values)
-        ratio = f"{median / base_median:.2f}x" if base_median else "-"
-        row = [impl, version, _kib(median), _kib(min(values)), _kib(max(values)), ratio]
-        for _header, key, fmt in COLUMNS:
-            if key == "delta":
-                vals = [r["extra"]["rss_after"] - r["extra"]["rss_base"] for r in good]
-            else:
-                vals = [r["extra"][key] for r in good]
-            row.append(fmt(statistics.median(vals)))
-        row.append(str(len(good)))
-        notes = []
+    def notes_for(impl, good):
         if impl in QUOTED:
-            notes.append(f"issue quotes {QUOTED[impl]}")
+            yield f"issue quotes {QUOTED[impl]}"
         if good[0]["extra"]["processes"] > 1:
-            notes.append(f"RSS of {good[0]['extra']['processes']} processes")
-        unquiet = sum(1 for r in good if not r["extra"]["quiet"])
-        if unquiet:
-            notes.append(f"server not quiet after {QUIET_MAX:g} s in {unquiet} run(s)")
-        if failed:
-            notes.append(f"{len(failed)} run(s) failed, see below")
-        row.append("; ".join(notes))
-        rows.append(row)
+            yield f"RSS of {good[0]['extra']['processes']} processes"
 
-    widths = [max(len(str(x)) for x in [h] + [row[i] for row in rows])
-              for i, h in enumerate(headers)]
-    numeric = set(range(2, len(headers) - 1))
-
-    def fmt(cells):
-        return "  ".join(
-            str(c).rjust(widths[i]) if i in numeric else str(c).ljust(widths[i])
-            for i, c in enumerate(cells)
-        ).rstrip()
-
-    lines = [
-        f"idle keep-alive connections: {conns:,} connections held open after one GET each",
-        "  KiB/conn = (server VmRSS with them open - VmRSS with one such connection) "
-        "/ connections / 1024",
-        "  " + fmt(headers),
-        "  " + "  ".join("-" * w for w in widths),
-    ]
-    lines += ["  " + fmt(row) for row in rows]
-    if errors:
-        lines.append("  failures (last error of each):")
-        lines += ["  " + e for e in errors]
+    lines = memory_table(
+        impls, results, "median KiB/conn", _kib, COLUMNS,
+        [f"idle keep-alive connections: {conns:,} connections held open after one GET each",
+         "  KiB/conn = (server VmRSS with them open - VmRSS with one such connection) "
+         "/ connections / 1024"],
+        notes_for)
+    ok = [r for r in results.get(_common.BASELINE, []) if r.get("status") == _common.OK]
+    base_median = statistics.median(r["bytes_per_conn"] for r in ok) if ok else None
     lines.append("")
     if base_median is None:
         lines.append(f"target: ptsevent below {GOAL // 1024} KiB per idle connection: "
