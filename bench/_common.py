@@ -569,3 +569,33 @@ def check_tasklets(tasklets):
         raise RuntimeError(
             f"{len(failed)} tasklets failed, the first with {failed[0].exception!r}"
         )
+
+
+class ChildServer:
+    """What the benchmarks' server-process classes share: a subclass sets
+    ``proc`` (a Popen or None), ``error`` and ``_stderr`` (a temporary file
+    the child's stderr goes to)."""
+
+    proc = None
+    error = None
+
+    @property
+    def ok(self):
+        return self.error is None and self.proc is not None
+
+    def alive(self):
+        if self.proc is None or self.proc.poll() is not None:
+            if self.error is None:
+                code = None if self.proc is None else self.proc.returncode
+                self.error = f"server exited (status {code}): {self.stderr_tail()}"
+            return False
+        return True
+
+    def stderr_tail(self):
+        """The last non-empty line the child wrote to stderr."""
+        try:
+            self._stderr.seek(0)
+            lines = [ln for ln in self._stderr.read().strip().splitlines() if ln.strip()]
+        except (OSError, ValueError):
+            return "?"
+        return lines[-1].strip() if lines else "(no output)"

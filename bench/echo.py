@@ -167,7 +167,7 @@ def build(src, name):
 # Driver.
 
 
-class Server:
+class Server(_common.ChildServer):
     """One running echo server process (or why it is not running)."""
 
     def __init__(self, impl, cmd):
@@ -208,26 +208,6 @@ class Server:
         """The first stdout line, or None on EOF or after ``timeout`` s."""
         line, _ = _common.read_line(self.proc.stdout.fileno(), b"", timeout)
         return None if line is None else line.decode(errors="replace")
-
-    @property
-    def ok(self):
-        return self.error is None and self.proc is not None
-
-    def alive(self):
-        if self.proc is None or self.proc.poll() is not None:
-            if self.error is None:
-                code = None if self.proc is None else self.proc.returncode
-                self.error = f"server exited (status {code}): {self.stderr_tail()}"
-            return False
-        return True
-
-    def stderr_tail(self):
-        try:
-            self._stderr.seek(0)
-            lines = self._stderr.read().strip().splitlines()
-        except (OSError, ValueError):
-            return "?"
-        return lines[-1] if lines else "(no output)"
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:

@@ -508,7 +508,7 @@ def tree_fds(pids):
     return sum(len(os.listdir(f"/proc/{p}/fd")) for p in pids)
 
 
-class Server:
+class Server(_common.ChildServer):
     """One running server process group (or why it is not running)."""
 
     def __init__(self, impl, app, python, cpu, tmp, lifetime):
@@ -569,26 +569,6 @@ class Server:
         while len(process_tree(self.proc.pid)) < want and time.monotonic() < deadline:
             time.sleep(0.05)
         self.pids = process_tree(self.proc.pid)
-
-    @property
-    def ok(self):
-        return self.error is None and self.proc is not None
-
-    def alive(self):
-        if self.proc is None or self.proc.poll() is not None:
-            if self.error is None:
-                code = None if self.proc is None else self.proc.returncode
-                self.error = f"server exited (status {code}): {self.stderr_tail()}"
-            return False
-        return True
-
-    def stderr_tail(self):
-        try:
-            self._stderr.seek(0)
-            lines = [ln for ln in self._stderr.read().strip().splitlines() if ln.strip()]
-        except (OSError, ValueError):
-            return "?"
-        return lines[-1].strip() if lines else "(no output)"
 
     def stop(self):
         """SIGKILL the process group this launcher leads (nginx's and
