@@ -238,6 +238,10 @@ void destroy_conn(Connection* c) {
   }
   if (c->fd >= 0) ::close(c->fd);
   c->fd = -1;
+  if (Tasklet* t = c->tasklet) {
+    c->tasklet = nullptr;
+    Py_DECREF(t->self());
+  }
   unlink_conn(c);
   delete c->peer;
   Server* s = c->server;
@@ -475,7 +479,8 @@ int dispatch(Connection* c) {
   }
   c->tasklet = t;
   ++s->active_;
-  Py_DECREF(t->self());  // the hub holds it while it is live
+  // The connection keeps its reference: a tasklet killed before it ever
+  // ran (so serve() never starts) must not leave a dangling pointer.
   return 0;
 fail:
   PyErr_WriteUnraisable(s->self());
@@ -1589,8 +1594,15 @@ bool handle_request(Connection* c, Request* req) {
 
 // Hands a connection whose app finished back to the server: closed
 // gracefully (or at once when aborted).
+void release_tasklet(Connection* c) {
+  if (Tasklet* t = c->tasklet) {
+    c->tasklet = nullptr;
+    Py_DECREF(t->self());  // never the last: the hub holds a running tasklet
+  }
+}
+
 void end_app(Connection* c) {
-  c->tasklet = nullptr;
+  release_tasklet(c);
   --c->server->active_;
   c->state = Connection::State::kIdle;
   if (c->aborted) {
@@ -1638,7 +1650,7 @@ PyObject* serve(PyObject*, PyObject*) {
       break;
     }
     if (r == Pump::kHead) continue;  // pipelined, or already here
-    c->tasklet = nullptr;
+    release_tasklet(c);
     --s->active_;
     c->state = Connection::State::kIdle;
     go_idle(c);
@@ -1762,8 +1774,16 @@ void close_idle(Server* s) {
 }
 
 void abort_active(Server* s) {
-  for (Connection* c = s->head_; c; c = c->next) {
+  Py_INCREF(s->self());
+  for (Connection* c = s->head_, *next; c; c = next) {
+    next = c->next;
     if (c->state != Connection::State::kApp || c->aborted) continue;
+    if (c->tasklet && c->tasklet->state_ == hub::State::kDead) {
+      // Its tasklet was killed before it ran: nothing will end it.
+      --s->active_;
+      destroy_conn(c);
+      continue;
+    }
     c->aborted = true;
     ::shutdown(c->fd, SHUT_RDWR);
     if (c->waiting_read || c->waiting_write) {
@@ -1775,6 +1795,7 @@ void abort_active(Server* s) {
         PyErr_WriteUnraisable(c->server->self());
     }
   }
+  Py_DECREF(s->self());
 }
 
 int check_thread(Server* s) {
