@@ -514,13 +514,7 @@ def main(script, description, workloads, impls):
     args = parser.parse_args()
 
     def pick(value, known, what):
-        if not value:
-            return list(known)
-        names = [v.strip() for v in value.split(",") if v.strip()]
-        for n in names:
-            if n not in known:
-                parser.error(f"unknown {what} {n!r}; choose from {', '.join(known)}")
-        return names
+        return pick_names(parser, value, known, what)
 
     if args.json:
         if not args.impl or not args.workload:
@@ -599,3 +593,41 @@ class ChildServer:
         except (OSError, ValueError):
             return "?"
         return lines[-1].strip() if lines else "(no output)"
+
+
+def pick_names(parser, value, known, what):
+    """The names of a comma-separated option (all of ``known`` when empty);
+    an unknown name is a usage error."""
+    if not value:
+        return list(known)
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    for n in names:
+        if n not in known:
+            parser.error(f"unknown {what} {n!r}; choose from {', '.join(known)}")
+    return names
+
+
+def plan_cpus(no_pin, server_cpu=None, client_cpu=None, client="client"):
+    """Where a benchmark's server and its client run: the server on the last
+    allowed CPU (or ``server_cpu``), the client on another one (or
+    ``client_cpu``). Pins this driver process to the client's CPU (it only
+    waits) and returns ``(server_cpu, client_cpu, note)``; both None when
+    not pinning."""
+    if no_pin:
+        return None, None, "not pinned (--no-pin)"
+    if not hasattr(os, "sched_setaffinity"):
+        return None, None, "not pinned: os.sched_setaffinity is not available here"
+    allowed = sorted(os.sched_getaffinity(0))
+    if server_cpu is None:
+        server_cpu = allowed[-1]
+    if client_cpu is None:
+        others = [c for c in allowed if c != server_cpu]
+        client_cpu = others[-1] if others else server_cpu
+    pin_to_cpu(client_cpu)
+    if client_cpu == server_cpu:
+        note = (f"server and {client} both on CPU {server_cpu} (only one CPU allowed): "
+                "they compete, CPU shares are not comparable")
+    else:
+        note = (f"server pinned to CPU {server_cpu}, {client} (and the driver) to CPU "
+                f"{client_cpu} (os.sched_setaffinity)")
+    return server_cpu, client_cpu, note

@@ -472,13 +472,7 @@ def main():
     args = parser.parse_args()
 
     def pick(value, known, what):
-        if not value:
-            return list(known)
-        names = [v.strip() for v in value.split(",") if v.strip()]
-        for n in names:
-            if n not in known:
-                parser.error(f"unknown {what} {n!r}; choose from {', '.join(known)}")
-        return names
+        return _common.pick_names(parser, value, known, what)
 
     impls = pick(args.impl, IMPLS, "implementation")
     names = pick(args.workload, list(BY_NAME), "workload")

@@ -371,29 +371,8 @@ def table_for(conns, size, args):
 
 def drive(args, impls, conns_list, sizes):
     started = time.monotonic()
-    pinning = hasattr(os, "sched_setaffinity") and not args.no_pin
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    server_cpu = client_cpu = None
-    if pinning:
-        server_cpu = args.server_cpu if args.server_cpu is not None else allowed[-1]
-        if args.client_cpu is not None:
-            client_cpu = args.client_cpu
-        else:
-            others = [c for c in allowed if c != server_cpu]
-            client_cpu = others[-1] if others else server_cpu
-        # The driver only waits; it shares the client's CPU, not the server's.
-        _common.pin_to_cpu(client_cpu)
-        if client_cpu == server_cpu:
-            pin_note = (
-                f"server and client both on CPU {server_cpu} (only one CPU allowed): "
-                "they compete, CPU shares are not comparable"
-            )
-        else:
-            pin_note = f"server pinned to CPU {server_cpu}, client to CPU {client_cpu} (os.sched_setaffinity)"
-    elif args.no_pin:
-        pin_note = "not pinned (--no-pin)"
-    else:
-        pin_note = "not pinned: os.sched_setaffinity is not available here"
+    server_cpu, client_cpu, pin_note = _common.plan_cpus(
+        args.no_pin, args.server_cpu, args.client_cpu)
     args.server_cpu = server_cpu
 
     shown = os.path.relpath(sys.executable)

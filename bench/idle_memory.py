@@ -496,20 +496,7 @@ def memory_table(impls, results, value_header, fmt_value, columns, title, notes_
 
 def drive(args, impls):
     started = time.monotonic()
-    pinning = hasattr(os, "sched_setaffinity") and not args.no_pin
-    server_cpu = client_cpu = None
-    if pinning:
-        allowed = sorted(os.sched_getaffinity(0))
-        server_cpu = allowed[-1]
-        others = [c for c in allowed if c != server_cpu]
-        client_cpu = others[-1] if others else server_cpu
-        _common.pin_to_cpu(client_cpu)  # the driver only waits
-        pin_note = (f"server pinned to CPU {server_cpu}, client (and driver) to CPU "
-                    f"{client_cpu} (os.sched_setaffinity)")
-    elif args.no_pin:
-        pin_note = "not pinned (--no-pin)"
-    else:
-        pin_note = "not pinned: os.sched_setaffinity is not available here"
+    server_cpu, client_cpu, pin_note = _common.plan_cpus(args.no_pin)
 
     shown = os.path.relpath(sys.executable)
     if shown.startswith(".."):

@@ -1021,27 +1021,8 @@ def meinheld_note():
 
 def drive(args, impls):
     started = time.monotonic()
-    pinning = hasattr(os, "sched_setaffinity") and not args.no_pin
-    server_cpu = client_cpu = None
-    if pinning:
-        allowed = sorted(os.sched_getaffinity(0))
-        server_cpu = args.server_cpu if args.server_cpu is not None else allowed[-1]
-        if args.client_cpu is not None:
-            client_cpu = args.client_cpu
-        else:
-            others = [c for c in allowed if c != server_cpu]
-            client_cpu = others[-1] if others else server_cpu
-        _common.pin_to_cpu(client_cpu)  # wrk (and the driver, which waits) share it
-        if client_cpu == server_cpu:
-            pin_note = (f"server and wrk both on CPU {server_cpu} (only one CPU allowed): "
-                        "they compete")
-        else:
-            pin_note = (f"server pinned to CPU {server_cpu}, wrk (and the driver) to CPU "
-                        f"{client_cpu} (os.sched_setaffinity)")
-    elif args.no_pin:
-        pin_note = "not pinned (--no-pin)"
-    else:
-        pin_note = "not pinned: os.sched_setaffinity is not available here"
+    server_cpu, client_cpu, pin_note = _common.plan_cpus(
+        args.no_pin, args.server_cpu, args.client_cpu, client="wrk")
     raise_nofile()
 
     rows = build_rows(args)
@@ -1222,13 +1203,7 @@ def main():
         return serve(args.serve, args.app, args.port, args.cpu, args.tmp, args.lifetime)
 
     def pick(value, known, what):
-        if not value:
-            return list(known)
-        names = [v.strip() for v in value.split(",") if v.strip()]
-        for n in names:
-            if n not in known:
-                parser.error(f"unknown {what} {n!r}; choose from {', '.join(known)}")
-        return names
+        return _common.pick_names(parser, value, known, what)
 
     impls = pick(args.impl, IMPLS, "server")
     args.apps = pick(args.apps, APPS, "app")
