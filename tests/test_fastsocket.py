@@ -215,3 +215,32 @@ def test_nbfile_rejects_bad_descriptors():
     os.close(w)
     with pytest.raises(OSError):
         psocket.nbfile(r)
+
+
+def test_read_to_eof_after_last_data_and_reset_together_raises_at_once():
+    # As with the plain socket: a reset that comes on the same epoll edge as
+    # the last bytes is seen by the next read, not after a timeout.
+    srv = psocket.create_server(("127.0.0.1", 0))
+    cli = std_socket.create_connection(srv.getsockname())
+    conn, _ = srv.accept()
+    srv.close()
+    fa = psocket.fastsocket(conn.family, conn.type, conn.proto, conn.detach())
+    fa.setsockopt(std_socket.SOL_SOCKET, std_socket.SO_RCVTIMEO, struct.pack("ll", 5, 0))
+    try:
+        def first():
+            return fa.read(1)
+        job = ptsevent.spawn(first)  # waits first: the socket is watched
+        ptsevent.sleep(0.02)
+        cli.sendall(b"x")
+        assert job.get(timeout=2) == b"x"
+        cli.sendall(b"line one\nline two")
+        cli.setsockopt(std_socket.SOL_SOCKET, std_socket.SO_LINGER, struct.pack("ii", 1, 0))
+        cli.close()
+        ptsevent.sleep(0.05)
+        start = time.monotonic()
+        assert fa.readline() == b"line one\n"
+        with pytest.raises(ConnectionResetError):
+            fa.read()
+        assert time.monotonic() - start < 1
+    finally:
+        fa.close()

@@ -726,6 +726,33 @@ def test_peer_reset_during_sendall_raises_reset_or_broken_pipe(mod, track):
     assert job.result() >= MiB
 
 
+@pytest.mark.parametrize("mod", IMPLS)
+def test_last_data_and_reset_together_end_a_read_loop_at_once(mod, track):
+    # The last bytes and the peer's reset arrive before the reader looks:
+    # it gets the bytes, then ConnectionResetError, without waiting for more
+    # (both come on one epoll edge, and a short read does not prove that
+    # nothing else is pending).
+    a, b = tcp_pair(mod, track)
+    a.settimeout(5)
+    job = background(mod, a.recv, 1)  # waits first: a is watched by epoll
+    pause(mod, 0.02)
+    b.sendall(b"x")
+    assert job.result() == b"x"
+    b.sendall(b"last words")
+    b.setsockopt(SOL_SOCKET, SO_LINGER, struct.pack("ii", 1, 0))
+    b.close()
+    pause(mod, 0.05)
+    got = b""
+    start = time.monotonic()
+    with pytest.raises(ConnectionResetError):
+        while True:
+            data = a.recv(4096)
+            assert data, "EOF instead of the reset"
+            got += data
+    assert got == b"last words"
+    assert time.monotonic() - start < 1
+
+
 # --- accept, family/type/proto, dup, detach, fileno, context manager ------------
 
 

@@ -19,6 +19,7 @@ import selectors
 import shutil
 import signal
 import socket as stdsocket
+import struct
 import subprocess
 import sys
 import time
@@ -1620,3 +1621,19 @@ def test_another_tasklet_may_read_the_body_while_the_request_tasklet_waits(serve
         assert data.endswith(b"A" * 1000 + b"B" * 1000 + b"C" * 1000)
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize("partial", [b"GET /abc", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b"])
+def test_part_of_a_head_then_reset_together_closes_the_connection_at_once(serve_app, partial):
+    # The client sends part of a head and resets at once: both reach the
+    # server on one epoll edge; it must still see the reset and close.
+    server = serve_app(capture_app([]))
+    sock = stdsocket.create_connection(("127.0.0.1", server.server_port))
+    ptsevent.sleep(0.02)  # accepted, nothing to read yet: watched by epoll
+    sock.sendall(partial)
+    sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    deadline = time.monotonic() + 1
+    while server.stats()["connections"] and time.monotonic() < deadline:
+        ptsevent.sleep(0.01)
+    assert server.stats()["connections"] == 0

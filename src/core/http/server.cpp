@@ -372,7 +372,8 @@ Pump pump_head(Connection* c) {
       data = c->in.data();
       len = c->in.size();
     } else {
-      if (!c->readable) return Pump::kWait;
+      if (!c->readable && !c->unconfirmed) return Pump::kWait;
+      c->unconfirmed = false;
       ssize_t n = ::recv(c->fd, scratch, kScratch, 0);
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -389,7 +390,10 @@ Pump pump_head(Connection* c) {
         destroy_conn(c);
         return Pump::kGone;
       }
-      if (static_cast<size_t>(n) < kScratch) c->readable = c->peer_closed;
+      if (static_cast<size_t>(n) < kScratch && !c->peer_closed) {
+        c->readable = false;
+        c->unconfirmed = true;
+      }
       data = scratch;
       len = static_cast<size_t>(n);
     }
@@ -554,6 +558,7 @@ int send_iov(Connection* c, struct iovec* iov, int cnt) {
       PyErr_SetFromErrno(PyExc_OSError);
       return -1;
     }
+    c->unconfirmed = false;  // no reset was pending
     size_t left = static_cast<size_t>(n);
     while (cnt > 0 && left >= iov->iov_len) {
       left -= iov->iov_len;
@@ -594,7 +599,7 @@ int fill_body(Connection* c, Request* req) {
       data = c->in.data();
       len = c->in.size();
     } else {
-      if (!c->readable && !c->peer_closed) {
+      if (!c->readable && !c->peer_closed && !c->unconfirmed) {
         int w = wait_io(c, false, c->server->options_.body_timeout);
         if (w < 0) return -1;
         if (w == 1) {
@@ -603,6 +608,7 @@ int fill_body(Connection* c, Request* req) {
           return -1;
         }
       }
+      c->unconfirmed = false;
       ssize_t n = ::recv(c->fd, scratch, kScratch, 0);
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -621,7 +627,10 @@ int fill_body(Connection* c, Request* req) {
                         "the client closed the connection before the end of the body");
         return -1;
       }
-      if (static_cast<size_t>(n) < kScratch) c->readable = c->peer_closed;
+      if (static_cast<size_t>(n) < kScratch && !c->peer_closed) {
+        c->readable = false;
+        c->unconfirmed = true;
+      }
       data = scratch;
       len = static_cast<size_t>(n);
     }
@@ -1174,6 +1183,7 @@ int send_file(Connection* c, Request* req, FileWrapper* fw) {
     size_t chunk = count > (1u << 30) ? (1u << 30) : static_cast<size_t>(count);
     ssize_t n = ::sendfile(c->fd, ffd, &offset, chunk);
     if (n > 0) {
+      c->unconfirmed = false;
       count -= static_cast<uint64_t>(n);
       req->sent_body += static_cast<uint64_t>(n);
       continue;

@@ -72,6 +72,11 @@ struct Connection {
   bool readable = true;  // not known to be drained (edge-triggered)
   bool writable = true;
   bool peer_closed = false;
+  // A short read cleared `readable`, but the same edge may also have carried
+  // a reset (libevent reports EPOLLHUP/EPOLLERR as READ|WRITE, without
+  // EV_CLOSED): read once more before waiting, unless a send succeeded
+  // since (a send fails on a reset connection).
+  bool unconfirmed = false;
   bool timed_out = false;
   bool deferred = false;
   bool waiting_read = false;

@@ -169,6 +169,7 @@ int send_all(BufferedIo* b, const char* p, size_t n, const Deadline& d) {
     }
     ssize_t k = write(h->fd_, p, n);
     if (k >= 0) {
+      if (k > 0 && h == b->in()) h->after_send();
       p += k;
       n -= k;
       continue;
@@ -190,6 +191,7 @@ int flush_impl(BufferedIo* b) {
     }
     ssize_t k = write(h->fd_, b->wbuf_.data(), b->wbuf_.size());
     if (k >= 0) {
+      if (k > 0 && h == b->in()) h->after_send();
       b->wbuf_.consume(k);  // what was sent leaves the buffer even on error
       continue;
     }

@@ -233,8 +233,10 @@ int retry_after_failure(IoHandle* h, short what, const Deadline& d) {
   int err = errno;
   if (err == EINTR) return PyErr_CheckSignals() < 0 ? -1 : 1;
   if (what == EV_READ && (err == EAGAIN || err == EWOULDBLOCK) &&
-      !h->peer_closed_)
+      !h->peer_closed_) {
     h->maybe_readable_ = false;
+    h->unconfirmed_ = false;
+  }
   if (err != EAGAIN && err != EWOULDBLOCK) {
     PyErr_SetFromErrno(PyExc_OSError);
     return -1;
@@ -377,6 +379,7 @@ static PyObject* send_impl(IoHandle* h, PyObject* args, bool all) {
     }
     ssize_t n = send(h->fd_, p, left, flags);
     if (n >= 0) {
+      if (n > 0) h->after_send();
       if (!all) {
         result = PyLong_FromSsize_t(n);
         break;

@@ -47,6 +47,13 @@ struct IoHandle {
   bool stream_;
   bool maybe_readable_;
   bool peer_closed_;  // EV_CLOSED seen: reads never wait again (EOF/error)
+  // A short read cleared maybe_readable_ but proved less than it seems: a
+  // reset arriving with the last data comes on the same edge, and libevent
+  // reports EPOLLHUP/EPOLLERR as READ|WRITE without EV_CLOSED. So the next
+  // read is still tried, unless a send succeeded since (a send fails on a
+  // reset connection) or a read came back with EAGAIN (after which a reset
+  // is a new edge).
+  bool unconfirmed_;
   bool read_ready_;
   bool write_ready_;
   bool closed_;
@@ -65,16 +72,20 @@ struct IoHandle {
   // Until the descriptor is registered no edge can have been seen, so the
   // flag means nothing: try the call.
   bool should_try_read() const noexcept {
-    return !stream_ || maybe_readable_ || !registered_ || peer_closed_;
+    return !stream_ || maybe_readable_ || !registered_ || peer_closed_ || unconfirmed_;
   }
   // Records the outcome of a read of `asked` bytes that returned n (>= 0).
-  // A short read proves the buffer empty, but not that no FIN or error is
-  // pending: those arrive with EV_CLOSED (EPOLLRDHUP), which makes the flag
-  // stick.
+  // A short read proves the buffer empty, but not that no FIN or reset is
+  // pending: a FIN arrives with EV_CLOSED (EPOLLRDHUP), which makes the
+  // flag stick; a reset does not (see unconfirmed_).
   void after_read(ssize_t n, size_t asked) noexcept {
-    if (stream_ && !peer_closed_ && n > 0 && static_cast<size_t>(n) < asked)
+    if (stream_ && !peer_closed_ && n > 0 && static_cast<size_t>(n) < asked) {
       maybe_readable_ = false;
+      unconfirmed_ = true;
+    }
   }
+  // Records a send that took bytes: no reset was pending.
+  void after_send() noexcept { unconfirmed_ = false; }
 };
 
 // A timeout in seconds for one call: < 0 blocks forever, 0 never waits.
