@@ -67,9 +67,18 @@ def pause(obj, seconds):
 
 
 def waiting(obj):
-    """Tasklets queued on a ptsevent primitive's WaitQueue."""
+    """Tasklets queued on a ptsevent primitive."""
+    if isinstance(obj, ptsevent.Lock):
+        return obj._waiting
     w = obj._waiters
     return 0 if w is None else len(w.wq)
+
+
+def handed(obj):
+    """Hand-offs made to waiters that have not returned from their wait."""
+    if isinstance(obj, ptsevent.Lock):
+        return obj._handed
+    return obj._waiters.woken
 
 
 def run_ready():
@@ -275,7 +284,10 @@ def test_lock_acquire_without_contention_creates_no_wait_queue(lock_cls):
         with lock:
             pass
     assert lock.acquire(False)
-    assert lock._waiters is None
+    if isinstance(lock, ptsevent.Lock):
+        assert not lock._has_queue
+    else:
+        assert lock._waiters is None
     lock.release()
 
 
@@ -389,7 +401,7 @@ def test_lock_timeout_exception_while_waiting_leaves_no_waiter(lock_cls):
         with ptsevent.Timeout(0.03):
             lock.acquire()
     assert waiting(lock) == 0
-    assert lock._waiters.woken == 0
+    assert handed(lock) == 0
 
 
 def test_lock_killing_the_handed_waiter_passes_the_lock_to_the_next(lock_cls):
@@ -409,7 +421,7 @@ def test_lock_killing_the_handed_waiter_passes_the_lock_to_the_next(lock_cls):
     ptsevent.joinall([a, b])
     assert got == ["b"]
     assert waiting(lock) == 0
-    assert lock._waiters.woken == 0
+    assert handed(lock) == 0
     assert lock.acquire(False)
     lock.release()
 
@@ -423,7 +435,7 @@ def test_lock_killing_the_handed_waiter_with_nobody_behind_frees_the_lock(lock_c
     a.kill(block=False)
     a.join()
     assert a.dead
-    assert lock._waiters.woken == 0
+    assert handed(lock) == 0
     assert lock.acquire(False), "the lock handed to a killed waiter was lost"
     lock.release()
 
@@ -779,7 +791,7 @@ def test_semaphore_killing_the_handed_waiter_passes_the_permit_on(sem_cls):
     assert b.get() is True
     assert a.dead
     assert sem._value == 0
-    assert sem._waiters.woken == 0
+    assert handed(sem) == 0
 
 
 def test_semaphore_killing_handed_waiters_with_nobody_behind_returns_permits(sem_cls):
@@ -794,7 +806,7 @@ def test_semaphore_killing_handed_waiters_with_nobody_behind_returns_permits(sem
     b.kill(block=False)
     ptsevent.joinall([a, b])
     assert sem._value == 2
-    assert sem._waiters.woken == 0
+    assert handed(sem) == 0
     assert waiting(sem) == 0
 
 
@@ -1071,4 +1083,4 @@ def test_lock_acquire_in_main_that_nothing_can_release_raises_loop_exit(lock_cls
     with pytest.raises(ptsevent.LoopExit):
         lock.acquire()
     assert waiting(lock) == 0
-    assert lock._waiters.woken == 0
+    assert handed(lock) == 0

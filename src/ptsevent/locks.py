@@ -146,83 +146,9 @@ def _lock_timeout(blocking, timeout):
 # ------------------------------------------------------------------ Lock
 
 
-class Lock:
-    """A primitive lock, as ``threading.Lock``, fair between tasklets.
-
-    Any tasklet (or thread) may release it, not only the one that acquired
-    it. Waiters get it in the order they asked for it.
-    """
-
-    __slots__ = ("_locked", "_waiters", "__weakref__")
-
-    def __init__(self):
-        self._locked = False
-        self._waiters = None
-
-    def acquire(self, blocking=True, timeout=-1):
-        """Acquire the lock; return True, or False when it was not acquired
-        (blocking false and the lock busy, or the timeout passed)."""
-        if timeout != -1 or not blocking:
-            timeout = _lock_timeout(blocking, timeout)
-        else:
-            timeout = None
-        if not self._locked:
-            self._locked = True
-            return True
-        if timeout == 0:
-            return False
-        w = self._waiters
-        if w is None or w.tid != _get_ident():
-            w = self._waiters = _adopt(w, self)
-            if not self._locked:  # see _Waiters: released meanwhile
-                self._locked = True
-                return True
-        # True: release() handed the lock over, it is still marked locked.
-        return w.wait(timeout, self._give_back)
-
-    __enter__ = acquire
-
-    def release(self):
-        """Release the lock; the oldest waiter, if any, owns it next."""
-        if not self._locked:
-            raise RuntimeError("release unlocked lock")
-        w = self._waiters
-        if w is not None and w.tid == _get_ident():
-            if w.wq.notify(1):
-                w.woken += 1  # handed over: stays locked
-            else:
-                self._locked = False
-            return
-        self._locked = False
-        w = self._waiters  # read after the state change, see _Waiters
-        if w is not None:
-            w.post(self._dispatch)
-
-    def __exit__(self, t, v, tb):
-        self.release()
-
-    def locked(self):
-        """True if the lock is acquired."""
-        return self._locked
-
-    def _give_back(self, n):
-        self._locked = False
-
-    def _dispatch(self, w):
-        # In the owner hub, after a release from another thread.
-        w.posted = False
-        if self._waiters is w and not self._locked and w.wq.notify(1):
-            self._locked = True
-            w.woken += 1
-
-    def _at_fork_reinit(self):
-        self._locked = False
-        self._waiters = None
-
-    def __repr__(self):
-        cls = type(self)
-        return (f"<{'locked' if self._locked else 'unlocked'} "
-                f"{cls.__module__}.{cls.__qualname__} object at {id(self):#x}>")
+# Lock is in C++ (src/core/hub/lock.cpp): the same fair hand-off and
+# thread rules as the primitives below, without a Python frame per call.
+Lock = _core.Lock
 
 
 # ----------------------------------------------------------------- RLock

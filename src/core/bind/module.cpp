@@ -4,6 +4,7 @@
 #include "http/server.h"
 #include "hub/channel.h"
 #include "hub/hub.h"
+#include "hub/lock.h"
 #include "hub/tasklet.h"
 #include "hub/timer.h"
 #include "hub/wait_queue.h"
@@ -31,6 +32,7 @@ NB_MODULE(_core, m) {
   add_type("Waiter", hub::make_waiter_type());
   add_type("WaitQueue", hub::make_wait_queue_type());
   add_type("Channel", hub::make_channel_type());
+  add_type("Lock", hub::make_lock_type());
   add_type("IoHandle", io::make_io_handle_type());
   add_type("BufferedIo", io::make_buffered_io_type());
   add_type("HttpServer", http::make_server_type());

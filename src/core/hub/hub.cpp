@@ -5,6 +5,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <cmath>
 
 #include "hub/tasklet.h"
@@ -474,7 +476,7 @@ PyObject* Hub::run_loop() {
                           "the hub has nothing left to run or wait for");
           return nullptr;
         }
-      } else if (poll() < 0) {
+      } else if ((ready_.empty() || poll_due()) && poll() < 0) {
         PyErr_WriteUnraisable(nullptr);
       }
       batch_.swap(ready_);
@@ -505,6 +507,19 @@ PyObject* Hub::run_loop() {
   }
 }
 
+namespace {
+uint64_t monotonic_ns() noexcept {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u +
+         static_cast<uint64_t>(ts.tv_nsec);
+}
+}  // namespace
+
+bool Hub::poll_due() const noexcept {
+  return pass_runs_ >= kPassLimit || monotonic_ns() - last_poll_ns_ >= kPollIntervalNs;
+}
+
 int Hub::poll() {
   int rc;
   ++polls_;
@@ -525,6 +540,7 @@ int Hub::poll() {
     return -1;
   }
   process_after_poll();
+  last_poll_ns_ = monotonic_ns();
   return 0;
 }
 

@@ -91,6 +91,14 @@ class Hub {
   // is never starved.
   void schedule_in_pass(Tasklet* t) noexcept;
   static constexpr uint32_t kPassLimit = 4096;
+  // While tasklets stay ready, the hub polls libevent (without blocking)
+  // once this much time has passed since the previous poll, or after
+  // kPassLimit tasklet runs, whichever comes first; passes in between go
+  // on without a poll. A non-blocking epoll_wait costs about as much as a
+  // few tasklet switches, so polling after every short pass (a lock or
+  // queue hand-off, one tasklet yielding) would dominate; 50 us keeps
+  // timers, I/O and signals prompt.
+  static constexpr uint64_t kPollIntervalNs = 50'000;
 
   // Suspends the running tasklet t until something schedules it. Returns 0
   // on a plain wake-up, -1 with an exception set when t was interrupted
@@ -189,6 +197,8 @@ class Hub {
   void close_wakeups();
   PyObject* run_loop();
   int poll();
+  // A non-blocking poll is due (see kPollIntervalNs).
+  bool poll_due() const noexcept;
   void process_after_poll();
   void deliver_signals();
   void deliver_posts();
@@ -272,6 +282,7 @@ class Hub {
   uint64_t serial_ = 0;
   uint64_t polls_ = 0;         // event_base_loop calls
   uint32_t pass_runs_ = 0;     // tasklets run since the last poll
+  uint64_t last_poll_ns_ = 0;  // CLOCK_MONOTONIC at the end of the last poll
   uint64_t blocking_polls_ = 0;
   bool stopping_ = false;
   bool closed_ = false;

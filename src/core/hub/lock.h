@@ -1,0 +1,11 @@
+// Lock: threading.Lock for tasklets, fair, in C++ (see lock.cpp).
+#pragma once
+
+#include <Python.h>
+
+namespace ptsevent::hub {
+
+extern PyTypeObject* LockType;
+PyTypeObject* make_lock_type();
+
+}  // namespace ptsevent::hub
