@@ -66,7 +66,13 @@ def pause(mod, seconds):
 
 
 def waiting(w):
-    return 0 if w is None else len(w.wq)
+    """Tasklets blocked on one side of a queue: q._getters, q._putters or
+    q._joiners are (blocked, handed-but-not-yet-returned) pairs."""
+    return w[0]
+
+
+def handed(w):
+    return w[1]
 
 
 def run_ready():
@@ -296,6 +302,55 @@ def test_priority_queue_with_uncomparable_items_raises_type_error(mod):
         q.put("a")
 
 
+def test_put_and_get_take_their_arguments_by_keyword(mod, kind):
+    q = getattr(mod, kind)(2)
+    q.put(item=1, block=True, timeout=1)
+    q.put(2, timeout=1.5)
+    with pytest.raises(stdqueue.Full):
+        q.put(3, block=False)
+    assert q.get(block=True, timeout=1) in (1, 2)
+    assert q.get(False) in (1, 2)
+    with pytest.raises(stdqueue.Empty):
+        q.get(timeout=0)
+    with pytest.raises(TypeError):
+        q.put(1, wait=True)
+    with pytest.raises(TypeError):
+        q.get(True, 1, 2)
+    with pytest.raises(TypeError):
+        q.put()
+
+
+def test_maxsize_can_be_raised_on_a_full_queue(mod, kind):
+    q = getattr(mod, kind)(1)
+    q.put(1)
+    assert q.full()
+    q.maxsize = 2
+    assert not q.full()
+    q.put_nowait(2)
+    assert q.full() and q.qsize() == 2
+
+
+def test_repr_names_the_class_maxsize_and_size():
+    q = pqueue.Queue(3)
+    q.put("x")
+    assert repr(q).startswith("<ptsevent.queue.Queue at 0x")
+    assert repr(q).endswith(" maxsize=3 qsize=1>")
+    assert "<ptsevent.queue.LifoQueue at " in repr(pqueue.LifoQueue())
+
+
+def test_a_queue_holding_itself_is_collected(kind):
+    import gc
+    import weakref
+
+    q = getattr(pqueue, kind)()
+    q.put(q) if kind != "PriorityQueue" else q.put((1, [q]))
+    q.extra = [q]
+    ref = weakref.ref(q)
+    del q
+    gc.collect()
+    assert ref() is None
+
+
 # --- ptsevent: tasklets ------------------------------------------------------
 
 
@@ -306,7 +361,7 @@ def test_put_get_without_waiting_create_no_wait_queue():
     for n in range(3):
         assert q.get() == n
     q.task_done()
-    assert q._getters is None and q._putters is None and q._joiners is None
+    assert not q._has_waiters
 
 
 def test_blocked_getters_are_served_in_fifo_order():
@@ -394,7 +449,7 @@ def test_killed_getter_leaves_no_waiter():
     t.kill()
     assert waiting(q._getters) == 0
     q.put(1)
-    assert q._getters.woken == 0
+    assert handed(q._getters) == 0
     assert q.get_nowait() == 1
 
 
@@ -415,7 +470,7 @@ def test_killing_the_getter_an_item_was_reserved_for_passes_it_to_the_next():
     a.kill(block=False)
     assert b.get(timeout=5) == "item"
     assert a.dead
-    assert q._getters.woken == 0
+    assert handed(q._getters) == 0
     assert waiting(q._getters) == 0
 
 
@@ -426,7 +481,7 @@ def test_killing_the_getter_an_item_was_reserved_for_frees_it_when_nobody_waits(
     q.put("item")
     a.kill(block=False)
     a.join()
-    assert q._getters.woken == 0
+    assert handed(q._getters) == 0
     assert q.get_nowait() == "item", "the reserved item was lost"
 
 
@@ -440,14 +495,14 @@ def test_killing_a_putter_given_a_slot_passes_the_slot_on_or_frees_it():
     a.kill(block=False)
     b.join()
     assert list(q.queue) == ["b"]
-    assert q._putters.woken == 0
+    assert handed(q._putters) == 0
     # alone this time
     c = ptsevent.spawn(q.put, "c")
     ptsevent.sleep(0)
     q.get()
     c.kill(block=False)
     c.join()
-    assert q._putters.woken == 0
+    assert handed(q._putters) == 0
     q.put_nowait("free slot")
     assert list(q.queue) == ["free slot"]
 
@@ -505,7 +560,7 @@ def test_put_nowait_from_another_os_thread_wakes_the_getter():
     th.join()
     assert t.get(timeout=5) == "from thread"
     assert q.qsize() == 0
-    assert q._getters.woken == 0
+    assert handed(q._getters) == 0
 
 
 def test_items_from_a_producer_thread_arrive_in_order_to_several_getters():
@@ -537,7 +592,7 @@ def test_items_from_a_producer_thread_arrive_in_order_to_several_getters():
     th.join()
     assert got == list(range(n_items))
     assert q.qsize() == 0
-    assert q._getters.woken == 0
+    assert handed(q._getters) == 0
     assert waiting(q._getters) == 0
 
 
@@ -622,4 +677,4 @@ def test_reserved_getter_whose_item_vanished_times_out_with_empty():
     t.join()
     assert isinstance(t.exception, stdqueue.Empty)
     assert time.monotonic() - start < 1.0
-    assert q._getters.woken == 0
+    assert handed(q._getters) == 0

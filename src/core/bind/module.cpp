@@ -5,6 +5,7 @@
 #include "hub/channel.h"
 #include "hub/hub.h"
 #include "hub/lock.h"
+#include "hub/queue.h"
 #include "hub/tasklet.h"
 #include "hub/timer.h"
 #include "hub/wait_queue.h"
@@ -33,6 +34,7 @@ NB_MODULE(_core, m) {
   add_type("WaitQueue", hub::make_wait_queue_type());
   add_type("Channel", hub::make_channel_type());
   add_type("Lock", hub::make_lock_type());
+  add_type("Queue", hub::make_queue_type());
   add_type("IoHandle", io::make_io_handle_type());
   add_type("BufferedIo", io::make_buffered_io_type());
   add_type("HttpServer", http::make_server_type());

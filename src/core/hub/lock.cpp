@@ -21,6 +21,7 @@
 
 #include "hub/lock.h"
 #include "hub/tasklet.h"
+#include "hub/waiters.h"
 #include "py/errors.h"
 
 #include <structmember.h>
@@ -32,37 +33,15 @@ PyTypeObject* LockType = nullptr;
 namespace {
 
 double g_timeout_max = 0;  // _thread.TIMEOUT_MAX
+PyObject* str_dispatch = nullptr;
 
 struct Lock {
   PyObject_HEAD
   PyObject* weakrefs_;
-  Hub* hub_;  // owner of the waiters; only dereferenced when serial matches
-  uint64_t hub_serial_;
-  unsigned long thread_;
-  std::deque<Tasklet*>* waiters_;
-  Py_ssize_t handed_;  // handed the lock, not yet returned from acquire()
+  Waiters w_;
   bool locked_;
-  bool posted_;  // a dispatch is queued in the owner hub
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
-  bool idle() const noexcept {
-    return (!waiters_ || waiters_->empty()) && handed_ == 0;
-  }
-  // The owner hub if it is the running thread's.
-  Hub* owner_here() const noexcept {
-    Hub* hub = Hub::peek();
-    return hub && hub == hub_ && hub->serial() == hub_serial_ ? hub : nullptr;
-  }
-  // Hands the (still locked) lock to the oldest waiter. False if none.
-  bool hand_over() noexcept {
-    if (!waiters_ || waiters_->empty()) return false;
-    Tasklet* t = waiters_->front();
-    waiters_->pop_front();
-    t->notified_ = true;
-    ++handed_;
-    hub_->schedule_in_pass(t);
-    return true;
-  }
 };
 
 PyObject* Lock_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
@@ -78,7 +57,7 @@ void Lock_dealloc(Lock* l) {
   PyTypeObject* type = Py_TYPE(l);
   if (l->weakrefs_) PyObject_ClearWeakRefs(l->self());
   // A waiting tasklet holds a reference to the lock: nobody waits here.
-  delete l->waiters_;
+  l->w_.destroy();
   type->tp_free(l->self());
   if (type->tp_flags & Py_TPFLAGS_HEAPTYPE) Py_DECREF(type);
 }
@@ -136,46 +115,21 @@ PyObject* acquire_slow(Lock* l, double timeout) {
   if (timeout == 0) Py_RETURN_FALSE;
   Hub* hub = Hub::get();
   if (!hub) return nullptr;
-  if (hub != l->hub_ || hub->serial() != l->hub_serial_) {
-    if (!l->idle()) {
-      PyErr_SetString(PyExc_RuntimeError,
-                      "Lock: tasklets of another thread wait on this object; "
-                      "only the tasklets of one thread can wait on it at a time");
-      return nullptr;
-    }
-    l->hub_ = hub;
-    l->hub_serial_ = hub->serial();
-    l->thread_ = PyThread_get_thread_ident();
-  }
+  int adopted = l->w_.adopt(hub, "Lock");
+  if (adopted < 0) return nullptr;
   Tasklet* me = hub->current();
   if (!me) return nullptr;
-  if (!l->locked_) {  // released while the hub was made
+  if (adopted && !l->locked_) {  // released by another thread meanwhile
     l->locked_ = true;
     Py_RETURN_TRUE;
   }
-  if (!l->waiters_) l->waiters_ = new std::deque<Tasklet*>();
-  me->notified_ = false;
-  l->waiters_->push_back(me);
-  Py_INCREF(l->self());  // the queue entry points into this lock
-  int rc = me->wait_with_timer(timeout);
-  bool handed = me->notified_;
-  me->notified_ = false;
-  if (handed) {
-    --l->handed_;
-  } else {
-    for (auto it = l->waiters_->begin(); it != l->waiters_->end(); ++it)
-      if (*it == me) {
-        l->waiters_->erase(it);
-        break;
-      }
-  }
+  bool handed;
+  int rc = l->w_.wait(l->self(), me, timeout, &handed);
   if (rc < 0) {
-    if (handed && !l->hand_over()) l->locked_ = false;  // pass it on
-    Py_DECREF(l->self());
+    if (handed && !l->w_.hand(1)) l->locked_ = false;  // pass it on
     return nullptr;
   }
-  Py_DECREF(l->self());
-  return PyBool_FromLong(handed);  // a timeout in the same pass loses
+  return PyBool_FromLong(rc);
 }
 
 PyObject* Lock_acquire(Lock* l, PyObject* const* args, Py_ssize_t nargs,
@@ -226,34 +180,18 @@ PyObject* Lock_enter(Lock* l, PyObject*) {
   return acquire_slow(l, -1);
 }
 
-void dispatch_later(Lock* l) {
-  if (l->posted_) return;
-  py::Ref fn = py::Ref::steal(PyObject_GetAttrString(l->self(), "_dispatch"));
-  py::Ref args = py::Ref::steal(PyTuple_New(0));
-  if (!fn || !args) {
-    PyErr_WriteUnraisable(l->self());
-    return;
-  }
-  if (Hub::post_call(l->thread_, fn.get(), args.get()) < 0) {
-    // The owner thread's hub is gone, and its waiters with it.
-    PyErr_Clear();
-    return;
-  }
-  l->posted_ = true;
-}
-
 PyObject* Lock_release(Lock* l, PyObject*) {
   if (!l->locked_) {
     PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
     return nullptr;
   }
-  if (l->waiters_ && !l->waiters_->empty()) {
-    if (l->owner_here()) {
-      l->hand_over();  // stays locked
+  if (!l->w_.empty()) {
+    if (l->w_.owner_here()) {
+      l->w_.hand(1);  // stays locked
       Py_RETURN_NONE;
     }
     l->locked_ = false;
-    dispatch_later(l);
+    l->w_.post(l->self(), str_dispatch);
     Py_RETURN_NONE;
   }
   l->locked_ = false;
@@ -266,11 +204,8 @@ PyObject* Lock_exit(Lock* l, PyObject* const*, Py_ssize_t) {
 
 // In the owner hub, after a release from another thread.
 PyObject* Lock_dispatch(Lock* l, PyObject*) {
-  l->posted_ = false;
-  if (!l->locked_ && l->owner_here() && l->waiters_ && !l->waiters_->empty()) {
-    l->locked_ = true;
-    l->hand_over();
-  }
+  l->w_.posted = false;
+  if (!l->locked_ && l->w_.owner_here() && l->w_.hand(1)) l->locked_ = true;
   Py_RETURN_NONE;
 }
 
@@ -279,12 +214,7 @@ PyObject* Lock_locked(Lock* l, PyObject*) { return PyBool_FromLong(l->locked_); 
 PyObject* Lock_at_fork_reinit(Lock* l, PyObject*) {
   // The waiting tasklets stayed in the parent.
   l->locked_ = false;
-  l->posted_ = false;
-  l->handed_ = 0;
-  delete l->waiters_;
-  l->waiters_ = nullptr;
-  l->hub_ = nullptr;
-  l->hub_serial_ = 0;
+  l->w_.reset();
   Py_RETURN_NONE;
 }
 
@@ -301,13 +231,12 @@ PyObject* Lock_repr(Lock* l) {
 }
 
 PyObject* get_waiting(Lock* l, void*) {
-  return PyLong_FromSsize_t(l->waiters_ ? static_cast<Py_ssize_t>(l->waiters_->size())
-                                        : 0);
+  return PyLong_FromSsize_t(static_cast<Py_ssize_t>(l->w_.size()));
 }
 
-PyObject* get_handed(Lock* l, void*) { return PyLong_FromSsize_t(l->handed_); }
+PyObject* get_handed(Lock* l, void*) { return PyLong_FromSsize_t(l->w_.handed); }
 
-PyObject* get_has_queue(Lock* l, void*) { return PyBool_FromLong(l->waiters_ != nullptr); }
+PyObject* get_has_queue(Lock* l, void*) { return PyBool_FromLong(l->w_.list != nullptr); }
 
 #define FASTCALL(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
@@ -347,6 +276,8 @@ PyTypeObject* make_lock_type() {
     g_timeout_max = PyFloat_AsDouble(max.get());
     if (g_timeout_max == -1 && PyErr_Occurred()) return nullptr;
   }
+  str_dispatch = PyUnicode_InternFromString("_dispatch");
+  if (!str_dispatch) return nullptr;
   static PyMemberDef members[] = {
       {"__weaklistoffset__", T_PYSSIZET, offsetof(Lock, weakrefs_), READONLY, nullptr},
       {nullptr, 0, 0, 0, nullptr}};
