@@ -260,11 +260,11 @@ int retry_after_failure(IoHandle* h, short what, const Deadline& d) {
 }
 
 // recv(bufsize, flags=0, timeout=None) -> bytes
-static PyObject* IoHandle_recv(IoHandle* h, PyObject* args) {
+static PyObject* IoHandle_recv(IoHandle* h, PyObject* const* args, Py_ssize_t nargs) {
   Py_ssize_t size;
   int flags = 0;
   PyObject* timeout = nullptr;
-  if (!PyArg_ParseTuple(args, "n|iO:recv", &size, &flags, &timeout))
+  if (!_PyArg_ParseStack(args, nargs, "n|iO:recv", &size, &flags, &timeout))
     return nullptr;
   if (size < 0) {
     PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
@@ -317,13 +317,14 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* args) {
 }
 
 // recv_into(buffer, nbytes=0, flags=0, timeout=None) -> int
-static PyObject* IoHandle_recv_into(IoHandle* h, PyObject* args) {
+static PyObject* IoHandle_recv_into(IoHandle* h, PyObject* const* args,
+                                    Py_ssize_t nargs) {
   Py_buffer view;
   Py_ssize_t nbytes = 0;
   int flags = 0;
   PyObject* timeout = nullptr;
-  if (!PyArg_ParseTuple(args, "w*|niO:recv_into", &view, &nbytes, &flags,
-                        &timeout))
+  if (!_PyArg_ParseStack(args, nargs, "w*|niO:recv_into", &view, &nbytes, &flags,
+                         &timeout))
     return nullptr;
   PyObject* result = nullptr;
   double seconds;
@@ -356,12 +357,13 @@ static PyObject* IoHandle_recv_into(IoHandle* h, PyObject* args) {
 
 // send(data, flags=0, timeout=None) -> int
 // sendall(data, flags=0, timeout=None) -> None (timeout covers the call)
-static PyObject* send_impl(IoHandle* h, PyObject* args, bool all) {
+static PyObject* send_impl(IoHandle* h, PyObject* const* args, Py_ssize_t nargs,
+                           bool all) {
   Py_buffer view;
   int flags = 0;
   PyObject* timeout = nullptr;
-  if (!PyArg_ParseTuple(args, all ? "y*|iO:sendall" : "y*|iO:send", &view,
-                        &flags, &timeout))
+  if (!_PyArg_ParseStack(args, nargs, all ? "y*|iO:sendall" : "y*|iO:send", &view,
+                         &flags, &timeout))
     return nullptr;
   double seconds;
   if (call_seconds(h, timeout, &seconds) < 0) {
@@ -398,12 +400,12 @@ static PyObject* send_impl(IoHandle* h, PyObject* args, bool all) {
   return result;
 }
 
-static PyObject* IoHandle_send(IoHandle* h, PyObject* args) {
-  return send_impl(h, args, false);
+static PyObject* IoHandle_send(IoHandle* h, PyObject* const* args, Py_ssize_t nargs) {
+  return send_impl(h, args, nargs, false);
 }
 
-static PyObject* IoHandle_sendall(IoHandle* h, PyObject* args) {
-  return send_impl(h, args, true);
+static PyObject* IoHandle_sendall(IoHandle* h, PyObject* const* args, Py_ssize_t nargs) {
+  return send_impl(h, args, nargs, true);
 }
 
 static PyObject* IoHandle_get_fileno(IoHandle* h, void*) {
@@ -433,13 +435,13 @@ static PyMethodDef IoHandle_methods[] = {
      "wait_read(timeout=None): wait until readable; TimeoutError."},
     {"wait_write", METH(IoHandle_wait_write), METH_FASTCALL,
      "wait_write(timeout=None): wait until writable; TimeoutError."},
-    {"recv", METH(IoHandle_recv), METH_VARARGS,
+    {"recv", METH(IoHandle_recv), METH_FASTCALL,
      "recv(bufsize, flags=0, timeout=None) -> bytes"},
-    {"recv_into", METH(IoHandle_recv_into), METH_VARARGS,
+    {"recv_into", METH(IoHandle_recv_into), METH_FASTCALL,
      "recv_into(buffer, nbytes=0, flags=0, timeout=None) -> int"},
-    {"send", METH(IoHandle_send), METH_VARARGS,
+    {"send", METH(IoHandle_send), METH_FASTCALL,
      "send(data, flags=0, timeout=None) -> int"},
-    {"sendall", METH(IoHandle_sendall), METH_VARARGS,
+    {"sendall", METH(IoHandle_sendall), METH_FASTCALL,
      "sendall(data, flags=0, timeout=None): the timeout bounds the call."},
     {"close", METH(IoHandle_close), METH_NOARGS,
      "Unregister; waiters raise OSError(EBADF). Does not close the fd."},
