@@ -175,3 +175,34 @@ def test_nbfile_over_a_pseudo_terminal_reads_lines():
     finally:
         os.close(master)
         os.close(slave)
+
+
+@pytest.mark.parametrize("path", ["/dev/null", "/dev/zero", "/dev/urandom"])
+def test_character_devices_read_and_write_like_builtins_open(path):
+    # Devices that are always ready: the cooperative file never waits on
+    # them, and returns what builtins.open returns.
+    with pos.open(path, "rb", buffering=0) as f, open(path, "rb", buffering=0) as ref:
+        assert f.isatty() is False
+        got, expected = f.read(4096), ref.read(4096)
+        assert len(got) == len(expected)
+        if path != "/dev/urandom":
+            assert got == expected
+        buf = bytearray(100)
+        assert f.readinto(buf) == ref.readinto(bytearray(100))
+    with pos.open(path, "wb") as f:
+        assert f.write(b"x" * 100_000) == 100_000
+        f.flush()
+
+
+def test_character_device_through_nbfile_reads_exact_sizes():
+    from ptsevent import socket as psocket
+    fd = os.open("/dev/zero", os.O_RDONLY)
+    nb = psocket.nbfile(fd)
+    try:
+        assert nb.read(10) == b"\0" * 10
+        assert nb.read(70_000) == b"\0" * 70_000
+        assert nb.peek(3)[:3] == b"\0\0\0"
+    finally:
+        nb.close()
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closefd=True closed it
