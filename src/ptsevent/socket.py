@@ -403,15 +403,14 @@ class fastsocket(_BufferedMixin, socket):
     """
 
     # No __slots__: the buffered methods are bound per instance straight
-    # to the C++ object, so readline() costs one C call, no Python frame.
+    # to the C++ object, on first use (_BoundOnFirstUse, set below), so
+    # readline() costs one C call, no Python frame.
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         super().__init__(family, type, proto, fileno)
         self._ptimeout = None
         self._io.timeout = None
-        self._buf = buf = _core.BufferedIo(self._io)
-        for name in _BUFFERED_METHODS:
-            setattr(self, name, getattr(buf, name))
+        self._buf = _core.BufferedIo(self._io)
 
     def settimeout(self, value):
         if value is not None:
@@ -459,6 +458,29 @@ class fastsocket(_BufferedMixin, socket):
         sock = fastsocket(self.family, self.type, self.proto, fileno=fd)
         sock._restore_flags = None
         return sock, addr
+
+
+class _BoundOnFirstUse:
+    """A buffered method of a fastsocket: the C++ object's own bound method,
+    stored in the instance's dict the first time it is looked up, where
+    later lookups find it (one C call a readline(), no Python frame). An
+    idle socket holds only the ones it used."""
+
+    def __init__(self, name):
+        self.name = name
+        self.__doc__ = getattr(_core.BufferedIo, name).__doc__
+
+    def __get__(self, obj, cls=None):
+        if obj is None:  # fastsocket.readline: the plain delegating function
+            return getattr(_BufferedMixin, self.name)
+        method = getattr(obj._buf, self.name)
+        obj.__dict__[self.name] = method
+        return method
+
+
+for _name in _BUFFERED_METHODS:
+    setattr(fastsocket, _name, _BoundOnFirstUse(_name))
+del _name
 
 
 class nbfile(_BufferedMixin):

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <structmember.h>
 
+#include "hub/datastack.h"
 #include "py/errors.h"
 #include "py/greenlet_api.h"
 
@@ -128,22 +129,20 @@ void Tasklet::on_timer(evutil_socket_t, short, void* arg) {
 }
 
 void Tasklet::disarm() noexcept {
-  if (io_armed_) {
-    event_del(&io_ev_);
-    io_armed_ = false;
-    if (hub_) hub_->on_event_disarmed();
-  }
-  if (timer_armed_) {
-    event_del(&timer_ev_);
-    timer_armed_ = false;
-    if (hub_) hub_->on_event_disarmed();
+  if (io_armed_ || timer_armed_) {
+    event_del(&ev_);
+    if (hub_) {
+      if (io_armed_) hub_->on_event_disarmed();
+      if (timer_armed_) hub_->on_event_disarmed();
+    }
+    io_armed_ = timer_armed_ = false;
   }
 }
 
 int Tasklet::wait_with_timer(double seconds) {
   if (seconds >= 0) {
-    event_assign(&timer_ev_, hub_->base(), -1, 0, on_timer, this);
-    if (event_add(&timer_ev_, hub_->timeout_tv(seconds)) < 0) {
+    event_assign(&ev_, hub_->base(), -1, 0, on_timer, this);
+    if (event_add(&ev_, hub_->timeout_tv(seconds)) < 0) {
       PyErr_SetString(PyExc_OSError, "libevent: cannot add a timer");
       return -1;
     }
@@ -162,9 +161,9 @@ int Tasklet::wait_fd(int fd, short what, double seconds) {
     PyErr_SetFromErrno(PyExc_OSError);
     return -1;
   }
-  event_assign(&io_ev_, hub_->base(), fd, what, on_io, this);
+  event_assign(&ev_, hub_->base(), fd, what, on_io, this);
   errno = 0;
-  if (event_add(&io_ev_, seconds >= 0 ? hub_->timeout_tv(seconds) : nullptr) <
+  if (event_add(&ev_, seconds >= 0 ? hub_->timeout_tv(seconds) : nullptr) <
       0) {
     if (errno == EPERM)
       PyErr_Format(PyExc_OSError,
@@ -196,9 +195,9 @@ int Tasklet::start(double delay, bool in_pass) {
   Hub* hub = hub_of(this);
   if (!hub) return -1;
   if (delay > 0) {
-    event_assign(&timer_ev_, hub->base(), -1, 0, on_timer, this);
+    event_assign(&ev_, hub->base(), -1, 0, on_timer, this);
     struct timeval tv = to_timeval(delay);
-    if (event_add(&timer_ev_, &tv) < 0) {
+    if (event_add(&ev_, &tv) < 0) {
       PyErr_SetString(PyExc_OSError, "libevent: cannot add a timer");
       return -1;
     }
@@ -288,6 +287,9 @@ static void run_job(Tasklet* t, py::Ref* value, py::Ref* exc) {
 
 // The body of every worker greenlet: runs jobs until the pool is full.
 PyObject* Hub::worker_main(PyObject*, PyObject*) {
+  // Before this greenlet's first Python call: its frames go to a small
+  // root chunk, not a 16 KiB one (see datastack.h).
+  datastack::adopt_small_root();
   for (;;) {
     Hub* hub = Hub::peek();
     if (!hub) Py_RETURN_NONE;

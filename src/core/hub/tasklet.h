@@ -47,13 +47,19 @@ struct Tasklet {
   py::Ref pending_exc_;  // raised at the next wake-up (kill, Timeout ...)
   py::Ref tempval_;      // a channel transfer (Stackless's tempval)
 
-  struct event io_ev_;
-  struct event timer_ev_;
+  // One libevent event for every wait of this tasklet: a descriptor wait
+  // (wait_fd, io_armed_), a timer (wait_with_timer, or start() with a
+  // delay: timer_armed_). At most one of them is armed at a time.
+  struct event ev_;
 
   void* job_arg_;  // for native jobs (the HTTP server's connection)
 
   Tasklet* live_prev_;
   Tasklet* live_next_;
+
+  // Links in an IoHandle's circular list of waiters (io_listed_ while on it).
+  Tasklet* io_wait_prev_;
+  Tasklet* io_wait_next_;
 
   State state_;
   Wake wake_;
@@ -68,6 +74,7 @@ struct Tasklet {
   uint8_t temp_kind_;  // what tempval_ is: 0 value, 1 exception, 2 closed
   bool notified_;    // set by WaitQueue::notify (never a pointer into a
                      // greenlet's stack: suspended stacks are moved)
+  bool io_listed_;   // on an IoHandle's list of waiters
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
   // Every owned reference, for construction, tp_traverse and destruction.
@@ -79,7 +86,7 @@ struct Tasklet {
   // Waits (Hub::suspend) with the timer armed for `seconds` (< 0: none).
   // Returns 1 on wake-up by timeout, 0 on other wake-up, -1 on error.
   int wait_with_timer(double seconds);
-  // Arms io_ev_ for fd/what with an optional timeout and waits.
+  // Arms ev_ for fd/what with an optional timeout and waits.
   // Returns 1 on timeout, 0 when ready, -1 on error.
   int wait_fd(int fd, short what, double seconds);
   void disarm() noexcept;

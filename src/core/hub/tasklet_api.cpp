@@ -4,6 +4,7 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "hub/datastack.h"
 #include "hub/tasklet.h"
 #include "hub/timer.h"
 #include "py/greenlet_api.h"
@@ -526,6 +527,10 @@ static PyObject* fn_hub_stats(PyObject*, PyObject*) {
   return hub ? hub->stats() : nullptr;
 }
 
+static PyObject* fn_datastack_stats(PyObject*, PyObject*) {
+  return datastack::stats();
+}
+
 static PyObject* fn_live_tasklets(PyObject*, PyObject*) {
   Hub* hub = Hub::peek();
   return hub ? hub->live_tasklets() : PyList_New(0);
@@ -576,6 +581,8 @@ PyMethodDef tasklet_functions[] = {
     {"hub_stats", FASTCALL_KW(fn_hub_stats), METH_NOARGS,
      "Counters of this thread's hub (for tests and debugging)."},
     {"_live_tasklets", FASTCALL_KW(fn_live_tasklets), METH_NOARGS, nullptr},
+    {"_datastack_stats", FASTCALL_KW(fn_datastack_stats), METH_NOARGS,
+     nullptr},
     {"_shutdown", FASTCALL_KW(fn_shutdown), METH_NOARGS, nullptr},
     {"_after_fork", FASTCALL_KW(fn_after_fork), METH_NOARGS, nullptr},
     {"_set_error_handler", FASTCALL_KW(fn_set_error_handler), METH_O, nullptr},

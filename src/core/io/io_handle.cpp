@@ -67,10 +67,49 @@ double Deadline::wait_seconds() const {
   return left > 0 ? left : 0;
 }
 
-void IoHandle::wake_all(std::vector<Tasklet*>* list) noexcept {
+namespace {
+
+void push_waiter(Tasklet** list, Tasklet* t) noexcept {
+  if (Tasklet* head = *list) {
+    Tasklet* tail = head->io_wait_prev_;
+    tail->io_wait_next_ = t;
+    t->io_wait_prev_ = tail;
+    t->io_wait_next_ = head;
+    head->io_wait_prev_ = t;
+  } else {
+    t->io_wait_prev_ = t->io_wait_next_ = t;
+    *list = t;
+  }
+  t->io_listed_ = true;
+}
+
+void remove_waiter(Tasklet** list, Tasklet* t) noexcept {
+  if (t->io_wait_next_ == t) {
+    *list = nullptr;
+  } else {
+    t->io_wait_prev_->io_wait_next_ = t->io_wait_next_;
+    t->io_wait_next_->io_wait_prev_ = t->io_wait_prev_;
+    if (*list == t) *list = t->io_wait_next_;
+  }
+  t->io_wait_prev_ = t->io_wait_next_ = nullptr;
+  t->io_listed_ = false;
+}
+
+}  // namespace
+
+void IoHandle::wake_all(Tasklet** list) noexcept {
   // Runs from libevent callbacks, maybe without the GIL: no Python.
-  for (Tasklet* t : *list) hub_->schedule(t);
-  list->clear();
+  Tasklet* head = *list;
+  if (!head) return;
+  *list = nullptr;
+  Tasklet* t = head;
+  do {
+    Tasklet* next = t->io_wait_next_;
+    t->io_wait_prev_ = t->io_wait_next_ = nullptr;
+    t->io_listed_ = false;
+    hub_->schedule(t);
+    t = next;
+  } while (t != head);
 }
 
 void IoHandle::on_event(evutil_socket_t, short what, void* arg) {
@@ -78,9 +117,9 @@ void IoHandle::on_event(evutil_socket_t, short what, void* arg) {
   if (what & EV_CLOSED) h->peer_closed_ = true;
   if (what & (EV_READ | EV_CLOSED)) {
     h->maybe_readable_ = true;
-    h->wake_all(h->readers_);
+    h->wake_all(&h->readers_);
   }
-  if (what & EV_WRITE) h->wake_all(h->writers_);
+  if (what & EV_WRITE) h->wake_all(&h->writers_);
 }
 
 void IoHandle::unregister() noexcept {
@@ -96,7 +135,7 @@ int IoHandle::wait(short what, double seconds) {
   if (!hub) return -1;
   if (hub != hub_ || hub->serial() != hub_serial_) {
     // First use from another thread: move the registration to its hub.
-    if (!readers_->empty() || !writers_->empty()) {
+    if (readers_ || writers_) {
       PyErr_SetString(PyExc_RuntimeError,
                       "this descriptor is being waited on in another thread");
       return -1;
@@ -128,14 +167,13 @@ int IoHandle::wait(short what, double seconds) {
     registered_ = true;
     hub->add_io_handles(1);
   }
-  std::vector<Tasklet*>* list = what == EV_READ ? readers_ : writers_;
-  list->push_back(t);
+  Tasklet** list = what == EV_READ ? &readers_ : &writers_;
+  push_waiter(list, t);
   hub->add_io_waiters(1);
   int rc = t->wait_with_timer(seconds);
   hub->add_io_waiters(-1);
-  auto it = std::find(list->begin(), list->end(), t);
-  bool woken = it == list->end();  // wake_all took us off the list
-  if (!woken) list->erase(it);
+  bool woken = !t->io_listed_;  // wake_all took us off the list
+  if (!woken) remove_waiter(list, t);
   if (rc < 0) return -1;
   if (closed_) return set_ebadf(), -1;
   return woken ? 0 : rc;
@@ -166,8 +204,6 @@ static PyObject* IoHandle_new(PyTypeObject* type, PyObject* args,
   h->stream_ = stream;
   h->timeout_ = -1;
   h->maybe_readable_ = true;
-  h->readers_ = new std::vector<Tasklet*>();
-  h->writers_ = new std::vector<Tasklet*>();
   return h->self();
 }
 
@@ -175,8 +211,6 @@ static void IoHandle_dealloc(IoHandle* h) {
   PyTypeObject* tp = Py_TYPE(h);
   if (h->registered_ && hub_is(h->hub_, h->hub_serial_)) h->unregister();
   if (h->weakrefs_) PyObject_ClearWeakRefs(h->self());
-  delete h->readers_;
-  delete h->writers_;
   tp->tp_free(h);
   Py_DECREF(tp);
 }
@@ -188,8 +222,8 @@ static PyObject* IoHandle_close(IoHandle* h, PyObject*) {
   h->closed_ = true;
   if (hub_is(h->hub_, h->hub_serial_)) {
     h->unregister();
-    h->wake_all(h->readers_);
-    h->wake_all(h->writers_);
+    h->wake_all(&h->readers_);
+    h->wake_all(&h->writers_);
   } else {
     h->registered_ = false;
   }

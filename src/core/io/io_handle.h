@@ -24,8 +24,6 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
-#include <vector>
-
 #include "hub/hub.h"
 
 namespace ptsevent::io {
@@ -57,15 +55,18 @@ struct IoHandle {
   bool read_ready_;
   bool write_ready_;
   bool closed_;
-  std::vector<hub::Tasklet*>* readers_;
-  std::vector<hub::Tasklet*>* writers_;
+  // The tasklets waiting to read / to write: circular lists linked
+  // through Tasklet::io_wait_prev_/next_ (null when empty), in arrival order.
+  hub::Tasklet* readers_;
+  hub::Tasklet* writers_;
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
   // Waits until the descriptor may be readable (EV_READ) or writable.
   // 0: ready, 1: timed out, -1: error (closed, interrupted ...).
   int wait(short what, double seconds);
   void unregister() noexcept;
-  void wake_all(std::vector<hub::Tasklet*>* list) noexcept;
+  // Schedules every tasklet of *list and empties it.
+  void wake_all(hub::Tasklet** list) noexcept;
   static void on_event(evutil_socket_t fd, short what, void* arg);
 
   // Whether to try a read now, or wait for readiness first.
