@@ -298,8 +298,13 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* const* args, Py_ssize_t na
   Py_ssize_t size;
   int flags = 0;
   PyObject* timeout = nullptr;
-  if (!_PyArg_ParseStack(args, nargs, "n|iO:recv", &size, &flags, &timeout))
+  if (nargs == 1 && PyLong_CheckExact(args[0])) {
+    // recv(n), the common call: no format string to interpret.
+    size = PyLong_AsSsize_t(args[0]);
+    if (size == -1 && PyErr_Occurred()) return nullptr;
+  } else if (!_PyArg_ParseStack(args, nargs, "n|iO:recv", &size, &flags, &timeout)) {
     return nullptr;
+  }
   if (size < 0) {
     PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
     return nullptr;
@@ -396,9 +401,14 @@ static PyObject* send_impl(IoHandle* h, PyObject* const* args, Py_ssize_t nargs,
   Py_buffer view;
   int flags = 0;
   PyObject* timeout = nullptr;
-  if (!_PyArg_ParseStack(args, nargs, all ? "y*|iO:sendall" : "y*|iO:send", &view,
-                         &flags, &timeout))
+  if (nargs == 1 && PyBytes_CheckExact(args[0])) {
+    // send(data) with bytes, the common call: the format string's result
+    // without interpreting it.
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return nullptr;
+  } else if (!_PyArg_ParseStack(args, nargs, all ? "y*|iO:sendall" : "y*|iO:send",
+                                &view, &flags, &timeout)) {
     return nullptr;
+  }
   double seconds;
   if (call_seconds(h, timeout, &seconds) < 0) {
     PyBuffer_Release(&view);
