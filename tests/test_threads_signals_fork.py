@@ -4,6 +4,7 @@ Anything that delivers a real signal or forks runs in a fresh interpreter with
 a timeout, so a hang or a crash fails one test instead of the run.
 """
 
+import errno as errno_module
 import os
 import selectors
 import signal
@@ -200,6 +201,91 @@ def test_tasklets_in_thread_use_run_in_thread_and_wait_read():
     assert out["job"] == "job done"
     assert out["stats"]["events"] == 0
     assert out["stats"]["thread_jobs"] == 0
+
+
+# --- sockets shared between threads ---------------------------------------------
+
+
+def _hub_thread(body):
+    """Run body() in a new OS thread (its own hub); returns (thread, box)."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = body()
+        except BaseException as e:  # noqa: BLE001 - checked by the test
+            box["error"] = e
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th, box
+
+
+def test_close_from_another_thread_wakes_the_waiter_in_its_hub_at_once():
+    # The waiter's hub is blocked in its poll (GIL released): close() from
+    # this thread must wake it through that hub, not leave it to a timeout.
+    from ptsevent import socket as psocket
+    a, b = psocket.socketpair()
+    waiting = threading.Event()
+
+    def body():
+        def reader():
+            waiting.set()
+            with pytest.raises(OSError) as info:
+                a.recv(10)
+            return info.value.errno, time.monotonic()
+        return ptsevent.spawn(reader).get(timeout=10)
+
+    th, box = _hub_thread(body)
+    assert waiting.wait(5)
+    time.sleep(0.1)  # the other hub is now polling
+    start = time.monotonic()
+    a.close()
+    th.join(15)
+    b.close()
+    assert "error" not in box, box.get("error")
+    err, woke = box["value"]
+    assert err == errno_module.EBADF
+    assert woke - start < 1.0
+
+
+def test_socket_handed_between_threads_moves_its_registration():
+    # A socket watched by another thread's hub (which goes on polling) is
+    # used, then dropped, here: the registration moves without touching the
+    # other hub while it polls. Repeated to give races a chance.
+    from ptsevent import socket as psocket
+    stop = threading.Event()
+    inbox = []
+
+    def body():
+        while not stop.is_set():
+            if inbox:
+                a, got = inbox.pop()
+                t = ptsevent.spawn(a.recv, 1)  # registers a in this hub
+                ptsevent.sleep(0.001)
+                got.append(t.get(timeout=5))
+            ptsevent.sleep(0.001)  # keeps polling
+
+    th, box = _hub_thread(body)
+    try:
+        for n in range(100):
+            a, b = psocket.socketpair()
+            got = []
+            inbox.append((a, got))
+            time.sleep(0.002)
+            b.sendall(b"x")
+            deadline = time.monotonic() + 5
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert got == [b"x"], n
+            ptsevent.spawn_later(0.002, b.sendall, b"yz")
+            assert a.recv(2) == b"yz"  # waits here, in this thread's hub
+            a.close()
+            b.close()
+    finally:
+        stop.set()
+        th.join(10)
+    assert "error" not in box, box.get("error")
 
 
 # --- signal_handler in this process: bad input ------------------------------

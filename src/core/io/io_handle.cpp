@@ -27,6 +27,11 @@ bool hub_is(Hub* hub, uint64_t serial) {
   return Hub::alive(hub) && hub->serial() == serial;
 }
 
+bool hub_here(Hub* hub, uint64_t serial) {
+  Hub* here = Hub::peek();
+  return here && here == hub && here->serial() == serial;
+}
+
 void set_ebadf() {
   errno = EBADF;
   PyErr_SetFromErrno(PyExc_OSError);
@@ -140,7 +145,27 @@ int IoHandle::wait(short what, double seconds) {
                       "this descriptor is being waited on in another thread");
       return -1;
     }
-    if (registered_ && hub_is(hub_, hub_serial_)) unregister();
+    if (registered_ && hub_is(hub_, hub_serial_)) {
+      // That hub may be polling without the GIL right now: it drops the
+      // registration itself, and this tasklet waits until it has.
+      py::Ref fn = py::Ref::steal(PyObject_GetAttrString(self(), "_release_in_owner"));
+      py::Ref args = py::Ref::steal(PyTuple_New(0));
+      if (!fn || !args) return -1;
+      Tasklet* me = hub->current();
+      if (!me) return -1;
+      if (Hub::post_call(hub_->thread_ident(), fn.get(), args.get()) == 0) {
+        for (int i = 0; registered_ && i < 4000; ++i)
+          if (me->wait_with_timer(0.0005) < 0) return -1;
+        if (registered_) {
+          PyErr_SetString(PyExc_RuntimeError,
+                          "the hub of the thread that last waited on this "
+                          "descriptor did not release it");
+          return -1;
+        }
+      } else {
+        PyErr_Clear();  // that hub is closing: its base goes with it
+      }
+    }
     registered_ = false;
     hub_ = hub;
     hub_serial_ = hub->serial();
@@ -217,16 +242,42 @@ static void IoHandle_dealloc(IoHandle* h) {
 
 // close(): forget the descriptor (the caller closes it afterwards). Waiters
 // wake up and raise OSError(EBADF).
+// Unregisters and wakes the waiters; in the handle's own hub thread.
+static void close_here(IoHandle* h) {
+  h->unregister();
+  h->wake_all(&h->readers_);
+  h->wake_all(&h->writers_);
+}
+
 static PyObject* IoHandle_close(IoHandle* h, PyObject*) {
   if (h->closed_) Py_RETURN_NONE;
   h->closed_ = true;
-  if (hub_is(h->hub_, h->hub_serial_)) {
-    h->unregister();
-    h->wake_all(&h->readers_);
-    h->wake_all(&h->writers_);
+  if (hub_here(h->hub_, h->hub_serial_)) {
+    close_here(h);
+  } else if (h->registered_ && hub_is(h->hub_, h->hub_serial_)) {
+    // Another thread's hub, which may be polling without the GIL right
+    // now: it unregisters and wakes its own waiters (the bound method
+    // keeps this handle alive until then).
+    py::Ref fn = py::Ref::steal(PyObject_GetAttrString(h->self(), "_close_in_owner"));
+    py::Ref args = py::Ref::steal(PyTuple_New(0));
+    if (!fn || !args) return nullptr;
+    if (Hub::post_call(h->hub_->thread_ident(), fn.get(), args.get()) < 0) {
+      PyErr_Clear();  // that hub is closing: nothing is left to wake
+      h->registered_ = false;
+    }
   } else {
     h->registered_ = false;
   }
+  Py_RETURN_NONE;
+}
+
+static PyObject* IoHandle_close_in_owner(IoHandle* h, PyObject*) {
+  if (hub_here(h->hub_, h->hub_serial_)) close_here(h);
+  Py_RETURN_NONE;
+}
+
+static PyObject* IoHandle_release_in_owner(IoHandle* h, PyObject*) {
+  if (hub_here(h->hub_, h->hub_serial_)) h->unregister();
   Py_RETURN_NONE;
 }
 
@@ -489,6 +540,11 @@ static PyMethodDef IoHandle_methods[] = {
      "sendall(data, flags=0, timeout=None): the timeout bounds the call."},
     {"close", METH(IoHandle_close), METH_NOARGS,
      "Unregister; waiters raise OSError(EBADF). Does not close the fd."},
+    {"_close_in_owner", METH(IoHandle_close_in_owner), METH_NOARGS,
+     "close()'s work, posted to the handle's hub by another thread"},
+    {"_release_in_owner", METH(IoHandle_release_in_owner), METH_NOARGS,
+     "drop the registration, posted to the handle's hub by a thread that "
+     "takes the descriptor over"},
     {nullptr, nullptr, 0, nullptr}};
 
 static PyGetSetDef IoHandle_getset[] = {
