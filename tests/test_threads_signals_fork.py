@@ -221,6 +221,50 @@ def _hub_thread(body):
     return th, box
 
 
+def test_a_thread_may_end_while_its_tasklets_wait(run_python):
+    # The thread's hub is torn down with tasklets suspended in recv, sleep,
+    # Event.wait, Lock.acquire, Queue.get and join: each gets GreenletExit
+    # at its wait point (finally blocks run) and the process goes on.
+    proc = run_python("""
+        import threading
+        import ptsevent
+        from ptsevent import socket as psocket
+
+        a, b = psocket.socketpair()
+        cleaned = []
+
+        def waits(what, fn, *args):
+            try:
+                fn(*args)
+            finally:
+                cleaned.append(what)
+
+        def body():
+            lock = ptsevent.Lock()
+            lock.acquire()
+            sleeper = ptsevent.spawn(waits, "sleep", ptsevent.sleep, 30)
+            for what, fn, args in [
+                    ("recv", a.recv, (10,)),
+                    ("event", ptsevent.Event().wait, ()),
+                    ("lock", lock.acquire, ()),
+                    ("queue", ptsevent.Queue().get, ()),
+                    ("join", sleeper.join, ())]:
+                ptsevent.spawn(waits, what, fn, *args)
+            ptsevent.sleep(0.01)  # every one of them is now waiting
+
+        for _ in range(3):
+            th = threading.Thread(target=body)
+            th.start()
+            th.join()
+        print(sorted(set(cleaned)), len(cleaned))
+        a.close()
+        b.close()
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[0] == (
+        "['event', 'join', 'lock', 'queue', 'recv', 'sleep'] 18"), proc.stdout
+
+
 def test_close_from_another_thread_wakes_the_waiter_in_its_hub_at_once():
     # The waiter's hub is blocked in its poll (GIL released): close() from
     # this thread must wake it through that hub, not leave it to a timeout.

@@ -756,7 +756,16 @@ void Hub::shutdown_current() {
   // which now fails fast because the hub is closed).
   while (Tasklet* t = hub->live_head_) {
     hub->remove_live(t);
-    t->hub_ = nullptr;
+    t->hub_ = nullptr;  // finish() schedules nothing on this hub any more
+    if (t->state_ == State::kRunning && !t->adopted_ && t->greenlet_) {
+      // Kill its greenlet while the tasklet still exists: the worker
+      // unwinds through run_job and finish(t), which must not meet a
+      // tasklet that is being freed (and whose greenlet reference it
+      // would drop a second time).
+      py::Ref g = std::move(t->greenlet_);
+      g.reset();
+      if (PyErr_Occurred()) PyErr_WriteUnraisable(nullptr);
+    }
     Py_DECREF(t->self());
   }
   std::vector<PyObject*> pool;

@@ -301,7 +301,9 @@ PyObject* Hub::worker_main(PyObject*, PyObject*) {
     value.reset();
     exc.reset();
     if (hub->closed_ || hub->stopping_ || hub->pool_.size() >= kMaxPool) {
-      Py_DECREF(g);  // this greenlet ends; the hub (its parent) resumes
+      // This greenlet ends; its parent resumes. (g is null when the hub's
+      // shutdown took the reference to kill this greenlet.)
+      Py_XDECREF(g);
       Py_RETURN_NONE;
     }
     Tasklet* next = hub->pop_batch();
