@@ -221,6 +221,40 @@ def _hub_thread(body):
     return th, box
 
 
+def test_io_handle_dropped_in_another_thread_is_unregistered_by_its_hub():
+    # The last reference to a descriptor's handle, registered with another
+    # thread's (polling) hub, goes here: that hub drops the registration
+    # itself (the handle lives until then) instead of this thread touching
+    # its event base while it polls.
+    from ptsevent import _core
+    r, w = os.pipe()
+    holder = {"h": _core.IoHandle(r, stream=True)}
+    stop = threading.Event()
+    counts = []
+
+    def body():
+        with pytest.raises(TimeoutError):
+            holder["h"].wait_read(0.01)  # registers the descriptor here
+        counts.append(ptsevent.hub_stats()["io_handles"])
+        holder["registered"] = True
+        while not stop.is_set():
+            ptsevent.sleep(0.005)
+            counts.append(ptsevent.hub_stats()["io_handles"])
+
+    th, box = _hub_thread(body)
+    deadline = time.monotonic() + 5
+    while "registered" not in holder and time.monotonic() < deadline:
+        time.sleep(0.001)
+    del holder["h"]  # the last reference: dealloc starts in this thread
+    time.sleep(0.1)
+    stop.set()
+    th.join(10)
+    os.close(r)
+    os.close(w)
+    assert "error" not in box, box.get("error")
+    assert counts[0] == 1 and counts[-1] == 0, counts
+
+
 def test_a_thread_may_end_while_its_tasklets_wait(run_python):
     # The thread's hub is torn down with tasklets suspended in recv, sleep,
     # Event.wait, Lock.acquire, Queue.get and join: each gets GreenletExit

@@ -232,8 +232,28 @@ static PyObject* IoHandle_new(PyTypeObject* type, PyObject* args,
   return h->self();
 }
 
+// The last reference went in a thread other than the one whose hub has
+// the descriptor registered: that hub may be polling without the GIL, so
+// it drops the registration itself. The posted bound method resurrects the
+// handle until then (it is freed afterwards, in that thread).
+static void IoHandle_finalize(IoHandle* h) {
+  if (!h->registered_ || hub_here(h->hub_, h->hub_serial_) ||
+      !hub_is(h->hub_, h->hub_serial_))
+    return;
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  py::Ref fn = py::Ref::steal(PyObject_GetAttrString(h->self(), "_release_in_owner"));
+  py::Ref args = py::Ref::steal(PyTuple_New(0));
+  if (!fn || !args || Hub::post_call(h->hub_->thread_ident(), fn.get(), args.get()) < 0)
+    PyErr_Clear();  // that hub is closing: its base goes with it
+  PyErr_Restore(type, value, tb);
+}
+
 static void IoHandle_dealloc(IoHandle* h) {
   PyTypeObject* tp = Py_TYPE(h);
+  if (PyObject_CallFinalizerFromDealloc(h->self()) < 0) return;  // resurrected
+  // Here: this thread's hub, or one that is closing (its thread is in its
+  // teardown, not polling, while we hold the GIL).
   if (h->registered_ && hub_is(h->hub_, h->hub_serial_)) h->unregister();
   if (h->weakrefs_) PyObject_ClearWeakRefs(h->self());
   tp->tp_free(h);
@@ -567,6 +587,7 @@ PyTypeObject* make_io_handle_type() {
   PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(IoHandle_new)},
       {Py_tp_dealloc, reinterpret_cast<void*>(IoHandle_dealloc)},
+      {Py_tp_finalize, reinterpret_cast<void*>(IoHandle_finalize)},
       {Py_tp_methods, IoHandle_methods},
       {Py_tp_getset, IoHandle_getset},
       {Py_tp_members, IoHandle_members},
