@@ -1637,3 +1637,102 @@ def test_part_of_a_head_then_reset_together_closes_the_connection_at_once(serve_
     while server.stats()["connections"] and time.monotonic() < deadline:
         ptsevent.sleep(0.01)
     assert server.stats()["connections"] == 0
+
+
+# Large Content-Length bodies: read() and read(n) of 64 KiB or more go from
+# the socket straight into the returned bytes; everything else stays exact.
+BIG = bytes(range(256)) * 4099  # 1,049,344 bytes, not a power of two
+
+
+def big_read_app(reads, seen):
+    def app(environ, start_response):
+        inp = environ["wsgi.input"]
+        got = [inp.read(n) for n in reads]
+        seen.append(got)
+        body = b"".join(got)
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
+@pytest.mark.parametrize("reads", [
+    pytest.param((None,), id="read-all"),
+    pytest.param((len(BIG),), id="read-exact"),
+    pytest.param((len(BIG) + 10, None), id="read-more-than-there"),
+    pytest.param((100, 70_000, 300_000, None), id="read-pieces"),
+    pytest.param((65_536, 65_535, 1, None, 5), id="read-around-the-threshold"),
+])
+@pytest.mark.parametrize("delivery", ["whole", "slices"])
+def test_large_body_reads_are_exact_and_keep_the_connection_usable(
+        serve_app, connect, reads, delivery):
+    seen = []
+    server = serve_app(big_read_app(reads, seen))
+    conn = connect(server.server_port, timeout=10)
+    head = request("/", method="POST", headers=[("Content-Length", str(len(BIG)))])
+    # The next request follows the body at once: it must not leak into it.
+    data = head + BIG + request("/next")
+    if delivery == "whole":
+        conn.send(data)
+    else:
+        for i in range(0, len(data), 200_000):
+            conn.send(data[i:i + 200_000])
+            ptsevent.sleep(0.002)
+    r = conn.response()
+    assert r.status == 200
+    assert r.body == BIG
+    got = seen[0]
+    expected, pos = [], 0
+    for n in reads:
+        take = len(BIG) - pos if n is None else min(n, len(BIG) - pos)
+        expected.append(BIG[pos:pos + take])
+        pos += take
+    assert got == expected
+    assert conn.response().status == 200  # /next, parsed after the body
+
+
+def test_large_body_with_expect_100_continue(serve_app, connect):
+    seen = []
+    server = serve_app(big_read_app((None,), seen))
+    conn = connect(server.server_port, timeout=10)
+    conn.send(request("/", method="POST", headers=[("Content-Length", str(len(BIG))),
+                                                   ("Expect", "100-continue")]))
+    assert conn.sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    conn.send(BIG)
+    r = conn.response()
+    assert r.status == 200 and r.body == BIG
+
+
+def test_large_body_cut_short_by_the_client_fails_the_read(serve_app, connect):
+    errors = []
+
+    def app(environ, start_response):
+        try:
+            environ["wsgi.input"].read()
+        except OSError as e:
+            errors.append(type(e))
+            raise
+        start_response("200 OK", [])
+        return [b""]
+
+    server = serve_app(app, validate=False, error_log=lambda m, e: None)
+    conn = connect(server.server_port)
+    conn.send(request("/", method="POST", headers=[("Content-Length", str(len(BIG)))])
+              + BIG[:300_000])
+    ptsevent.sleep(0.05)
+    conn.sock.shutdown(stdsocket.SHUT_WR)
+    deadline = time.monotonic() + 3
+    while not errors and time.monotonic() < deadline:
+        ptsevent.sleep(0.01)
+    assert errors == [ConnectionResetError]
+
+
+def test_large_body_over_max_body_gets_413(serve_app, connect):
+    seen = []
+    server = serve_app(big_read_app((None,), seen), max_body=500_000,
+                       error_log=lambda m, e: None)
+    conn = connect(server.server_port, timeout=10)
+    conn.send(request("/", method="POST", headers=[("Content-Length", str(len(BIG)))]))
+    r = conn.response()
+    assert r.status == 413

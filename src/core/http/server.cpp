@@ -578,10 +578,8 @@ int send_bytes(Connection* c, const char* data, size_t len) {
   return send_iov(c, &iov, 1);
 }
 
-// Reads more of the request body into c->body. 1: progress, 0: the body
-// has ended, -1: error (exception set; req->body_error or client_gone).
-int fill_body(Connection* c, Request* req) {
-  if (c->parser.body_done()) return 0;
+// Sends "100 Continue" if the client asked for it and it is still due.
+int continue_if_expected(Connection* c, Request* req) {
   if (c->parser.expect_continue() && !req->continue_sent && !req->headers_sent) {
     static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
     req->continue_sent = true;
@@ -590,6 +588,69 @@ int fill_body(Connection* c, Request* req) {
       return -1;
     }
   }
+  return 0;
+}
+
+// Receives up to `cap` bytes of the request body from the socket into
+// `buf`, waiting (body_timeout) when nothing is there. n > 0, or -1 with an
+// exception set (req->client_gone).
+ssize_t recv_body(Connection* c, Request* req, char* buf, size_t cap) {
+  for (;;) {
+    if (!c->readable && !c->peer_closed && !c->unconfirmed) {
+      int w = wait_io(c, false, c->server->options_.body_timeout);
+      if (w < 0) return -1;
+      if (w == 1) {
+        req->client_gone = true;  // nothing sensible left to answer
+        PyErr_SetString(PyExc_TimeoutError, "timed out reading the request body");
+        return -1;
+      }
+    }
+    c->unconfirmed = false;
+    ssize_t n = ::recv(c->fd, buf, cap, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        c->readable = false;
+        c->peer_closed = false;
+        continue;
+      }
+      req->client_gone = true;
+      PyErr_SetFromErrno(PyExc_OSError);
+      return -1;
+    }
+    if (n == 0) {
+      req->client_gone = true;
+      PyErr_SetString(PyExc_ConnectionResetError,
+                      "the client closed the connection before the end of the body");
+      return -1;
+    }
+    if (static_cast<size_t>(n) < cap && !c->peer_closed) {
+      c->readable = false;
+      c->unconfirmed = true;
+    }
+    return n;
+  }
+}
+
+// Runs `len` received bytes through the parser; body bytes go to `sink`
+// (null: they are already where the caller wants them). Returns the
+// parser's status, or kError with an exception set.
+RequestParser::Status feed_body(Connection* c, Request* req, const char* data,
+                                size_t len, size_t* used, std::string* sink) {
+  RequestParser::Status st = c->parser.feed(data, len, used, sink);
+  if (st == RequestParser::Status::kError) {
+    req->body_error = c->parser.error_status();
+    req->keep_alive = false;
+    PyErr_Format(PyExc_ValueError, "malformed request body: %s", c->parser.error_reason());
+  }
+  return st;
+}
+
+// Reads more of the request body into c->body. 1: progress, 0: the body
+// has ended, -1: error (exception set; req->body_error or client_gone).
+int fill_body(Connection* c, Request* req) {
+  if (c->parser.body_done()) return 0;
+  if (continue_if_expected(c, req) < 0) return -1;
   size_t before = c->body.size();
   for (;;) {
     const char* data;
@@ -599,55 +660,80 @@ int fill_body(Connection* c, Request* req) {
       data = c->in.data();
       len = c->in.size();
     } else {
-      if (!c->readable && !c->peer_closed && !c->unconfirmed) {
-        int w = wait_io(c, false, c->server->options_.body_timeout);
-        if (w < 0) return -1;
-        if (w == 1) {
-          req->client_gone = true;  // nothing sensible left to answer
-          PyErr_SetString(PyExc_TimeoutError, "timed out reading the request body");
-          return -1;
-        }
-      }
-      c->unconfirmed = false;
-      ssize_t n = ::recv(c->fd, scratch, kScratch, 0);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          c->readable = false;
-          c->peer_closed = false;
-          continue;
-        }
-        req->client_gone = true;
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-      }
-      if (n == 0) {
-        req->client_gone = true;
-        PyErr_SetString(PyExc_ConnectionResetError,
-                        "the client closed the connection before the end of the body");
-        return -1;
-      }
-      if (static_cast<size_t>(n) < kScratch && !c->peer_closed) {
-        c->readable = false;
-        c->unconfirmed = true;
-      }
+      ssize_t n = recv_body(c, req, scratch, kScratch);
+      if (n < 0) return -1;
       data = scratch;
       len = static_cast<size_t>(n);
     }
     size_t used = 0;
-    RequestParser::Status st = c->parser.feed(data, len, &used, &c->body);
-    if (st == RequestParser::Status::kError) {
-      req->body_error = c->parser.error_status();
-      req->keep_alive = false;
-      PyErr_Format(PyExc_ValueError, "malformed request body: %s",
-                   c->parser.error_reason());
-      return -1;
-    }
+    RequestParser::Status st = feed_body(c, req, data, len, &used, &c->body);
+    if (st == RequestParser::Status::kError) return -1;
     if (from_in) c->in.erase(0, used);
     else if (used < len) c->in.assign(data + used, len - used);
     if (st == RequestParser::Status::kMessageEnd) return 1;
     if (c->body.size() > before) return 1;
   }
+}
+
+// read(size) of at least kDirectRead bytes of a Content-Length body with
+// nothing unparsed pending: the bytes go from the socket straight into the
+// bytes object returned (the parser checks them in place), instead of
+// through the scratch buffer and c->body. Reads never go past this
+// request's body. Null with an exception on error; *handled false when the
+// fast path does not apply.
+constexpr size_t kDirectRead = 65536;
+
+PyObject* read_direct(Connection* c, Request* req, Py_ssize_t size, bool* handled) {
+  *handled = false;
+  RequestParser& p = c->parser;
+  if (p.chunked() || p.content_length() <= 0 || p.body_done()) return nullptr;
+  // Bytes received with the head (or earlier) go through c->body first.
+  while (!c->in.empty() && !p.body_done()) {
+    if (fill_body(c, req) < 0) {
+      *handled = true;
+      return nullptr;
+    }
+  }
+  if (p.body_done()) return nullptr;
+  uint64_t left = static_cast<uint64_t>(p.content_length()) - p.body_bytes();
+  size_t avail = c->body.size() - c->body_off;
+  uint64_t want = avail + left;
+  if (size >= 0 && static_cast<uint64_t>(size) < want) want = static_cast<uint64_t>(size);
+  if (want < avail + kDirectRead || want > static_cast<uint64_t>(PY_SSIZE_T_MAX)) return nullptr;
+  *handled = true;
+  if (continue_if_expected(c, req) < 0) return nullptr;
+  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(want));
+  if (!out) return nullptr;
+  char* dest = PyBytes_AS_STRING(out);
+  memcpy(dest, c->body.data() + c->body_off, avail);
+  c->body.clear();
+  c->body_off = 0;
+  size_t filled = avail;
+  while (filled < want) {
+    ssize_t n = recv_body(c, req, dest + filled, static_cast<size_t>(want - filled));
+    if (n < 0) {
+      Py_DECREF(out);
+      return nullptr;
+    }
+    size_t used = 0;
+    RequestParser::Status st =
+        feed_body(c, req, dest + filled, static_cast<size_t>(n), &used, nullptr);
+    if (st == RequestParser::Status::kError) {
+      Py_DECREF(out);
+      return nullptr;
+    }
+    filled += used;
+    if (used < static_cast<size_t>(n)) {
+      // Not body after all (cannot happen with a Content-Length body read
+      // no further than its end): keep it unparsed, as fill_body does.
+      c->in.assign(dest + filled, static_cast<size_t>(n) - used);
+      break;
+    }
+    if (st == RequestParser::Status::kMessageEnd) break;
+  }
+  if (filled < want && _PyBytes_Resize(&out, static_cast<Py_ssize_t>(filled)) < 0)
+    return nullptr;
+  return out;
 }
 
 // --------------------------------------------------------------- wsgi.input
@@ -697,6 +783,9 @@ PyObject* input_read(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (parse_size(args, nargs, &size) < 0) return nullptr;
   Connection* c = input_conn(in);
   if (!c) return nullptr;
+  bool handled;
+  PyObject* direct = read_direct(c, in->req, size, &handled);
+  if (handled) return direct;
   for (;;) {
     size_t avail = c->body.size() - c->body_off;
     if (size >= 0 && avail >= static_cast<size_t>(size)) break;
