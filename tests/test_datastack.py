@@ -10,7 +10,7 @@ from ptsevent import _core
 
 pytestmark = pytest.mark.skipif(
     not _core._datastack_stats()["enabled"],
-    reason="small data stacks are for CPython 3.11+ with the GIL")
+    reason="small data stacks are enabled on CPython 3.11 only")
 
 
 def _spawn_many(n, fn, *args):

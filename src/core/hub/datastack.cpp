@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <mutex>
 
-// The data stack layout (tstate->datastack_*, _PyStackChunk) is that of
-// CPython 3.11 to 3.14 with the GIL; elsewhere this is a no-op.
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030F0000 && \
+// The data stack layout (tstate->datastack_*, _PyStackChunk) and the root
+// chunk rule of push_chunk() are those of CPython 3.11, where this was
+// checked (with greenlet 3.5); 3.12 and later are not enabled until they
+// are checked the same way. Elsewhere this is a no-op.
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && \
     !defined(Py_GIL_DISABLED)
 #define PTSEVENT_SMALL_DATASTACK 1
 #else
