@@ -22,6 +22,7 @@
 #include "hub/lock.h"
 #include "hub/tasklet.h"
 #include "hub/waiters.h"
+#include "py/args.h"
 #include "py/errors.h"
 
 #include <structmember.h>
@@ -134,34 +135,10 @@ PyObject* acquire_slow(Lock* l, double timeout) {
 
 PyObject* Lock_acquire(Lock* l, PyObject* const* args, Py_ssize_t nargs,
                        PyObject* kwnames) {
-  PyObject* blocking = nargs > 0 ? args[0] : nullptr;
-  PyObject* timeout = nargs > 1 ? args[1] : nullptr;
-  if (nargs > 2) {
-    PyErr_Format(PyExc_TypeError, "acquire() takes at most 2 arguments (%zd given)",
-                 nargs);
-    return nullptr;
-  }
-  if (kwnames) {
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); ++i) {
-      PyObject* name = PyTuple_GET_ITEM(kwnames, i);
-      PyObject** slot;
-      if (PyUnicode_CompareWithASCIIString(name, "blocking") == 0) {
-        slot = &blocking;
-      } else if (PyUnicode_CompareWithASCIIString(name, "timeout") == 0) {
-        slot = &timeout;
-      } else {
-        PyErr_Format(PyExc_TypeError,
-                     "acquire() got an unexpected keyword argument '%U'", name);
-        return nullptr;
-      }
-      if (*slot) {
-        PyErr_Format(PyExc_TypeError,
-                     "acquire() got multiple values for argument '%U'", name);
-        return nullptr;
-      }
-      *slot = args[nargs + i];
-    }
-  }
+  static const char* const names[] = {"blocking", "timeout"};
+  PyObject* a[2] = {nullptr, nullptr};
+  if (py::parse_args("acquire", args, nargs, kwnames, names, 2, a) < 0) return nullptr;
+  PyObject *blocking = a[0], *timeout = a[1];
   double seconds = -1;
   if ((blocking || timeout) && lock_timeout(blocking, timeout, &seconds) < 0)
     return nullptr;

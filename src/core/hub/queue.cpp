@@ -24,6 +24,7 @@
 #include "hub/queue.h"
 #include "hub/tasklet.h"
 #include "hub/waiters.h"
+#include "py/args.h"
 #include "py/errors.h"
 
 #include <structmember.h>
@@ -109,54 +110,8 @@ double monotonic() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
-// (block=True, timeout=None) style arguments: positional after `skip`
-// leading ones, or by keyword.
-int parse_block_timeout(const char* fn, PyObject* const* args, Py_ssize_t nargs,
-                        PyObject* kwnames, Py_ssize_t skip, PyObject** lead,
-                        int* block, PyObject** timeout) {
-  PyObject* slots[3] = {nullptr, nullptr, nullptr};  // lead, block, timeout
-  static const char* names[3] = {"item", "block", "timeout"};
-  Py_ssize_t max = skip + 2;
-  if (nargs > max) {
-    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", fn,
-                 max, nargs);
-    return -1;
-  }
-  for (Py_ssize_t i = 0; i < nargs; ++i) slots[i + (1 - skip)] = args[i];
-  if (kwnames) {
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); ++i) {
-      PyObject* name = PyTuple_GET_ITEM(kwnames, i);
-      int k = -1;
-      for (int j = 1 - static_cast<int>(skip); j < 3; ++j)
-        if (PyUnicode_CompareWithASCIIString(name, names[j]) == 0) k = j;
-      if (k < 0) {
-        PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
-                     fn, name);
-        return -1;
-      }
-      if (slots[k]) {
-        PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%U'",
-                     fn, name);
-        return -1;
-      }
-      slots[k] = args[nargs + i];
-    }
-  }
-  if (skip) {
-    if (!slots[0]) {
-      PyErr_Format(PyExc_TypeError, "%s() missing required argument 'item'", fn);
-      return -1;
-    }
-    *lead = slots[0];
-  }
-  *block = 1;
-  if (slots[1]) {
-    *block = PyObject_IsTrue(slots[1]);
-    if (*block < 0) return -1;
-  }
-  *timeout = slots[2];
-  return 0;
-}
+// block's truth value (true when not given). 1, 0, or -1 with an error.
+int block_arg(PyObject* block) { return block ? PyObject_IsTrue(block) : 1; }
 
 // Hands a new item to the oldest blocked getter (or has the owner hub do it).
 void notify_getter(Queue* q) {
@@ -321,11 +276,16 @@ PyObject* do_put(Queue* q, PyObject* item, int block, PyObject* timeout_obj) {
 }
 
 PyObject* Queue_put(Queue* q, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  PyObject *item, *timeout;
-  int block;
-  if (parse_block_timeout("put", args, nargs, kwnames, 1, &item, &block, &timeout) < 0)
+  static const char* const names[] = {"item", "block", "timeout"};
+  PyObject* a[3] = {nullptr, nullptr, nullptr};
+  if (py::parse_args("put", args, nargs, kwnames, names, 3, a) < 0) return nullptr;
+  if (!a[0]) {
+    PyErr_SetString(PyExc_TypeError, "put() missing required argument 'item'");
     return nullptr;
-  return do_put(q, item, block, timeout);
+  }
+  int block = block_arg(a[1]);
+  if (block < 0) return nullptr;
+  return do_put(q, a[0], block, a[2]);
 }
 
 PyObject* Queue_put_nowait(Queue* q, PyObject* item) { return do_put(q, item, 0, nullptr); }
@@ -354,11 +314,12 @@ PyObject* do_get(Queue* q, int block, PyObject* timeout_obj) {
 }
 
 PyObject* Queue_get(Queue* q, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  PyObject* timeout;
-  int block;
-  if (parse_block_timeout("get", args, nargs, kwnames, 0, nullptr, &block, &timeout) < 0)
-    return nullptr;
-  return do_get(q, block, timeout);
+  static const char* const names[] = {"block", "timeout"};
+  PyObject* a[2] = {nullptr, nullptr};
+  if (py::parse_args("get", args, nargs, kwnames, names, 2, a) < 0) return nullptr;
+  int block = block_arg(a[0]);
+  if (block < 0) return nullptr;
+  return do_get(q, block, a[1]);
 }
 
 PyObject* Queue_get_nowait(Queue* q, PyObject*) { return do_get(q, 0, nullptr); }

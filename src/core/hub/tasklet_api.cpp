@@ -7,43 +7,14 @@
 #include "hub/datastack.h"
 #include "hub/tasklet.h"
 #include "hub/timer.h"
+#include "py/args.h"
 #include "py/greenlet_api.h"
 
 namespace ptsevent::hub {
 
 namespace {
 
-// Reads keyword/positional arguments of a FASTCALL|KEYWORDS call into
-// `out` (by position in `names`). Returns -1 with TypeError on bad names.
-int parse_args(const char* fname, PyObject* const* args, Py_ssize_t nargs,
-               PyObject* kwnames, const char* const* names, Py_ssize_t n,
-               PyObject** out) {
-  if (nargs > n) {
-    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)",
-                 fname, n, nargs);
-    return -1;
-  }
-  for (Py_ssize_t i = 0; i < nargs; ++i) out[i] = args[i];
-  if (!kwnames) return 0;
-  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(kwnames); ++k) {
-    PyObject* key = PyTuple_GET_ITEM(kwnames, k);
-    Py_ssize_t i = 0;
-    for (; i < n; ++i)
-      if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0) break;
-    if (i == n) {
-      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
-                   fname, key);
-      return -1;
-    }
-    if (i < nargs) {
-      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
-                   fname, names[i]);
-      return -1;
-    }
-    out[i] = args[nargs + k];
-  }
-  return 0;
-}
+using py::parse_args;
 
 // fn, *args, **kwargs of a FASTCALL|KEYWORDS call starting at `first`.
 Tasklet* tasklet_from_call(Hub* hub, PyObject* const* args, Py_ssize_t nargs,
