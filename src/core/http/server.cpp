@@ -1491,9 +1491,7 @@ void access_log(Connection* c, Request* req, double started) {
     if (a) line.append(a, static_cast<size_t>(n));
   }
   PyErr_Clear();
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  double elapsed = static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9 - started;
+  double elapsed = hub::monotonic_seconds() - started;
   line.append(" \"");
   escape_into(&line, req->method);
   line.push_back(' ');
@@ -1566,9 +1564,7 @@ int send_simple(Connection* c, Request* req, int status, const char* text) {
 // when the connection may carry another request.
 bool handle_request(Connection* c, Request* req) {
   Server* s = c->server;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  double started = static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
+  double started = hub::monotonic_seconds();
   RequestParser& p = c->parser;
   req->minor = p.version_minor();
   req->keep_alive = p.keep_alive() && !s->stopping_;

@@ -507,17 +507,14 @@ PyObject* Hub::run_loop() {
   }
 }
 
-namespace {
-uint64_t monotonic_ns() noexcept {
+double monotonic_seconds() noexcept {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u +
-         static_cast<uint64_t>(ts.tv_nsec);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
-}  // namespace
 
 bool Hub::poll_due() const noexcept {
-  return pass_runs_ >= kPassLimit || monotonic_ns() - last_poll_ns_ >= kPollIntervalNs;
+  return pass_runs_ >= kPassLimit || monotonic_seconds() - last_poll_ >= kPollInterval;
 }
 
 int Hub::poll() {
@@ -540,7 +537,7 @@ int Hub::poll() {
     return -1;
   }
   process_after_poll();
-  last_poll_ns_ = monotonic_ns();
+  last_poll_ = monotonic_seconds();
   return 0;
 }
 

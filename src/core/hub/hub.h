@@ -50,6 +50,30 @@ enum class TimeoutMode {
 int parse_timeout(PyObject* obj, TimeoutMode mode, double* seconds);
 struct timeval to_timeval(double seconds);
 
+// CLOCK_MONOTONIC, in seconds.
+double monotonic_seconds() noexcept;
+
+// A timeout in seconds for one call: < 0 blocks forever, 0 never waits.
+class Deadline {
+ public:
+  explicit Deadline(double seconds) : seconds_(seconds) {
+    if (seconds > 0) at_ = monotonic_seconds() + seconds;
+  }
+  bool forever() const { return seconds_ < 0; }
+  bool never_wait() const { return seconds_ == 0; }
+  // -1 forever, else seconds left (>= 0).
+  double wait_seconds() const {
+    if (forever()) return -1.0;
+    if (never_wait()) return 0;
+    double left = at_ - monotonic_seconds();
+    return left > 0 ? left : 0;
+  }
+
+ private:
+  double seconds_;
+  double at_ = 0;  // CLOCK_MONOTONIC seconds
+};
+
 struct EventBaseFree {
   void operator()(event_base* b) const noexcept { event_base_free(b); }
 };
@@ -98,7 +122,7 @@ class Hub {
   // few tasklet switches, so polling after every short pass (a lock or
   // queue hand-off, one tasklet yielding) would dominate; 50 us keeps
   // timers, I/O and signals prompt.
-  static constexpr uint64_t kPollIntervalNs = 50'000;
+  static constexpr double kPollInterval = 50e-6;
 
   // Suspends the running tasklet t until something schedules it. Returns 0
   // on a plain wake-up, -1 with an exception set when t was interrupted
@@ -197,7 +221,7 @@ class Hub {
   void close_wakeups();
   PyObject* run_loop();
   int poll();
-  // A non-blocking poll is due (see kPollIntervalNs).
+  // A non-blocking poll is due (see kPollInterval).
   bool poll_due() const noexcept;
   void process_after_poll();
   void deliver_signals();
@@ -282,7 +306,7 @@ class Hub {
   uint64_t serial_ = 0;
   uint64_t polls_ = 0;         // event_base_loop calls
   uint32_t pass_runs_ = 0;     // tasklets run since the last poll
-  uint64_t last_poll_ns_ = 0;  // CLOCK_MONOTONIC at the end of the last poll
+  double last_poll_ = 0;       // monotonic_seconds() at the end of the last poll
   uint64_t blocking_polls_ = 0;
   bool stopping_ = false;
   bool closed_ = false;

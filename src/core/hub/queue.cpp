@@ -104,12 +104,6 @@ int parse_timeout_arg(PyObject* obj, double* out) {
   return 0;
 }
 
-double monotonic() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
 // block's truth value (true when not given). 1, 0, or -1 with an error.
 int block_arg(PyObject* block) { return block ? PyObject_IsTrue(block) : 1; }
 
@@ -148,14 +142,15 @@ int wait_for(Queue* q, Waiters& w, double timeout, PyObject* on_timeout, Ready r
     int r = ready();
     if (r != 0) return r < 0 ? -1 : 0;
   }
-  double deadline = timeout > 0 ? monotonic() + timeout : 0;
+  Deadline d(timeout);
   for (;;) {
-    if (timeout == 0) {
+    double left = d.wait_seconds();
+    if (left == 0) {  // timeout 0, or the time is up
       PyErr_SetNone(on_timeout);
       return -1;
     }
     bool handed;
-    int rc = w.wait(q->self(), me, timeout, &handed);
+    int rc = w.wait(q->self(), me, left, &handed);
     if (rc < 0) {
       if (handed) w.hand(1);  // pass it on, if anybody else waits
       return -1;
@@ -168,13 +163,6 @@ int wait_for(Queue* q, Waiters& w, double timeout, PyObject* on_timeout, Ready r
     // methods took it meanwhile.
     int r = ready();
     if (r != 0) return r < 0 ? -1 : 0;
-    if (timeout > 0) {
-      timeout = deadline - monotonic();
-      if (timeout <= 0) {
-        PyErr_SetNone(on_timeout);
-        return -1;
-      }
-    }
   }
 }
 

@@ -8,7 +8,6 @@
 #include <structmember.h>
 
 #include <algorithm>
-#include <chrono>
 
 #include "hub/tasklet.h"
 
@@ -54,23 +53,6 @@ int call_seconds(IoHandle* h, PyObject* obj, double* out) {
 }  // namespace
 
 // ---------------------------------------------------------------- waiting
-
-static double monotonic_now() {
-  return std::chrono::duration<double>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-Deadline::Deadline(double seconds) : seconds_(seconds) {
-  if (seconds > 0) at_ = monotonic_now() + seconds;
-}
-
-double Deadline::wait_seconds() const {
-  if (forever()) return -1.0;
-  if (never_wait()) return 0;
-  double left = at_ - monotonic_now();
-  return left > 0 ? left : 0;
-}
 
 namespace {
 

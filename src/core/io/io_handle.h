@@ -89,18 +89,7 @@ struct IoHandle {
   void after_send() noexcept { unconfirmed_ = false; }
 };
 
-// A timeout in seconds for one call: < 0 blocks forever, 0 never waits.
-class Deadline {
- public:
-  explicit Deadline(double seconds);
-  bool forever() const { return seconds_ < 0; }
-  bool never_wait() const { return seconds_ == 0; }
-  double wait_seconds() const;  // -1 forever, else seconds left (>= 0)
-
- private:
-  double seconds_;
-  double at_ = 0;  // CLOCK_MONOTONIC seconds
-};
+using hub::Deadline;
 
 // After a system call on h failed with errno: returns 1 to retry (EINTR,
 // or waited until the descriptor may be ready), -1 with the Python error
