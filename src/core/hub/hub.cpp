@@ -676,6 +676,13 @@ int Hub::post_call(unsigned long thread, PyObject* fn, PyObject* args) {
   return -1;
 }
 
+int Hub::post_method(unsigned long thread, PyObject* obj, const char* name) {
+  py::Ref fn = py::Ref::steal(PyObject_GetAttrString(obj, name));
+  py::Ref args = py::Ref::steal(PyTuple_New(0));
+  if (!fn || !args) return -1;
+  return post_call(thread, fn.get(), args.get());
+}
+
 // ------------------------------------------------------------- stats/exit
 
 PyObject* Hub::stats() const {

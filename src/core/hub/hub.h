@@ -185,6 +185,9 @@ class Hub {
   // (any thread may call it, GIL held). -1 with RuntimeError when that
   // thread has no hub.
   static int post_call(unsigned long thread, PyObject* fn, PyObject* args);
+  // post_call of obj.<name>() (the bound method keeps obj alive until it
+  // has run): how an object hands work to the hub that owns its state.
+  static int post_method(unsigned long thread, PyObject* obj, const char* name);
   unsigned long thread_ident() const noexcept { return thread_ident_; }
 
   // Tasklet bookkeeping (tasklet.cpp).

@@ -34,7 +34,6 @@ PyTypeObject* LockType = nullptr;
 namespace {
 
 double g_timeout_max = 0;  // _thread.TIMEOUT_MAX
-PyObject* str_dispatch = nullptr;
 
 struct Lock {
   PyObject_HEAD
@@ -168,7 +167,7 @@ PyObject* Lock_release(Lock* l, PyObject*) {
       Py_RETURN_NONE;
     }
     l->locked_ = false;
-    l->w_.post(l->self(), str_dispatch);
+    l->w_.post(l->self(), "_dispatch");
     Py_RETURN_NONE;
   }
   l->locked_ = false;
@@ -253,8 +252,6 @@ PyTypeObject* make_lock_type() {
     g_timeout_max = PyFloat_AsDouble(max.get());
     if (g_timeout_max == -1 && PyErr_Occurred()) return nullptr;
   }
-  str_dispatch = PyUnicode_InternFromString("_dispatch");
-  if (!str_dispatch) return nullptr;
   static PyMemberDef members[] = {
       {"__weaklistoffset__", T_PYSSIZET, offsetof(Lock, weakrefs_), READONLY, nullptr},
       {nullptr, 0, 0, 0, nullptr}};

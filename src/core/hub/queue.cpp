@@ -38,8 +38,7 @@ namespace {
 PyObject* deque_type = nullptr;
 PyObject* exc_full = nullptr;
 PyObject* exc_empty = nullptr;
-PyObject *str_append, *str_popleft, *str_init, *str_qsize, *str_put, *str_get,
-    *str_dispatch_getters, *str_dispatch_putters, *str_dispatch_joiners;
+PyObject *str_append, *str_popleft, *str_init, *str_qsize, *str_put, *str_get;
 
 struct Queue {
   PyObject_HEAD
@@ -113,7 +112,7 @@ void notify_getter(Queue* q) {
   if (q->getters_.owner_here())
     q->getters_.hand(1);
   else
-    q->getters_.post(q->self(), str_dispatch_getters);
+    q->getters_.post(q->self(), "_dispatch_getters");
 }
 
 // Hands a freed slot to the oldest blocked putter.
@@ -122,7 +121,7 @@ void notify_putter(Queue* q) {
   if (q->putters_.owner_here())
     q->putters_.hand(1);
   else
-    q->putters_.post(q->self(), str_dispatch_putters);
+    q->putters_.post(q->self(), "_dispatch_putters");
 }
 
 // Waits until a hand-off of `w` arrives and `ready()` holds, up to `timeout`
@@ -323,7 +322,7 @@ PyObject* Queue_task_done(Queue* q, PyObject*) {
     if (q->joiners_.owner_here())
       q->joiners_.hand(PY_SSIZE_T_MAX);
     else
-      q->joiners_.post(q->self(), str_dispatch_joiners);
+      q->joiners_.post(q->self(), "_dispatch_joiners");
   }
   Py_RETURN_NONE;
 }
@@ -550,10 +549,7 @@ PyTypeObject* make_queue_type() {
                  {&str_init, "_init"},
                  {&str_qsize, "_qsize"},
                  {&str_put, "_put"},
-                 {&str_get, "_get"},
-                 {&str_dispatch_getters, "_dispatch_getters"},
-                 {&str_dispatch_putters, "_dispatch_putters"},
-                 {&str_dispatch_joiners, "_dispatch_joiners"}};
+                 {&str_get, "_get"}};
   for (auto& s : strings) {
     *s.slot = PyUnicode_InternFromString(s.text);
     if (!*s.slot) return nullptr;

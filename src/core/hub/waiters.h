@@ -105,17 +105,11 @@ struct Waiters {
   }
 
   // From another thread: run owner.<method>() in the owner hub, once until
-  // it runs. Errors are reported, not raised (the state change is done).
-  void post(PyObject* owner, PyObject* method_name) {
+  // it runs. A hub that is gone had the waiters with it: nothing to do.
+  void post(PyObject* owner, const char* method) {
     if (posted) return;
-    py::Ref fn = py::Ref::steal(PyObject_GetAttr(owner, method_name));
-    py::Ref args = py::Ref::steal(PyTuple_New(0));
-    if (!fn || !args) {
-      PyErr_WriteUnraisable(owner);
-      return;
-    }
-    if (Hub::post_call(thread, fn.get(), args.get()) < 0) {
-      PyErr_Clear();  // the owner thread's hub is gone, and its waiters
+    if (Hub::post_method(thread, owner, method) < 0) {
+      PyErr_Clear();
       return;
     }
     posted = true;

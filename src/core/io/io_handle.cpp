@@ -130,12 +130,9 @@ int IoHandle::wait(short what, double seconds) {
     if (registered_ && hub_is(hub_, hub_serial_)) {
       // That hub may be polling without the GIL right now: it drops the
       // registration itself, and this tasklet waits until it has.
-      py::Ref fn = py::Ref::steal(PyObject_GetAttrString(self(), "_release_in_owner"));
-      py::Ref args = py::Ref::steal(PyTuple_New(0));
-      if (!fn || !args) return -1;
       Tasklet* me = hub->current();
       if (!me) return -1;
-      if (Hub::post_call(hub_->thread_ident(), fn.get(), args.get()) == 0) {
+      if (Hub::post_method(hub_->thread_ident(), self(), "_release_in_owner") == 0) {
         for (int i = 0; registered_ && i < 4000; ++i)
           if (me->wait_with_timer(0.0005) < 0) return -1;
         if (registered_) {
@@ -224,9 +221,7 @@ static void IoHandle_finalize(IoHandle* h) {
     return;
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
-  py::Ref fn = py::Ref::steal(PyObject_GetAttrString(h->self(), "_release_in_owner"));
-  py::Ref args = py::Ref::steal(PyTuple_New(0));
-  if (!fn || !args || Hub::post_call(h->hub_->thread_ident(), fn.get(), args.get()) < 0)
+  if (Hub::post_method(h->hub_->thread_ident(), h->self(), "_release_in_owner") < 0)
     PyErr_Clear();  // that hub is closing: its base goes with it
   PyErr_Restore(type, value, tb);
 }
@@ -260,10 +255,7 @@ static PyObject* IoHandle_close(IoHandle* h, PyObject*) {
     // Another thread's hub, which may be polling without the GIL right
     // now: it unregisters and wakes its own waiters (the bound method
     // keeps this handle alive until then).
-    py::Ref fn = py::Ref::steal(PyObject_GetAttrString(h->self(), "_close_in_owner"));
-    py::Ref args = py::Ref::steal(PyTuple_New(0));
-    if (!fn || !args) return nullptr;
-    if (Hub::post_call(h->hub_->thread_ident(), fn.get(), args.get()) < 0) {
+    if (Hub::post_method(h->hub_->thread_ident(), h->self(), "_close_in_owner") < 0) {
       PyErr_Clear();  // that hub is closing: nothing is left to wake
       h->registered_ = false;
     }
