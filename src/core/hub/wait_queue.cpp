@@ -11,12 +11,6 @@ PyTypeObject* WaitQueueType = nullptr;
 
 namespace {
 
-Hub* owner_hub(WaitQueue* q) {
-  Hub* hub = Hub::peek();
-  if (hub && hub == q->hub_ && hub->serial() == q->hub_serial_) return hub;
-  return nullptr;
-}
-
 PyObject* WaitQueue_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
     PyErr_SetString(PyExc_TypeError, "WaitQueue() takes no arguments");
@@ -26,10 +20,7 @@ PyObject* WaitQueue_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   if (!hub) return nullptr;
   WaitQueue* q = reinterpret_cast<WaitQueue*>(type->tp_alloc(type, 0));
   if (!q) return nullptr;
-  q->hub_ = hub;
-  q->hub_serial_ = hub->serial();
-  q->thread_ = PyThread_get_thread_ident();
-  q->waiters_ = new std::deque<Tasklet*>();
+  q->w_.adopt(hub, "WaitQueue");  // a new queue: always succeeds
   return q->self();
 }
 
@@ -37,7 +28,7 @@ void WaitQueue_dealloc(WaitQueue* q) {
   if (q->weakrefs_) PyObject_ClearWeakRefs(q->self());
   // A waiting tasklet holds a reference to the queue (through its frame):
   // the list is empty here.
-  delete q->waiters_;
+  q->w_.destroy();
   Py_TYPE(q)->tp_free(q->self());
 }
 
@@ -50,7 +41,7 @@ PyObject* WaitQueue_wait(WaitQueue* q, PyObject* const* args, Py_ssize_t nargs) 
   double timeout;
   if (parse_timeout(nargs ? args[0] : Py_None, TimeoutMode::kWait, &timeout) < 0)
     return nullptr;
-  Hub* hub = owner_hub(q);
+  Hub* hub = q->w_.owner_here();
   if (!hub) {
     PyErr_SetString(PyExc_RuntimeError,
                     "this object belongs to another thread's hub: wait in the "
@@ -60,44 +51,31 @@ PyObject* WaitQueue_wait(WaitQueue* q, PyObject* const* args, Py_ssize_t nargs) 
   Tasklet* t = hub->current();
   if (!t) return nullptr;
   if (timeout == 0) Py_RETURN_FALSE;
-  t->notified_ = false;
-  q->waiters_->push_back(t);
-  Py_INCREF(q->self());  // the entry points into this queue until we return
-  int rc = t->wait_with_timer(timeout);
-  bool notified = t->notified_;
-  t->notified_ = false;
-  if (!notified) {
-    for (auto it = q->waiters_->begin(); it != q->waiters_->end(); ++it)
-      if (*it == t) {
-        q->waiters_->erase(it);
-        break;
-      }
-  }
+  bool notified;
+  int rc = q->w_.wait(q->self(), t, timeout, &notified);
   if (rc < 0) {
     // Interrupted: a notification this tasklet received goes to the next.
     if (notified) {
       PyObject *type, *value, *tb;
       PyErr_Fetch(&type, &value, &tb);
-      q->notify(1);
+      q->w_.hand(1);
       PyErr_Restore(type, value, tb);
     }
-    Py_DECREF(q->self());
     return nullptr;
   }
-  Py_DECREF(q->self());
-  return PyBool_FromLong(notified);
+  return PyBool_FromLong(rc);
 }
 
-PyObject* notify_method(WaitQueue* q, Py_ssize_t n, PyObject* bound) {
-  if (!owner_hub(q)) {
+PyObject* notify_method(WaitQueue* q, Py_ssize_t n) {
+  if (!q->w_.owner_here()) {
     // Another OS thread: the owner's hub does it.
     py::Ref args = py::Ref::steal(Py_BuildValue("(n)", n));
     py::Ref fn = py::Ref::steal(PyObject_GetAttrString(q->self(), "notify"));
-    (void)bound;
-    if (!args || !fn || Hub::post_call(q->thread_, fn.get(), args.get()) < 0) return nullptr;
+    if (!args || !fn || Hub::post_call(q->w_.thread, fn.get(), args.get()) < 0)
+      return nullptr;
     return PyLong_FromLong(0);
   }
-  return PyLong_FromSsize_t(q->notify(n));
+  return PyLong_FromSsize_t(q->w_.hand(n));
 }
 
 PyObject* WaitQueue_notify(WaitQueue* q, PyObject* const* args, Py_ssize_t nargs) {
@@ -114,15 +92,15 @@ PyObject* WaitQueue_notify(WaitQueue* q, PyObject* const* args, Py_ssize_t nargs
       return nullptr;
     }
   }
-  return notify_method(q, n, nullptr);
+  return notify_method(q, n);
 }
 
 PyObject* WaitQueue_notify_all(WaitQueue* q, PyObject*) {
-  return notify_method(q, PY_SSIZE_T_MAX, nullptr);
+  return notify_method(q, PY_SSIZE_T_MAX);
 }
 
 Py_ssize_t WaitQueue_len(WaitQueue* q) {
-  return static_cast<Py_ssize_t>(q->waiters_->size());
+  return static_cast<Py_ssize_t>(q->w_.size());
 }
 
 PyMethodDef WaitQueue_methods[] = {
@@ -158,18 +136,6 @@ PyObject* call_threadsafe(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 }  // namespace
-
-Py_ssize_t WaitQueue::notify(Py_ssize_t n) {
-  Py_ssize_t woken = 0;
-  while (woken < n && !waiters_->empty()) {
-    Tasklet* t = waiters_->front();
-    waiters_->pop_front();
-    t->notified_ = true;
-    hub_->schedule_in_pass(t);
-    ++woken;
-  }
-  return woken;
-}
 
 PyMethodDef wait_queue_functions[] = {
     {"call_threadsafe",

@@ -14,23 +14,17 @@
 
 #include <Python.h>
 
-#include <deque>
-
 #include "hub/hub.h"
+#include "hub/waiters.h"
 
 namespace ptsevent::hub {
 
 struct WaitQueue {
   PyObject_HEAD
   PyObject* weakrefs_;
-  Hub* hub_;
-  uint64_t hub_serial_;
-  unsigned long thread_;
-  std::deque<Tasklet*>* waiters_;
+  Waiters w_;  // owned by the hub of the thread that made the queue
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
-  // Wakes up to n waiters in FIFO order; returns how many.
-  Py_ssize_t notify(Py_ssize_t n);
 };
 
 extern PyTypeObject* WaitQueueType;
