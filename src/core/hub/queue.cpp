@@ -106,24 +106,6 @@ int parse_timeout_arg(PyObject* obj, double* out) {
 // block's truth value (true when not given). 1, 0, or -1 with an error.
 int block_arg(PyObject* block) { return block ? PyObject_IsTrue(block) : 1; }
 
-// Hands a new item to the oldest blocked getter (or has the owner hub do it).
-void notify_getter(Queue* q) {
-  if (q->getters_.empty()) return;
-  if (q->getters_.owner_here())
-    q->getters_.hand(1);
-  else
-    q->getters_.post(q->self(), "_dispatch_getters");
-}
-
-// Hands a freed slot to the oldest blocked putter.
-void notify_putter(Queue* q) {
-  if (q->putters_.empty()) return;
-  if (q->putters_.owner_here())
-    q->putters_.hand(1);
-  else
-    q->putters_.post(q->self(), "_dispatch_putters");
-}
-
 // Waits until a hand-off of `w` arrives and `ready()` holds, up to `timeout`
 // seconds (< 0: no limit). 0 ready; -1 with `on_timeout` raised, or another
 // error. A hand-off received by a waiter that is then interrupted goes to
@@ -258,7 +240,7 @@ PyObject* do_put(Queue* q, PyObject* item, int block, PyObject* timeout_obj) {
   }
   if (store(q, item) < 0) return nullptr;
   ++q->unfinished_;
-  notify_getter(q);
+  q->getters_.notify(q->self(), 1, "_dispatch_getters");  // reserved for the oldest
   Py_RETURN_NONE;
 }
 
@@ -296,7 +278,7 @@ PyObject* do_get(Queue* q, int block, PyObject* timeout_obj) {
   }
   PyObject* item = take(q);
   if (!item) return nullptr;
-  notify_putter(q);
+  q->putters_.notify(q->self(), 1, "_dispatch_putters");  // the freed slot
   return item;
 }
 
@@ -318,12 +300,8 @@ PyObject* Queue_task_done(Queue* q, PyObject*) {
     PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
     return nullptr;
   }
-  if (--q->unfinished_ == 0 && !q->joiners_.empty()) {
-    if (q->joiners_.owner_here())
-      q->joiners_.hand(PY_SSIZE_T_MAX);
-    else
-      q->joiners_.post(q->self(), "_dispatch_joiners");
-  }
+  if (--q->unfinished_ == 0)
+    q->joiners_.notify(q->self(), PY_SSIZE_T_MAX, "_dispatch_joiners");
   Py_RETURN_NONE;
 }
 

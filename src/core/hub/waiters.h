@@ -115,6 +115,17 @@ struct Waiters {
     posted = true;
   }
 
+  // Something for up to n waiters: hands it to the oldest ones here, or,
+  // from another thread, posts owner.<dispatch>() to the owner hub (which
+  // re-checks what there is to hand).
+  void notify(PyObject* owner, Py_ssize_t n, const char* dispatch) {
+    if (empty()) return;
+    if (owner_here())
+      hand(n);
+    else
+      post(owner, dispatch);
+  }
+
   // After fork: the waiting tasklets stayed in the parent.
   void reset() noexcept {
     delete list;
