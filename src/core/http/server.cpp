@@ -1895,8 +1895,7 @@ void abort_active(Server* s) {
 
 int check_thread(Server* s) {
   if (!s->started_) return 0;
-  Hub* hub = Hub::peek();
-  if (hub != s->hub_ || !hub || hub->serial() != s->hub_serial_) {
+  if (!Hub::here(s->hub_, s->hub_serial_)) {
     PyErr_SetString(PyExc_RuntimeError, "the server belongs to another thread's hub");
     return -1;
   }

@@ -46,8 +46,8 @@ struct Channel {
 };
 
 Hub* channel_hub(Channel* ch) {
-  Hub* hub = Hub::peek();
-  if (!hub || hub != ch->hub_ || hub->serial() != ch->hub_serial_) {
+  Hub* hub = Hub::here(ch->hub_, ch->hub_serial_);
+  if (!hub) {
     PyErr_SetString(PyExc_RuntimeError,
                     "this channel belongs to another thread's hub");
     return nullptr;

@@ -84,6 +84,12 @@ class Hub {
   static Hub* get();
   // This thread's hub if it exists.
   static Hub* peek() noexcept;
+  // This thread's hub if it is `hub` (the same serial: a freed hub's
+  // address may be reused), else null.
+  static Hub* here(const Hub* hub, uint64_t serial) noexcept {
+    Hub* h = peek();
+    return h && h == hub && h->serial() == serial ? h : nullptr;
+  }
 
   event_base* base() const noexcept { return base_.get(); }
   // A serial number unique to this hub in the process: a tasklet compares

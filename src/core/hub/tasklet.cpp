@@ -33,8 +33,8 @@ int bind_job(Tasklet* t, PyObject* fn, PyObject* args, PyObject* kw) {
 namespace {
 
 Hub* hub_of(Tasklet* t) {
-  Hub* hub = Hub::peek();
-  if (!hub || hub != t->hub_ || hub->serial() != t->hub_serial_) {
+  Hub* hub = Hub::here(t->hub_, t->hub_serial_);
+  if (!hub) {
     PyErr_SetString(PyExc_RuntimeError,
                     "this tasklet belongs to another thread's hub, or to a "
                     "hub that was shut down");

@@ -39,10 +39,7 @@ struct Waiters {
   bool empty() const noexcept { return !list || list->empty(); }
 
   // The owner hub if it is the running thread's.
-  Hub* owner_here() const noexcept {
-    Hub* h = Hub::peek();
-    return h && h == hub && h->serial() == serial ? h : nullptr;
-  }
+  Hub* owner_here() const noexcept { return Hub::here(hub, serial); }
 
   // Makes `h` (the running thread's hub) the owner. -1 with RuntimeError if
   // tasklets of another hub are still involved. 1 when the owner changed

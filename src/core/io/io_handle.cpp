@@ -26,11 +26,6 @@ bool hub_is(Hub* hub, uint64_t serial) {
   return Hub::alive(hub) && hub->serial() == serial;
 }
 
-bool hub_here(Hub* hub, uint64_t serial) {
-  Hub* here = Hub::peek();
-  return here && here == hub && here->serial() == serial;
-}
-
 void set_ebadf() {
   errno = EBADF;
   PyErr_SetFromErrno(PyExc_OSError);
@@ -216,7 +211,7 @@ static PyObject* IoHandle_new(PyTypeObject* type, PyObject* args,
 // it drops the registration itself. The posted bound method resurrects the
 // handle until then (it is freed afterwards, in that thread).
 static void IoHandle_finalize(IoHandle* h) {
-  if (!h->registered_ || hub_here(h->hub_, h->hub_serial_) ||
+  if (!h->registered_ || Hub::here(h->hub_, h->hub_serial_) ||
       !hub_is(h->hub_, h->hub_serial_))
     return;
   PyObject *type, *value, *tb;
@@ -249,7 +244,7 @@ static void close_here(IoHandle* h) {
 static PyObject* IoHandle_close(IoHandle* h, PyObject*) {
   if (h->closed_) Py_RETURN_NONE;
   h->closed_ = true;
-  if (hub_here(h->hub_, h->hub_serial_)) {
+  if (Hub::here(h->hub_, h->hub_serial_)) {
     close_here(h);
   } else if (h->registered_ && hub_is(h->hub_, h->hub_serial_)) {
     // Another thread's hub, which may be polling without the GIL right
@@ -266,12 +261,12 @@ static PyObject* IoHandle_close(IoHandle* h, PyObject*) {
 }
 
 static PyObject* IoHandle_close_in_owner(IoHandle* h, PyObject*) {
-  if (hub_here(h->hub_, h->hub_serial_)) close_here(h);
+  if (Hub::here(h->hub_, h->hub_serial_)) close_here(h);
   Py_RETURN_NONE;
 }
 
 static PyObject* IoHandle_release_in_owner(IoHandle* h, PyObject*) {
-  if (hub_here(h->hub_, h->hub_serial_)) h->unregister();
+  if (Hub::here(h->hub_, h->hub_serial_)) h->unregister();
   Py_RETURN_NONE;
 }
 
