@@ -19,8 +19,6 @@ once and the owning hub hands it on to its oldest waiter soon after.
 
 import time as _time_mod
 from _thread import get_ident as _get_ident
-from operator import index as _index
-from threading import TIMEOUT_MAX as _TIMEOUT_MAX
 
 from ptsevent import _core
 
@@ -120,27 +118,9 @@ def _adopt(w, owner):
     return _Waiters()
 
 
-def _lock_timeout(blocking, timeout):
-    """Check acquire(blocking, timeout) as _thread.lock.acquire does and
-    return the wait: None (no limit) or seconds >= 0."""
-    if type(timeout) is not float and type(timeout) is not int:
-        if isinstance(timeout, float):
-            timeout = float(timeout)
-        else:
-            timeout = _index(timeout)  # TypeError, as _thread
-    if timeout != timeout:
-        raise ValueError("Invalid value NaN (not a number)")
-    if not blocking:
-        if timeout != -1:
-            raise ValueError("can't specify a timeout for a non-blocking call")
-        return 0
-    if timeout == -1:
-        return None
-    if timeout < 0:
-        raise ValueError("timeout value must be a non-negative number")
-    if timeout > _TIMEOUT_MAX:
-        raise OverflowError("timeout value is too large")
-    return timeout
+# acquire()'s (blocking, timeout) checked as _thread.lock.acquire checks
+# them: None (no limit) or seconds >= 0. Shared with the C++ Lock.
+_lock_timeout = _core._lock_timeout
 
 
 # ------------------------------------------------------------------ Lock

@@ -23,7 +23,8 @@ NB_MODULE(_core, m) {
   hub::datastack::install();
   if (PyModule_AddFunctions(m.ptr(), hub::tasklet_functions) < 0 ||
       PyModule_AddFunctions(m.ptr(), io::poll_functions) < 0 ||
-      PyModule_AddFunctions(m.ptr(), hub::wait_queue_functions) < 0)
+      PyModule_AddFunctions(m.ptr(), hub::wait_queue_functions) < 0 ||
+      PyModule_AddFunctions(m.ptr(), hub::lock_functions) < 0)
     throw nb::python_error();
 
   auto add_type = [&](const char* name, PyTypeObject* type) {

@@ -241,7 +241,27 @@ PyGetSetDef Lock_getset[] = {
      "a waiter queue was ever needed", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
+// _lock_timeout(blocking, timeout): acquire()'s arguments checked as
+// _thread.lock.acquire checks them; None (no limit) or seconds >= 0. For
+// the Python RLock, so that both locks validate alike.
+PyObject* fn_lock_timeout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "_lock_timeout(blocking, timeout)");
+    return nullptr;
+  }
+  double seconds;
+  if (lock_timeout(args[0], args[1], &seconds) < 0) return nullptr;
+  if (seconds < 0) Py_RETURN_NONE;
+  return PyFloat_FromDouble(seconds);
+}
+
 }  // namespace
+
+PyMethodDef lock_functions[] = {
+    {"_lock_timeout", FASTCALL(fn_lock_timeout), METH_FASTCALL,
+     "_lock_timeout(blocking, timeout) -> None or seconds, checked as "
+     "threading.Lock.acquire checks them"},
+    {nullptr, nullptr, 0, nullptr}};
 
 PyTypeObject* make_lock_type() {
   {

@@ -7,5 +7,7 @@ namespace ptsevent::hub {
 
 extern PyTypeObject* LockType;
 PyTypeObject* make_lock_type();
+// Module functions: _lock_timeout (for the Python RLock).
+extern PyMethodDef lock_functions[];
 
 }  // namespace ptsevent::hub
