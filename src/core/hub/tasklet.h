@@ -57,7 +57,7 @@ struct Tasklet {
   Tasklet* live_prev_;
   Tasklet* live_next_;
 
-  // Links in an IoHandle's circular list of waiters (io_listed_ while on it).
+  // Links in an IoHandle's circular list of waiters (null when on none).
   Tasklet* io_wait_prev_;
   Tasklet* io_wait_next_;
 
@@ -74,7 +74,6 @@ struct Tasklet {
   uint8_t temp_kind_;  // what tempval_ is: 0 value, 1 exception, 2 closed
   bool notified_;    // set by WaitQueue::notify (never a pointer into a
                      // greenlet's stack: suspended stacks are moved)
-  bool io_listed_;   // on an IoHandle's list of waiters
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
   // Every owned reference, for construction, tp_traverse and destruction.

@@ -7,7 +7,6 @@
 #include <Python.h>
 #include <structmember.h>
 
-#include <algorithm>
 
 #include "hub/tasklet.h"
 
@@ -62,7 +61,6 @@ void push_waiter(Tasklet** list, Tasklet* t) noexcept {
     t->io_wait_prev_ = t->io_wait_next_ = t;
     *list = t;
   }
-  t->io_listed_ = true;
 }
 
 void remove_waiter(Tasklet** list, Tasklet* t) noexcept {
@@ -74,7 +72,6 @@ void remove_waiter(Tasklet** list, Tasklet* t) noexcept {
     if (*list == t) *list = t->io_wait_next_;
   }
   t->io_wait_prev_ = t->io_wait_next_ = nullptr;
-  t->io_listed_ = false;
 }
 
 }  // namespace
@@ -88,7 +85,6 @@ void IoHandle::wake_all(Tasklet** list) noexcept {
   do {
     Tasklet* next = t->io_wait_next_;
     t->io_wait_prev_ = t->io_wait_next_ = nullptr;
-    t->io_listed_ = false;
     hub_->schedule(t);
     t = next;
   } while (t != head);
@@ -171,7 +167,7 @@ int IoHandle::wait(short what, double seconds) {
   hub->add_io_waiters(1);
   int rc = t->wait_with_timer(seconds);
   hub->add_io_waiters(-1);
-  bool woken = !t->io_listed_;  // wake_all took us off the list
+  bool woken = !t->io_wait_next_;  // wake_all took us off the list
   if (!woken) remove_waiter(list, t);
   if (rc < 0) return -1;
   if (closed_) return set_ebadf(), -1;
