@@ -488,6 +488,29 @@ def test_recv_returns_empty_bytes_after_peer_closes(mod, track):
     assert a.recv(10) == b""
 
 
+@pytest.mark.parametrize("mod", IMPLS)
+def test_recv_of_any_size_returns_what_was_sent_in_order(mod, track):
+    # Request sizes around the receive paths' thresholds (64 KiB and 256 KiB
+    # buffers, large reads predicting large reads), messages of every size
+    # class, a large message followed by small ones and the other way round.
+    a, b = tcp_pair(mod, track)
+    rng = random.Random(7)
+    sizes = [1, 1000, 40000, 65535, 65536, 65537, 131072, 262144, 262145, MiB]
+    lengths = [1, 10, 4096, 33000, 70000, 200000, 300000, 5, 64 * 1024, 1]
+    for asked in sizes:
+        for length in lengths:
+            msg = rng.randbytes(length)
+            job = background(mod, b.sendall, msg)
+            got = bytearray()
+            while len(got) < length:
+                part = a.recv(asked)
+                assert 0 < len(part) <= min(asked, length - len(got))
+                assert type(part) is bytes
+                got += part
+            job.result()
+            assert got == msg
+
+
 # --- connect ------------------------------------------------------------------
 
 

@@ -4,6 +4,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <memory>
+#include <new>
+
 #include <Python.h>
 #include <structmember.h>
 
@@ -17,7 +20,19 @@ using hub::Tasklet;
 
 PyTypeObject* IoHandleType = nullptr;
 
-constexpr Py_ssize_t kScratchSize = 65536;
+// recv(n) receives into a per-thread scratch buffer and copies what came
+// into a bytes object of the exact size, for n up to kScratchMax: cheaper
+// than allocating n bytes and shrinking them for every message, and above
+// glibc's mmap threshold (128 KiB) it avoids an mmap, page faults and a
+// munmap per call. The buffer starts at kScratchSmall and grows on demand.
+constexpr Py_ssize_t kScratchSmall = 64 * 1024;
+constexpr Py_ssize_t kScratchMax = 256 * 1024;
+// ... except after a read of kLargeRead bytes or more, when a request of at
+// most kDirectMax (well below the mmap threshold) receives straight into
+// its bytes object: copying that much from the scratch buffer costs more
+// than shrinking a heap block.
+constexpr Py_ssize_t kLargeRead = 32 * 1024;
+constexpr Py_ssize_t kDirectMax = 64 * 1024;
 
 namespace {
 
@@ -329,6 +344,18 @@ int retry_after_failure(IoHandle* h, short what, const Deadline& d) {
   return 1;
 }
 
+// This thread's scratch buffer, at least `size` (<= kScratchMax) bytes.
+static char* scratch_buffer(Py_ssize_t size) {
+  static thread_local char small[kScratchSmall];
+  static thread_local std::unique_ptr<char[]> large;
+  if (size <= kScratchSmall) return small;
+  if (!large) {
+    large.reset(new (std::nothrow) char[kScratchMax]);
+    if (!large) PyErr_NoMemory();
+  }
+  return large.get();
+}
+
 // recv(bufsize, flags=0, timeout=None) -> bytes
 static PyObject* IoHandle_recv(IoHandle* h, PyObject* const* args, Py_ssize_t nargs) {
   Py_ssize_t size;
@@ -350,17 +377,17 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* const* args, Py_ssize_t na
   // recv(0) asks for nothing: return at once, never wait for data.
   if (size == 0) return PyBytes_FromStringAndSize(nullptr, 0);
   Deadline d(seconds);
-  if (size <= kScratchSize) {
-    // Small and medium reads land in a per-thread scratch buffer and are
-    // copied into a bytes object of the exact size: cheaper than
-    // allocating `size` bytes and shrinking them for every message.
-    static thread_local char scratch[kScratchSize];
+  bool direct = size > kScratchMax || (h->last_read_ >= kLargeRead && size <= kDirectMax);
+  if (!direct) {
+    char* scratch = scratch_buffer(size);
+    if (!scratch) return nullptr;
     for (;;) {
       if (h->closed_) return set_ebadf(), nullptr;
       if (!flags && wait_if_drained(h, d) < 0) return nullptr;
       ssize_t n = recv(h->fd_, scratch, size, flags);
       if (n >= 0) {
         if (!flags) h->after_read(n, size);
+        h->note_read(n);
         return PyBytes_FromStringAndSize(scratch, n);
       }
       if (retry_after_failure(h, EV_READ, d) < 0) return nullptr;
@@ -380,6 +407,7 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* const* args, Py_ssize_t na
     ssize_t n = recv(h->fd_, PyBytes_AS_STRING(buf), size, flags);
     if (n >= 0) {
       if (!flags) h->after_read(n, size);
+      h->note_read(n);
       if (n != size && _PyBytes_Resize(&buf, n) < 0) return nullptr;
       return buf;
     }

@@ -36,6 +36,9 @@ struct IoHandle {
   int fd_;
   struct event ev_;
   bool registered_;
+  // Bytes the last recv() returned (saturating): a stream that just
+  // delivered a large read is likely to deliver another.
+  uint32_t last_read_;
   // Stream sockets only: false once a read came back short (the kernel
   // buffer was drained) or with EAGAIN, true again when epoll reports an
   // edge. While false, a read waits first instead of spending a system call
@@ -87,6 +90,9 @@ struct IoHandle {
   }
   // Records a send that took bytes: no reset was pending.
   void after_send() noexcept { unconfirmed_ = false; }
+  void note_read(ssize_t n) noexcept {
+    last_read_ = n > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(n);
+  }
 };
 
 using hub::Deadline;
