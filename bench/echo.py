@@ -478,8 +478,63 @@ def drive(args, impls, conns_list, sizes):
         print()
         print("\n".join(_common.format_table(workload, impls, results[cfg], params)), flush=True)
 
+    print_targets(configs, results)
     _common.finish(missing, started, args.save, header, all_results)
     return 0
+
+
+def _median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def print_targets(configs, results):
+    """ptsevent's targets, row by row, beside the same ratios for plain C.
+
+    The C server is the ceiling of this set-up: the client on the other CPU
+    costs about as much per message as the C server (loopback TCP work is
+    mostly the sender's), so no server can be measured much faster than C
+    here. A ratio to gevent above C's own is out of reach on this machine.
+    """
+    def med(cfg, impl, key):
+        rs = [r for r in results[cfg].get(impl, ()) if r["status"] == _common.OK]
+        if key == "rate":
+            return _median(r["rate"] for r in rs)
+        return _median(r["extra"][key] for r in rs)
+
+    def ratio(a, b):
+        return "-" if a is None or b is None or not b else f"{a / b:.2f}x"
+
+    rows = []
+    for cfg in configs:
+        rate = {i: med(cfg, i, "rate") for i in ("ptsevent", "gevent", "uvloop-protocol", "c-epoll")}
+        cpu = {i: med(cfg, i, "srv_cpu_per_10k") for i in ("ptsevent", "gevent", "c-epoll")}
+        if rate["ptsevent"] is None:
+            continue
+        rows.append((
+            f"{cfg[0]} x {format_size(cfg[1])}",
+            ratio(rate["ptsevent"], rate["gevent"]),
+            ratio(cpu["gevent"], cpu["ptsevent"]),
+            ratio(rate["c-epoll"], rate["gevent"]),
+            ratio(cpu["gevent"], cpu["c-epoll"]),
+            ratio(rate["ptsevent"], rate["uvloop-protocol"]),
+            ratio(rate["ptsevent"], rate["c-epoll"]),
+        ))
+    if not rows:
+        return
+    head = ("row", "ptsevent/gevent", "by srv CPU", "c-epoll/gevent", "by srv CPU",
+            "ptsevent/uvloop-protocol", "ptsevent/c-epoll")
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    print()
+    print("targets: ptsevent >= 2.5x gevent and >= uvloop-protocol; rates are medians, \"by srv CPU\"")
+    print("compares server CPU seconds per message instead; c-epoll/gevent is what plain C reaches")
+    print("against the same client, the ceiling of this set-up")
+    for r in [head] + rows:
+        print("  " + "  ".join(str(v).rjust(w) if i else str(v).ljust(w)
+                               for i, (v, w) in enumerate(zip(r, widths))))
 
 
 def main():
