@@ -79,8 +79,9 @@ def _ready(port, impl):
     )
 
 
-def serve(impl, cpu, lifetime):
+def serve(impl, cpu, lifetime, recv_size):
     """Server mode: print one JSON line (ready, missing or error), then serve."""
+    _servers.RECV_SIZE = recv_size
     # SIGALRM's default action ends the process: a server never outlives
     # its run, even if the driver is killed before it can stop it.
     signal.alarm(max(1, int(lifetime)))
@@ -222,12 +223,12 @@ class Server(_common.ChildServer):
         self._stderr.close()
 
 
-def server_cmd(impl, c_server, cpu, lifetime):
+def server_cmd(impl, c_server, cpu, lifetime, recv_size):
     if impl == "c-epoll":
         cmd = [c_server, "--lifetime", str(int(lifetime))]
     else:
         cmd = [sys.executable, os.path.abspath(__file__), "--serve", impl]
-        cmd += ["--lifetime", str(int(lifetime))]
+        cmd += ["--lifetime", str(int(lifetime)), "--recv-size", str(recv_size)]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
     return cmd
@@ -388,6 +389,8 @@ def drive(args, impls, conns_list, sizes):
         f"server process per implementation; {args.duration:g} s timed after "
         f"{args.warmup:g} s warm-up per measurement",
         f"cpus:    {pin_note}",
+        f"reads:   recv({args.recv_size}) / read({args.recv_size}) per call in the Python byte "
+        "echoes; c-epoll reads up to 262144",
     ]
 
     client, why = build(CLIENT_SRC, "echo_client")
@@ -419,7 +422,7 @@ def drive(args, impls, conns_list, sizes):
                 if impl == "c-epoll" and c_server is None:
                     missing[impl] = c_why
                     continue
-                s = Server(impl, server_cmd(impl, c_server, server_cpu, lifetime))
+                s = Server(impl, server_cmd(impl, c_server, server_cpu, lifetime, args.recv_size))
                 if s.missing:
                     missing[impl] = s.error
                     continue
@@ -565,6 +568,10 @@ def main():
         "--timeout", type=float, default=30.0,
         help="seconds beyond warm-up + duration before a client is abandoned (default 30)",
     )
+    parser.add_argument(
+        "--recv-size", type=parse_size, default=_servers.RECV_SIZE,
+        help=f"bytes the Python byte echoes ask recv()/read() for (default {_servers.RECV_SIZE})",
+    )
     parser.add_argument("--save", metavar="PATH", help="also write every raw result as JSON to PATH")
     # Server mode, started by the driver.
     parser.add_argument("--serve", metavar="IMPL", help=argparse.SUPPRESS)
@@ -575,7 +582,7 @@ def main():
     if args.serve:
         if args.serve not in _servers.LIBRARY:
             parser.error(f"--serve: unknown implementation {args.serve!r}")
-        return serve(args.serve, args.cpu, args.lifetime)
+        return serve(args.serve, args.cpu, args.lifetime, args.recv_size)
 
     def pick(value, known, what, convert=str):
         if not value:
@@ -594,8 +601,8 @@ def main():
     impls = pick(args.impl, IMPLS, "implementation")
     conns = pick(args.conns, CONNS, "connection count", int)
     sizes = pick(args.sizes, SIZES, "size", parse_size)
-    if any(c < 1 for c in conns) or any(s < 1 for s in sizes):
-        parser.error("connection counts and sizes must be positive")
+    if any(c < 1 for c in conns) or any(s < 1 for s in sizes) or args.recv_size < 1:
+        parser.error("connection counts, sizes and --recv-size must be positive")
     if args.duration is None:
         args.duration = 0.5 if args.quick else 3.0
     if args.warmup is None:
