@@ -213,12 +213,13 @@ def io_stats():
 
 
 @pytest.mark.parametrize("mod", IMPLS)
-def test_recv_timeout_raises_timeouterror_timed_out(mod, track):
+@pytest.mark.parametrize("size", [10, 300000, 4 * MiB])
+def test_recv_timeout_raises_timeouterror_timed_out(mod, track, size):
     a, _b = tcp_pair(mod, track)
     a.settimeout(0.1)
     t0 = time.monotonic()
     with pytest.raises(TimeoutError) as ei:
-        a.recv(10)
+        a.recv(size)
     elapsed = time.monotonic() - t0
     assert str(ei.value) == "timed out"
     assert 0.08 <= elapsed < 2
@@ -509,6 +510,11 @@ def test_recv_of_any_size_returns_what_was_sent_in_order(mod, track):
                 got += part
             job.result()
             assert got == msg
+    # A large request at the end of the stream returns what is left, then b"".
+    b.sendall(b"tail")
+    b.shutdown(SHUT_WR)
+    assert a.recv(4 * MiB) == b"tail"
+    assert a.recv(4 * MiB) == b""
 
 
 # --- connect ------------------------------------------------------------------

@@ -1,6 +1,7 @@
 #include "io/io_handle.h"
 
 #include <errno.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,7 +22,8 @@ using hub::Tasklet;
 PyTypeObject* IoHandleType = nullptr;
 
 // recv(n) receives into a per-thread scratch buffer and copies what came
-// into a bytes object of the exact size, for n up to kScratchMax: cheaper
+// into a bytes object of the exact size, for n up to kScratchMax (or
+// larger n on a stream whose queued bytes fit in it): cheaper
 // than allocating n bytes and shrinking them for every message, and above
 // glibc's mmap threshold (128 KiB) it avoids an mmap, page faults and a
 // munmap per call. The buffer starts at kScratchSmall and grows on demand.
@@ -377,6 +379,15 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* const* args, Py_ssize_t na
   // recv(0) asks for nothing: return at once, never wait for data.
   if (size == 0) return PyBytes_FromStringAndSize(nullptr, 0);
   Deadline d(seconds);
+  if (size > kScratchMax && h->stream_ && !flags) {
+    // More than the scratch buffer holds: if what is queued fits in it,
+    // read at most that much there (a stream read may return less than
+    // asked) rather than allocate `size` bytes for it.
+    if (h->closed_) return set_ebadf(), nullptr;
+    if (wait_if_drained(h, d) < 0) return nullptr;
+    int queued = 0;
+    if (ioctl(h->fd_, FIONREAD, &queued) == 0 && queued <= kScratchMax) size = kScratchMax;
+  }
   bool direct = size > kScratchMax || (h->last_read_ >= kLargeRead && size <= kDirectMax);
   if (!direct) {
     char* scratch = scratch_buffer(size);
