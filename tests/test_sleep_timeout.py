@@ -152,6 +152,39 @@ def test_timeout_start_and_cancel():
     ptsevent.sleep(0.1)
 
 
+def test_timeout_cancelled_from_another_thread_is_cancelled_by_its_hub():
+    # The main thread's hub may be polling without the GIL while the other
+    # thread cancels: the cancel is handed to it and runs there.
+    import threading
+
+    t = Timeout(0.3)
+    t.start()
+    assert ptsevent.hub_stats()["events"] == 1
+    threading.Thread(target=t.cancel).start()
+    start = time.monotonic()
+    ptsevent.sleep(0.6)  # not interrupted
+    assert 0.55 <= time.monotonic() - start < 2
+    assert not t.pending
+    assert ptsevent.hub_stats()["events"] == 0
+
+
+def test_cross_thread_cancel_of_an_earlier_run_leaves_a_restart_armed():
+    import threading
+
+    t = Timeout(5)
+    t.start()
+    # A cancel posted for this run, then the timer restarted before it ran.
+    th = threading.Thread(target=t.cancel)
+    th.start()
+    th.join()
+    t.cancel()
+    t.start()
+    ptsevent.sleep(0.05)  # the posted cancel runs here, for the old run
+    assert t.pending
+    t.cancel()
+    assert ptsevent.hub_stats()["events"] == 0
+
+
 def test_timeout_close_cancels_like_cancel():
     t = Timeout(0.05)
     t.start()

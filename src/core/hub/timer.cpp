@@ -124,6 +124,8 @@ static PyObject* Timer_start(Timer* self, PyObject* const* args,
   Tasklet* t = hub->current();
   if (!t) return nullptr;
   self->hub_ = hub;
+  self->hub_serial_ = hub->serial();
+  ++self->starts_;
   event_assign(&self->ev_, hub->base(), -1, 0, Timer::on_fire, self);
   struct timeval tv = to_timeval(seconds);
   if (event_add(&self->ev_, &tv) < 0) {
@@ -140,7 +142,7 @@ static PyObject* Timer_start(Timer* self, PyObject* const* args,
   Py_RETURN_NONE;
 }
 
-static PyObject* Timer_cancel(Timer* self, PyObject*) {
+static void cancel_here(Timer* self) {
   if (self->armed_) {
     self->disarm();
     erase_armed(self->hub_, self);
@@ -149,6 +151,32 @@ static PyObject* Timer_cancel(Timer* self, PyObject*) {
   } else if (self->fired_) {
     self->cancelled_ = true;  // delivery will drop it
   }
+}
+
+static PyObject* Timer_cancel(Timer* self, PyObject*) {
+  if (!self->armed_ && !self->fired_) Py_RETURN_NONE;
+  if (Hub::here(self->hub_, self->hub_serial_)) {
+    cancel_here(self);
+    Py_RETURN_NONE;
+  }
+  // Another thread's hub owns the timer and may be polling without the GIL
+  // right now: it cancels this run of the timer itself (until then the
+  // timer may still fire). A hub that is gone has disarmed it already.
+  if (!Hub::alive(self->hub_) || self->hub_->serial() != self->hub_serial_) Py_RETURN_NONE;
+  py::Ref fn = py::Ref::steal(PyObject_GetAttrString(self->self(), "_cancel_run"));
+  py::Ref args = py::Ref::steal(Py_BuildValue("(K)", static_cast<unsigned long long>(self->starts_)));
+  if (!fn || !args) return nullptr;
+  if (Hub::post_call(self->hub_->thread_ident(), fn.get(), args.get()) < 0)
+    PyErr_Clear();  // that hub is closing: nothing is left to fire
+  Py_RETURN_NONE;
+}
+
+// _cancel_run(n): cancel(), posted from another thread, if the timer is
+// still in its n-th run (not restarted since).
+static PyObject* Timer_cancel_run(Timer* self, PyObject* arg) {
+  unsigned long long n = PyLong_AsUnsignedLongLong(arg);
+  if (n == static_cast<unsigned long long>(-1) && PyErr_Occurred()) return nullptr;
+  if (n == self->starts_ && Hub::here(self->hub_, self->hub_serial_)) cancel_here(self);
   Py_RETURN_NONE;
 }
 
@@ -160,7 +188,11 @@ static PyMethodDef Timer_methods[] = {
     {"start", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Timer_start)),
      METH_FASTCALL, "start(seconds, exception): arm for the running tasklet"},
     {"cancel", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Timer_cancel)),
-     METH_NOARGS, "disarm; does nothing if not armed"},
+     METH_NOARGS,
+     "disarm; does nothing if not armed (from another thread: handed to the "
+     "timer's hub, and it may still fire until that hub has run it)"},
+    {"_cancel_run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Timer_cancel_run)),
+     METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr}};
 
 static PyGetSetDef Timer_getset[] = {

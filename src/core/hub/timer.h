@@ -29,6 +29,8 @@ struct Timer {
   PyObject_HEAD
   PyObject* weakrefs_;
   Hub* hub_;
+  uint64_t hub_serial_;
+  uint64_t starts_;  // start() calls so far: names the run a cancel is for
   py::Ref target_;  // the Tasklet to interrupt
   py::Ref exc_;     // what it raises
   struct event ev_;
