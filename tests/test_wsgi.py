@@ -1327,6 +1327,51 @@ def test_serve_forever_returns_after_stop_or_close_from_another_tasklet(serve_ap
     assert server.socket.fileno() == -1  # the listener it made is closed
 
 
+@pytest.mark.parametrize("how", ["stop", "close"])
+def test_stop_or_close_from_another_thread_runs_in_the_servers_thread(how):
+    # The usual shape of a test harness: serve_forever() in a thread, stop()
+    # from the main thread, which waits until the server is down.
+    import threading
+
+    ready = threading.Event()
+    box = {}
+
+    def serve():
+        box["server"] = WSGIServer((HOST, 0), path_app)
+        ready.set()
+        box["server"].serve_forever()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    assert ready.wait(5)
+    server = box["server"]
+    with urllib.request.urlopen(f"http://{HOST}:{server.server_port}/hi", timeout=5) as r:
+        assert r.read() == b"/hi"
+    getattr(server, how)()
+    assert server.socket.fileno() == -1  # done when stop()/close() returned
+    thread.join(5)
+    assert not thread.is_alive()
+    with pytest.raises(OSError):
+        stdsocket.create_connection((HOST, server.server_port), timeout=1).close()
+
+
+def test_close_from_another_thread_after_the_servers_thread_ended_says_so():
+    import threading
+
+    box = {}
+
+    def run():
+        box["server"] = WSGIServer((HOST, 0), path_app)
+        box["server"].start()  # and the thread ends with the server open
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(5)
+    with pytest.raises(RuntimeError, match="no running ptsevent hub"):
+        box["server"].close()
+    box["server"].socket.close()
+
+
 def test_server_does_not_close_a_listening_socket_it_was_given(connect):
     listener = stdsocket.socket()
     try:

@@ -23,6 +23,7 @@ import os
 import signal
 import socket as _stdsocket
 import sys
+from _thread import get_ident as _get_ident
 
 from . import _core
 from ._core import getcurrent, sleep
@@ -144,6 +145,7 @@ class WSGIServer:
         self._started = False
         self._closed = False
         self._waiter = None
+        self._thread = _get_ident()  # the thread whose hub runs the server
 
     @property
     def server_port(self):
@@ -177,11 +179,14 @@ class WSGIServer:
     def stop(self, timeout=None):
         """Stops accepting, closes idle connections at once, lets requests in
         flight finish for up to ``timeout`` seconds (None: as long as they
-        take), then closes what is left."""
+        take), then closes what is left. From another thread it runs in the
+        server's thread and returns when done."""
         if timeout is not None and timeout < 0:
             raise ValueError("timeout must be non-negative or None")
         if self._closed:
             return
+        if self._thread != _get_ident():
+            return self._in_owner(self.stop, timeout)
         if self._started:
             self._core.stop_accepting()
             self._core.close_idle()
@@ -194,9 +199,13 @@ class WSGIServer:
         self.close()
 
     def close(self):
-        """Closes the listener (if the server made it) and every connection now."""
+        """Closes the listener (if the server made it) and every connection
+        now. From another thread it runs in the server's thread and returns
+        when done."""
         if self._closed:
             return
+        if self._thread != _get_ident():
+            return self._in_owner(self.close)
         self._closed = True
         if self._started:
             self._core.close()
@@ -205,6 +214,26 @@ class WSGIServer:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and waiter is not getcurrent():
             waiter.switch(None)
+
+    def _in_owner(self, method, *args):
+        """Runs method(*args) in the server's thread (whose hub owns its
+        events and may be polling without the GIL) and waits for it."""
+        done = _core.Waiter(remote=True)  # set from the server's thread
+
+        def run():
+            try:
+                method(*args)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                done.throw(exc)
+            else:
+                done.switch(None)
+
+        try:
+            _core.call_threadsafe(self._thread, run)
+        except RuntimeError:
+            raise RuntimeError(
+                "the server's thread has no running ptsevent hub any more") from None
+        done.get()
 
     def __enter__(self):
         return self
