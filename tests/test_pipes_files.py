@@ -117,6 +117,20 @@ def test_regular_files_are_plain_files(tmp_path):
     assert pos.file_compat is pos.open
 
 
+def test_open_fdopen_and_file_compat_are_at_the_package_top_level():
+    # ptsevent.open(...) as the original API spelled it; a star import must
+    # not shadow the builtin open, so it is not in __all__.
+    assert ptsevent.open is pos.open
+    assert ptsevent.fdopen is pos.fdopen
+    assert ptsevent.file_compat is pos.open
+    assert "open" not in ptsevent.__all__
+    r, w = os.pipe()
+    with ptsevent.fdopen(r, "rb") as rf, ptsevent.open(w, "wb") as wf:
+        wf.write(b"through the top level")
+        wf.flush()
+        assert rf.read1(100) == b"through the top level"
+
+
 def test_fdopen_rejects_bad_descriptors_like_os_fdopen():
     with pytest.raises(TypeError):
         pos.fdopen("3")

@@ -1060,6 +1060,34 @@ def test_syncless_aliases(track):
     assert type(d) is psocket.socket
 
 
+def test_socketfile_compat_is_the_cooperative_file_of_a_socket(track):
+    a, b = tcp_pair(psocket, track)
+    f = psocket.socketfile_compat(a, "rwb")
+    ticker, ticks = start_ticker()
+    try:
+        def later():
+            ptsevent.sleep(0.1)
+            b.sendall(b"first line\nsecond")
+            b.shutdown(SHUT_WR)
+
+        ptsevent.spawn(later)
+        assert f.readline() == b"first line\n"  # waited without blocking the hub
+        assert ticks[0] >= 5
+        assert f.read() == b"second"
+        f.write(b"back\n")
+        f.flush()
+        assert b.recv(10) == b"back\n"
+    finally:
+        ticker.kill()
+        f.close()
+    t = psocket.socketfile_compat(b, "r", encoding="ascii")
+    assert t.encoding == "ascii" and t.readable() and not t.writable()
+    t.close()
+    plain = track(stdsocket.socket())
+    with pytest.raises(TypeError, match="ptsevent socket"):
+        psocket.socketfile_compat(plain)
+
+
 # --- cooperation: the rest of the program keeps running -----------------------------
 
 

@@ -72,3 +72,9 @@ from ptsevent._local import local  # noqa: E402  (ptsevent.local is the class, a
 from ptsevent.pool import Group, Pool  # noqa: E402
 
 __all__ += ["Group", "Pool", "local"]
+
+# The original API's file functions: ptsevent.open is ptsevent.os.open (a
+# builtins.open that does not block the hub on pipes, FIFOs, ttys and
+# devices), with fdopen and the file_compat alias. Left out of __all__ so
+# that a star import does not shadow the builtin open.
+from ptsevent.os import fdopen, file_compat, open  # noqa: E402,A001

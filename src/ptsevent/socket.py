@@ -343,6 +343,21 @@ def create_server(address, *, family=_socket.AF_INET, backlog=None,
     return socket(std.family, std.type, std.proto, std.detach())
 
 
+def socketfile_compat(sock, mode="r", buffering=None, *, encoding=None,
+                      errors=None, newline=None):
+    """The file object of a cooperative socket: ``sock.makefile(...)``.
+
+    Python 3's counterpart of the ``socket._fileobject`` class the original
+    name replaced: a buffered (or text) file over the socket whose reads and
+    writes block only the calling tasklet. ``sock`` must be a ptsevent
+    socket, since a plain socket's file would block the whole thread."""
+    if not isinstance(sock, socket):
+        raise TypeError(f"socketfile_compat() needs a ptsevent socket, not "
+                        f"{type(sock).__name__}")
+    return sock.makefile(mode, buffering, encoding=encoding, errors=errors,
+                         newline=newline)
+
+
 # The names of the original Syncless API.
 socket_compat = socket
 realsocket_compat = socket
