@@ -162,9 +162,12 @@ static PyObject* Timer_cancel(Timer* self, PyObject*) {
   // Another thread's hub owns the timer and may be polling without the GIL
   // right now: it cancels this run of the timer itself (until then the
   // timer may still fire). A hub that is gone has disarmed it already.
-  if (!Hub::alive(self->hub_) || self->hub_->serial() != self->hub_serial_) Py_RETURN_NONE;
-  py::Ref fn = py::Ref::steal(PyObject_GetAttrString(self->self(), "_cancel_run"));
-  py::Ref args = py::Ref::steal(Py_BuildValue("(K)", static_cast<unsigned long long>(self->starts_)));
+  if (!Hub::alive(self->hub_) || self->hub_->serial() != self->hub_serial_)
+    Py_RETURN_NONE;
+  py::Ref fn =
+      py::Ref::steal(PyObject_GetAttrString(self->self(), "_cancel_run"));
+  py::Ref args = py::Ref::steal(
+      Py_BuildValue("(K)", static_cast<unsigned long long>(self->starts_)));
   if (!fn || !args) return nullptr;
   if (Hub::post_call(self->hub_->thread_ident(), fn.get(), args.get()) < 0)
     PyErr_Clear();  // that hub is closing: nothing is left to fire
@@ -175,8 +178,10 @@ static PyObject* Timer_cancel(Timer* self, PyObject*) {
 // still in its n-th run (not restarted since).
 static PyObject* Timer_cancel_run(Timer* self, PyObject* arg) {
   unsigned long long n = PyLong_AsUnsignedLongLong(arg);
-  if (n == static_cast<unsigned long long>(-1) && PyErr_Occurred()) return nullptr;
-  if (n == self->starts_ && Hub::here(self->hub_, self->hub_serial_)) cancel_here(self);
+  if (n == static_cast<unsigned long long>(-1) && PyErr_Occurred())
+    return nullptr;
+  if (n == self->starts_ && Hub::here(self->hub_, self->hub_serial_))
+    cancel_here(self);
   Py_RETURN_NONE;
 }
 
@@ -191,7 +196,9 @@ static PyMethodDef Timer_methods[] = {
      METH_NOARGS,
      "disarm; does nothing if not armed (from another thread: handed to the "
      "timer's hub, and it may still fire until that hub has run it)"},
-    {"_cancel_run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Timer_cancel_run)),
+    {"_cancel_run",
+     reinterpret_cast<PyCFunction>(
+         reinterpret_cast<void (*)()>(Timer_cancel_run)),
      METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr}};
 

@@ -22,11 +22,11 @@ using hub::Tasklet;
 PyTypeObject* IoHandleType = nullptr;
 
 // recv(n) receives into a per-thread scratch buffer and copies what came
-// into a bytes object of the exact size, for n up to kScratchMax (or
-// larger n on a stream whose queued bytes fit in it): cheaper
-// than allocating n bytes and shrinking them for every message, and above
-// glibc's mmap threshold (128 KiB) it avoids an mmap, page faults and a
-// munmap per call. The buffer starts at kScratchSmall and grows on demand.
+// into a bytes object of the exact size, for n up to kScratchMax (or larger
+// n on a stream whose queued bytes fit in it): cheaper than allocating n
+// bytes and shrinking them for every message, and above glibc's mmap
+// threshold (128 KiB) it avoids an mmap, page faults and a munmap per call.
+// The buffer starts at kScratchSmall and grows on demand.
 constexpr Py_ssize_t kScratchSmall = 64 * 1024;
 constexpr Py_ssize_t kScratchMax = 256 * 1024;
 // ... except after a read of kLargeRead bytes or more, when a request of at
@@ -386,9 +386,11 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* const* args, Py_ssize_t na
     if (h->closed_) return set_ebadf(), nullptr;
     if (wait_if_drained(h, d) < 0) return nullptr;
     int queued = 0;
-    if (ioctl(h->fd_, FIONREAD, &queued) == 0 && queued <= kScratchMax) size = kScratchMax;
+    if (ioctl(h->fd_, FIONREAD, &queued) == 0 && queued <= kScratchMax)
+      size = kScratchMax;
   }
-  bool direct = size > kScratchMax || (h->last_read_ >= kLargeRead && size <= kDirectMax);
+  bool direct = size > kScratchMax ||
+                (h->last_read_ >= kLargeRead && size <= kDirectMax);
   if (!direct) {
     char* scratch = scratch_buffer(size);
     if (!scratch) return nullptr;
