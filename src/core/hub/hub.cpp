@@ -676,11 +676,12 @@ int Hub::post_call(unsigned long thread, PyObject* fn, PyObject* args) {
   return -1;
 }
 
-int Hub::post_method(unsigned long thread, PyObject* obj, const char* name) {
+int Hub::post_method(unsigned long thread, PyObject* obj, const char* name,
+                     PyObject* args) {
   py::Ref fn = py::Ref::steal(PyObject_GetAttrString(obj, name));
-  py::Ref args = py::Ref::steal(PyTuple_New(0));
-  if (!fn || !args) return -1;
-  return post_call(thread, fn.get(), args.get());
+  py::Ref none = args ? py::Ref() : py::Ref::steal(PyTuple_New(0));
+  if (!fn || (!args && !none)) return -1;
+  return post_call(thread, fn.get(), args ? args : none.get());
 }
 
 // ------------------------------------------------------------- stats/exit

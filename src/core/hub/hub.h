@@ -183,6 +183,11 @@ class Hub {
   std::vector<Timer*> armed_timers_;
   // Whether `hub` still exists (a Waiter may outlive its thread's hub).
   static bool alive(Hub* hub);
+  // ... and is still the hub of that serial (a freed hub's address may be
+  // reused by a new one).
+  static bool alive(Hub* hub, uint64_t serial) {
+    return alive(hub) && hub->serial() == serial;
+  }
 
   // Hands a finished Waiter from another OS thread to this hub (GIL held
   // by the caller). Returns -1 with an error if the hub is closed.
@@ -191,9 +196,11 @@ class Hub {
   // (any thread may call it, GIL held). -1 with RuntimeError when that
   // thread has no hub.
   static int post_call(unsigned long thread, PyObject* fn, PyObject* args);
-  // post_call of obj.<name>() (the bound method keeps obj alive until it
-  // has run): how an object hands work to the hub that owns its state.
-  static int post_method(unsigned long thread, PyObject* obj, const char* name);
+  // post_call of obj.<name>(*args) (args a tuple, null for none; the bound
+  // method keeps obj alive until it has run): how an object hands work to
+  // the hub that owns its state.
+  static int post_method(unsigned long thread, PyObject* obj, const char* name,
+                         PyObject* args = nullptr);
   unsigned long thread_ident() const noexcept { return thread_ident_; }
 
   // Tasklet bookkeeping (tasklet.cpp).

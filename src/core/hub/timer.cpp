@@ -162,14 +162,12 @@ static PyObject* Timer_cancel(Timer* self, PyObject*) {
   // Another thread's hub owns the timer and may be polling without the GIL
   // right now: it cancels this run of the timer itself (until then the
   // timer may still fire). A hub that is gone has disarmed it already.
-  if (!Hub::alive(self->hub_) || self->hub_->serial() != self->hub_serial_)
-    Py_RETURN_NONE;
-  py::Ref fn =
-      py::Ref::steal(PyObject_GetAttrString(self->self(), "_cancel_run"));
+  if (!Hub::alive(self->hub_, self->hub_serial_)) Py_RETURN_NONE;
   py::Ref args = py::Ref::steal(
       Py_BuildValue("(K)", static_cast<unsigned long long>(self->starts_)));
-  if (!fn || !args) return nullptr;
-  if (Hub::post_call(self->hub_->thread_ident(), fn.get(), args.get()) < 0)
+  if (!args) return nullptr;
+  if (Hub::post_method(self->hub_->thread_ident(), self->self(), "_cancel_run",
+                       args.get()) < 0)
     PyErr_Clear();  // that hub is closing: nothing is left to fire
   Py_RETURN_NONE;
 }

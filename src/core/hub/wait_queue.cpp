@@ -70,8 +70,8 @@ PyObject* notify_method(WaitQueue* q, Py_ssize_t n) {
   if (!q->w_.owner_here()) {
     // Another OS thread: the owner's hub does it.
     py::Ref args = py::Ref::steal(Py_BuildValue("(n)", n));
-    py::Ref fn = py::Ref::steal(PyObject_GetAttrString(q->self(), "notify"));
-    if (!args || !fn || Hub::post_call(q->w_.thread, fn.get(), args.get()) < 0)
+    if (!args ||
+        Hub::post_method(q->w_.thread, q->self(), "notify", args.get()) < 0)
       return nullptr;
     return PyLong_FromLong(0);
   }

@@ -38,10 +38,6 @@ constexpr Py_ssize_t kDirectMax = 64 * 1024;
 
 namespace {
 
-bool hub_is(Hub* hub, uint64_t serial) {
-  return Hub::alive(hub) && hub->serial() == serial;
-}
-
 void set_ebadf() {
   errno = EBADF;
   PyErr_SetFromErrno(PyExc_OSError);
@@ -135,7 +131,7 @@ int IoHandle::wait(short what, double seconds) {
                       "this descriptor is being waited on in another thread");
       return -1;
     }
-    if (registered_ && hub_is(hub_, hub_serial_)) {
+    if (registered_ && Hub::alive(hub_, hub_serial_)) {
       // That hub may be polling without the GIL right now: it drops the
       // registration itself, and this tasklet waits until it has.
       Tasklet* me = hub->current();
@@ -225,7 +221,7 @@ static PyObject* IoHandle_new(PyTypeObject* type, PyObject* args,
 // handle until then (it is freed afterwards, in that thread).
 static void IoHandle_finalize(IoHandle* h) {
   if (!h->registered_ || Hub::here(h->hub_, h->hub_serial_) ||
-      !hub_is(h->hub_, h->hub_serial_))
+      !Hub::alive(h->hub_, h->hub_serial_))
     return;
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
@@ -239,7 +235,7 @@ static void IoHandle_dealloc(IoHandle* h) {
   if (PyObject_CallFinalizerFromDealloc(h->self()) < 0) return;  // resurrected
   // Here: this thread's hub, or one that is closing (its thread is in its
   // teardown, not polling, while we hold the GIL).
-  if (h->registered_ && hub_is(h->hub_, h->hub_serial_)) h->unregister();
+  if (h->registered_ && Hub::alive(h->hub_, h->hub_serial_)) h->unregister();
   if (h->weakrefs_) PyObject_ClearWeakRefs(h->self());
   tp->tp_free(h);
   Py_DECREF(tp);
@@ -259,7 +255,7 @@ static PyObject* IoHandle_close(IoHandle* h, PyObject*) {
   h->closed_ = true;
   if (Hub::here(h->hub_, h->hub_serial_)) {
     close_here(h);
-  } else if (h->registered_ && hub_is(h->hub_, h->hub_serial_)) {
+  } else if (h->registered_ && Hub::alive(h->hub_, h->hub_serial_)) {
     // Another thread's hub, which may be polling without the GIL right
     // now: it unregisters and wakes its own waiters (the bound method
     // keeps this handle alive until then).
