@@ -31,6 +31,7 @@ import platform
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -487,11 +488,8 @@ def drive(args, impls, conns_list, sizes):
 
 
 def _median(values):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def print_targets(configs, results):
