@@ -6,14 +6,30 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ASAN_VENV := .venv-asan
 ASAN_PY := $(ASAN_VENV)/bin/python
-DEB_PACKAGES := libevent-dev node-llhttp pkg-config wrk dnsmasq g++ cmake
+# What building and running need; what only the tests and benchmarks need
+# (a DNS server, a load generator) is installed by `make test` / `make bench`.
+DEB_PACKAGES := libevent-dev node-llhttp pkg-config g++ cmake
+TEST_DEB_PACKAGES := dnsmasq wrk
 BUILD_DEPS := "scikit-build-core>=0.10" "nanobind>=2.4" "greenlet>=3" ninja
 SOURCES := $(shell find src CMakeLists.txt pyproject.toml -type f \
              -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: setup run test test-asan bench bench-wsgi clean debs
+.PHONY: setup run test test-asan bench bench-wsgi clean debs python-debs
 
-setup: debs $(VENV)/.built
+setup: debs python-debs $(VENV)/.built
+
+# A stock Debian python3 has neither venv's ensurepip (python3-venv) nor the
+# headers the build compiles against (python3-dev); other interpreters (pyenv,
+# a distribution's own build) bring both, and nothing is installed for them.
+python-debs:
+	@$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 11))" || { \
+	  echo "ptsevent needs Python 3.11 or later; $(PYTHON) is $$($(PYTHON) -V 2>&1)"; exit 1; }
+	@need=""; ver=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || need="$$need python$$ver-venv"; \
+	inc=$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("include"))'); \
+	test -f "$$inc/Python.h" || need="$$need python$$ver-dev"; \
+	if [ -n "$$need" ]; then \
+	  $(MAKE) --no-print-directory debs DEB_PACKAGES="$$need"; fi
 
 debs:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -40,10 +56,18 @@ $(VENV)/.built: $(VENV)/bin/python $(SOURCES)
 run: setup
 	$(PY) examples/demo.py
 
+# Every stage runs even when an earlier one fails, so one failure does not
+# hide the others' results; the summary names each stage's outcome and the
+# target fails if any stage did.
 test: setup $(ASAN_VENV)/.built
-	$(PY) -m pytest -q tests
-	$(MAKE) --no-print-directory test-asan
-	REQUEST_FUZZER_KNOWN=$(FUZZ_KNOWN) $(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory debs DEB_PACKAGES="$(TEST_DEB_PACKAGES)"
+	@failed=""; \
+	$(PY) -m pytest -q tests || failed="$$failed release"; \
+	$(MAKE) --no-print-directory test-asan || failed="$$failed asan"; \
+	REQUEST_FUZZER_KNOWN=$(FUZZ_KNOWN) $(MAKE) --no-print-directory fuzz-smoke \
+	  || failed="$$failed fuzz-smoke"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
+	echo "make test: release suite, ASan/UBSan suite and fuzz smoke run passed"
 
 # The core tests again with the extension built under AddressSanitizer and
 # UBSan, in a venv of its own (greenlet's stack copying needs

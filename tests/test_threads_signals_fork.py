@@ -437,11 +437,14 @@ SIGINT_WAITS = {
 }
 
 
+@pytest.mark.sigint
 @pytest.mark.parametrize("wait", list(SIGINT_WAITS))
 def test_sigint_raises_keyboard_interrupt_promptly_in_blocked_main(wait):
     source = textwrap.dedent(
         f"""
-        import os, time, ptsevent
+        import os, signal, time, ptsevent
+        # what this test relies on, whatever the parent left ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         r, w = os.pipe()
         ptsevent.hub_stats()
         print("READY", flush=True)
@@ -477,10 +480,12 @@ def test_sigint_raises_keyboard_interrupt_promptly_in_blocked_main(wait):
     assert out.splitlines() == ["KeyboardInterrupt True", "after 1"], err
 
 
+@pytest.mark.sigint
 def test_sigint_from_another_thread_wakes_the_hub(run_python):
     proc = run_python(
         """
         import os, signal, threading, time, ptsevent
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
         start = time.monotonic()
         try:
@@ -648,6 +653,7 @@ def test_blocking_call_in_signal_signal_handler_run_by_hub_raises_blocking_switc
 # --- fork ----------------------------------------------------------------------
 
 
+@pytest.mark.sigint
 def test_child_hub_works_after_fork(run_python):
     proc = run_python(script="fork_child.py", timeout=15)
     assert proc.returncode == 0, proc.stdout + proc.stderr

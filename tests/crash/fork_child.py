@@ -68,7 +68,9 @@ def exercise_hub(who):
 
 def child():
     exercise_hub("child")
-    # Ctrl-C still wakes the child's hub (its wake-up descriptors are its own)
+    # Ctrl-C still wakes the child's hub (its wake-up descriptors are its own);
+    # SIGINT may have been inherited as ignored (a test run in the background)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
     start = time.monotonic()
     try:
