@@ -78,3 +78,21 @@ __all__ += ["Group", "Pool", "local"]
 # devices), with fdopen and the file_compat alias. Left out of __all__ so
 # that a star import does not shadow the builtin open.
 from ptsevent.os import fdopen, file_compat, open  # noqa: E402,A001
+
+# The modules that mirror a standard one are attributes of the package as
+# well (``ptsevent.socket.create_connection``), imported on first use so that
+# ``import ptsevent`` stays cheap. ptsevent.gunicorn is only for gunicorn's
+# -k option and needs gunicorn installed: it is imported by name only.
+_SUBMODULES = frozenset({"hub", "os", "select", "socket", "stackless", "wsgi"})
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBMODULES)
