@@ -1203,13 +1203,15 @@ int64_t sequence_total(PyObject* result) {
   return total;
 }
 
-// Sends a list/tuple of bytes whose total is known, headers included, with
-// as few writev calls as possible.
+// Sends a list/tuple of bytes. Before the headers the total is the
+// body's length: it frames the response (one gather write when the
+// framing is ours). After write() the framing is already decided: the
+// items go through send_body like any other body bytes.
 int send_sequence(Connection* c, Request* req, PyObject* result, int64_t total) {
   Py_ssize_t n = PySequence_Fast_GET_SIZE(result);
   PyObject** items = PySequence_Fast_ITEMS(result);
-  if (n == 0 || total == 0) return send_headers(c, req, nullptr, 0, 0);
-  if (n == 1 || req->content_length >= 0 || req->no_body || req->is_head) {
+  if (req->headers_sent || n == 1 || req->content_length >= 0 ||
+      req->no_body || req->is_head) {
     for (Py_ssize_t i = 0; i < n; ++i) {
       const char* d = PyBytes_AS_STRING(items[i]);
       size_t len = static_cast<size_t>(PyBytes_GET_SIZE(items[i]));
@@ -1222,6 +1224,7 @@ int send_sequence(Connection* c, Request* req, PyObject* result, int64_t total) 
   }
   // Headers, then every item, in one gather write.
   if (send_headers(c, req, nullptr, 0, total) < 0) return -1;
+  if (total == 0) return 0;
   std::vector<struct iovec> iov;
   iov.reserve(static_cast<size_t>(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
@@ -1230,6 +1233,16 @@ int send_sequence(Connection* c, Request* req, PyObject* result, int64_t total) 
   }
   req->sent_body += static_cast<uint64_t>(total);
   return send_iov(c, iov.data(), static_cast<int>(iov.size()));
+}
+
+// Ends the response body whatever the app used to produce it (write(),
+// a returned iterable, list, tuple or file_wrapper): the headers if none
+// were sent, and the last chunk of a chunked body. The one place a
+// response ends, so that every path frames it the same way.
+int finish_body(Connection* c, Request* req) {
+  if (!req->headers_sent) return send_headers(c, req, nullptr, 0, 0);
+  if (!req->chunked) return 0;
+  return send_bytes(c, "0\r\n\r\n", 5);
 }
 
 // wsgi.file_wrapper over a regular file: sendfile(2). 1 if handled, 0 if
@@ -1628,9 +1641,8 @@ bool handle_request(Connection* c, Request* req) {
                             "the application returned without calling start_response()");
             rc = -1;
           }
-          if (rc == 0 && !req->headers_sent) rc = send_headers(c, req, nullptr, 0, 0);
-          if (rc == 0 && req->chunked) rc = send_bytes(c, "0\r\n\r\n", 5);
         }
+        if (rc == 0) rc = finish_body(c, req);
         if (rc < 0) exc = py::fetch_error();
         // The iterable's close() is always called.
         if (PyObject_HasAttr(result.get(), K.close)) {
