@@ -163,3 +163,112 @@ def test_write_then_file_wrapper_and_generator_terminate_the_chunked_body(serve_
     parsed, raw = responses(server.server_port, req("/file") + req("/gen") + AFTER)
     assert [(s, b) for s, _, b in parsed] == [
         (200, b"wfile-bytes"), (200, b"wg1g2"), (200, b"after")], raw
+
+
+# --- the app's headers cannot make the framing ambiguous ----------------------
+
+
+def headers_app(status, headers, body=(b"hello",)):
+    def app(environ, start_response):
+        start_response(status, list(headers))
+        return list(body)
+
+    return after_or(app)
+
+
+def test_identical_duplicate_content_length_is_sent_once(serve_app):
+    server = serve_app(headers_app("200 OK", [("Content-Length", "5"),
+                                              ("content-length", "5")]), validate=False)
+    parsed, raw = responses(server.server_port, req("/d") + AFTER)
+    assert [(s, b) for s, _, b in parsed] == [(200, b"hello"), (200, b"after")], raw
+    first = raw[:raw.index(b"\r\n\r\n")].lower()
+    assert first.count(b"content-length:") == 1, raw
+
+
+@pytest.mark.parametrize("values", [("5", "6"), ("6", "5"), ("5", "5", "50")])
+def test_conflicting_content_lengths_get_500_and_the_connection_stays_in_sync(serve_app,
+                                                                              values):
+    errors = Errors()
+    server = serve_app(headers_app("200 OK", [("Content-Length", v) for v in values]),
+                       validate=False, error_log=errors)
+    parsed, raw = responses(server.server_port, req("/d") + AFTER)
+    assert [s for s, _, _ in parsed] == [500, 200], raw
+    assert parsed[1][2] == b"after"
+    assert b"hello" not in raw
+    assert len(errors.records) == 1
+    assert "Content-Length" in str(errors.records[0][1])
+
+
+@pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
+@pytest.mark.parametrize("extra", [
+    pytest.param([("Content-Length", "5")], id="length"),
+    pytest.param([("Transfer-Encoding", "chunked")], id="te"),
+    pytest.param([], id="none"),
+])
+def test_no_length_and_no_body_on_204_and_304(serve_app, status, extra):
+    server = serve_app(headers_app(status, [("X-A", "1"), *extra]), validate=False)
+    parsed, raw = responses(server.server_port, req("/n") + AFTER)
+    assert [(s, b) for s, _, b in parsed] == [(int(status[:3]), b""), (200, b"after")], raw
+    first = raw[:raw.index(b"\r\n\r\n") + 4]
+    assert b"content-length" not in first.lower(), raw
+    assert b"transfer-encoding" not in first.lower(), raw
+    assert raw[len(first):].startswith(b"HTTP/1.1 200 OK\r\n"), raw
+
+
+@pytest.mark.parametrize("status", ["100 Continue", "101 Switching Protocols",
+                                    "103 Early Hints", "199 Whatever"])
+def test_1xx_as_the_final_status_gets_500_and_the_next_request_its_answer(serve_app,
+                                                                          status):
+    errors = Errors()
+    server = serve_app(headers_app(status, [("Upgrade", "websocket"),
+                                            ("Connection", "Upgrade")]),
+                       validate=False, error_log=errors)
+    parsed, raw = responses(server.server_port, req("/u") + AFTER)
+    assert [(s, b) for s, _, b in parsed][1:] == [(200, b"after")], raw
+    assert parsed[0][0] == 500, raw
+    assert not raw.startswith(b"HTTP/1.1 1"), raw
+    assert len(errors.records) == 1
+    message, exc = errors.records[0]
+    assert isinstance(exc, ValueError) and status[:3] in str(exc)
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+@pytest.mark.parametrize("body", ["list", "generator"])
+@pytest.mark.parametrize("extra", [
+    pytest.param([("Transfer-Encoding", "chunked"), ("Content-Length", "5")],
+                 id="te-and-length"),
+    pytest.param([("Content-Length", "5"), ("Transfer-Encoding", "gzip, chunked")],
+                 id="length-and-te-list"),
+    pytest.param([("Transfer-Encoding", "chunked")], id="te-only"),
+    pytest.param([("Transfer-Encoding", "identity")], id="te-identity"),
+])
+def test_the_apps_transfer_encoding_never_frames_the_response(serve_app, version, body,
+                                                               extra):
+    # Transfer-Encoding is hop-by-hop: the server frames the body itself and
+    # drops the app's, so a header of the app can never contradict the
+    # framing on the wire.
+    def app(environ, start_response):
+        start_response("200 OK", list(extra))
+        if body == "list":
+            return [b"hel", b"lo"]
+        return (x for x in [b"hel", b"lo"])
+
+    server = serve_app(after_or(app), validate=False)
+    ka = [("Connection", "keep-alive")] if version == "HTTP/1.0" else []
+    raw, closed = exchange(server.server_port, req("/t", version=version, headers=ka) + AFTER)
+    assert closed
+    head = raw[:raw.index(b"\r\n\r\n")].lower()
+    framing = [line for line in head.split(b"\r\n")
+               if line.startswith((b"transfer-encoding:", b"content-length:"))]
+    app_length = any(n == "Content-Length" for n, _ in extra)
+    if app_length or body == "list":
+        assert framing == [b"content-length: 5"], raw
+    elif version == "HTTP/1.1":
+        assert framing == [b"transfer-encoding: chunked"], raw
+    else:
+        assert framing == [], raw  # HTTP/1.0: the close ends the body
+    parsed = parse_responses(raw)
+    if framing:
+        assert [(s, b) for s, _, b in parsed] == [(200, b"hello"), (200, b"after")], raw
+    else:
+        assert len(parsed) == 1 and parsed[0][2] == b"hello", raw

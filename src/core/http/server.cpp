@@ -163,7 +163,7 @@ struct Request {
   bool started = false;
   bool headers_sent = false;
   bool chunked = false;
-  bool no_body = false;   // 1xx/204/304: no body, no framing
+  bool no_body = false;   // 204/304: no body, no framing
   bool is_head = false;
   bool keep_alive = true;
   bool continue_sent = false;
@@ -950,6 +950,17 @@ PyObject* start_response_call(PyObject* self, PyObject* args, PyObject* kwargs) 
   head.reserve(256);
   head.append("HTTP/1.1 ").append(st).append("\r\n");
   int code = (st[0] - '0') * 100 + (st[1] - '0') * 10 + (st[2] - '0');
+  if (code < 200) {
+    // An interim status is never the answer to a request: sent as the
+    // final one, every later response on the connection would be taken
+    // as the answer to the request before it.
+    PyErr_Format(PyExc_ValueError,
+                 "status %R is informational (1xx): not a final response", status);
+    return nullptr;
+  }
+  // 204 and 304 have no body, hence no framing: the app's Content-Length
+  // is not sent (a 304's would describe another response).
+  bool no_body = code == 204 || code == 304;
   int64_t content_length = -1;
   bool has_date = false, has_server = false, keep_alive = req->keep_alive;
   Py_ssize_t n = PyList_GET_SIZE(headers);
@@ -979,7 +990,14 @@ PyObject* start_response_call(PyObject* self, PyObject* args, PyObject* kwargs) 
         if (ch < '0' || ch > '9') goto bad_length;
         v = v * 10 + (ch - '0');
       }
+      if (content_length >= 0 && v != content_length) {
+        PyErr_Format(PyExc_ValueError, "conflicting Content-Length values: %lld and %R",
+                     static_cast<long long>(content_length), PyTuple_GET_ITEM(item, 1));
+        return nullptr;
+      }
+      bool repeated = content_length >= 0;
       content_length = v;
+      if (repeated || no_body) continue;  // one field, or none without a body
     } else if (iequals(name, "transfer-encoding")) {
       continue;  // the server frames the body itself
     } else if (iequals(name, "connection")) {
@@ -998,11 +1016,11 @@ PyObject* start_response_call(PyObject* self, PyObject* args, PyObject* kwargs) 
   }
   req->head.swap(head);
   req->status = code;
-  req->content_length = content_length;
+  req->content_length = no_body ? -1 : content_length;
   req->has_date = has_date;
   req->has_server = has_server;
   req->keep_alive = keep_alive;
-  req->no_body = code < 200 || code == 204 || code == 304;
+  req->no_body = no_body;
   req->started = true;
   if (!sr->write) sr->write = PyCFunction_New(&start_response_write_def, self);
   return Py_XNewRef(sr->write);
@@ -1555,9 +1573,12 @@ void detach(Request* req) {
   req->start_response.reset();
 }
 
-// An error before any header was sent: a plain response of our own.
-int send_simple(Connection* c, Request* req, int status, const char* text) {
-  req->keep_alive = false;
+// An error before any header was sent: a plain response of our own. The
+// connection goes on only if `keep_alive` (an app error, whose request was
+// read as framed: the next one starts where it ended).
+int send_simple(Connection* c, Request* req, int status, const char* text,
+                bool keep_alive) {
+  req->keep_alive = keep_alive;
   std::string body = std::to_string(status) + " " + reason_phrase(status) + "\n";
   (void)text;
   req->head = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
@@ -1663,7 +1684,8 @@ bool handle_request(Connection* c, Request* req) {
     } else if (!req->headers_sent) {
       int status = req->body_error ? req->body_error : 500;
       if (status == 500) log_error(s, "error in the WSGI application", exc.get());
-      if (send_simple(c, req, status, "") < 0) PyErr_Clear();
+      bool keep = status == 500 && p.keep_alive() && !s->stopping_;
+      if (send_simple(c, req, status, "", keep) < 0) PyErr_Clear();
     } else {
       log_error(s, "error in the WSGI application after the response started",
                 exc.get());
