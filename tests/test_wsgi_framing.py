@@ -272,3 +272,91 @@ def test_the_apps_transfer_encoding_never_frames_the_response(serve_app, version
         assert [(s, b) for s, _, b in parsed] == [(200, b"hello"), (200, b"after")], raw
     else:
         assert len(parsed) == 1 and parsed[0][2] == b"hello", raw
+
+
+# --- Host ---------------------------------------------------------------------
+
+
+def environ_app(seen):
+    """Records every environ (/after's too)."""
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+
+    inner = after_or(app)
+
+    def recording(environ, start_response):
+        seen.append(dict(environ))
+        return inner(environ, start_response)
+
+    return recording
+
+
+@pytest.mark.parametrize("host", [
+    "a b@c/d", "a@b", "a/b", "a?b", "a#b", "a\\b", "<a>", '"a"', "a:b:c", "a:80x",
+    "[::1", "[::1]x", "a]", "[a b]", "a%zz", "a%4", "a{b}", "a^b", "a|b", "\x80b",
+])
+def test_invalid_host_value_gets_400_and_close(serve_app, host):
+    seen = []
+    server = serve_app(environ_app(seen), validate=False)
+    data = req("/h", host=host)
+    parsed, raw = responses(server.server_port, data + AFTER)
+    assert [s for s, _, _ in parsed] == [400], raw
+    assert parsed[0][1]["connection"] == "close"
+    assert seen == []
+
+
+@pytest.mark.parametrize("host", [
+    "example.com", "example.com:8080", "127.0.0.1:1", "[::1]:8080", "[::1]",
+    "[v1.fe]", "", "a_b.c~d", "xn--b%C3%BC", "a!$&'()*+,;=b", "example.com:",
+])
+def test_valid_host_values_are_accepted(serve_app, host):
+    seen = []
+    server = serve_app(environ_app(seen), validate=False)
+    parsed, raw = responses(server.server_port, req("/h", host=host) + AFTER)
+    assert [(s, b) for s, _, b in parsed] == [(200, b"ok"), (200, b"after")], raw
+    assert seen[0]["HTTP_HOST"] == host
+
+
+def test_http11_without_host_gets_400_http10_without_host_is_served(serve_app):
+    seen = []
+    server = serve_app(environ_app(seen), validate=False)
+    parsed, raw = responses(server.server_port, req("/h", host=None) + AFTER)
+    assert [s for s, _, _ in parsed] == [400], raw
+    assert seen == []
+    raw, closed = exchange(server.server_port, req("/h", host=None, version="HTTP/1.0"))
+    assert closed and raw.startswith(b"HTTP/1.1 200 "), raw
+    assert "HTTP_HOST" not in seen[0]
+
+
+@pytest.mark.parametrize("target, host, path, query", [
+    ("http://example.com:8080/x?q=1", "example.com:8080", "/x", "q=1"),
+    ("http://example.com/a%20b", "example.com", "/a b", ""),
+    ("https://[::1]:8443", "[::1]:8443", "/", ""),
+    ("http://example.com?y", "example.com", "/", "y"),
+])
+def test_absolute_form_target_gives_http_host_from_its_authority(serve_app, target, host,
+                                                                 path, query):
+    seen = []
+    server = serve_app(environ_app(seen), validate=False)
+    parsed, raw = responses(server.server_port, req(target, host="other.org:81") + AFTER)
+    assert [(s, b) for s, _, b in parsed] == [(200, b"ok"), (200, b"after")], raw
+    env = seen[0]
+    assert env["HTTP_HOST"] == host
+    assert env["PATH_INFO"] == path and env["QUERY_STRING"] == query
+    assert env["SERVER_NAME"] == "127.0.0.1"
+    assert env["SERVER_PORT"] == str(server.server_port)
+    assert seen[1]["HTTP_HOST"] == "x"  # the next request: its own Host
+
+
+@pytest.mark.parametrize("target", [
+    "http://user@example.com/x", "http:///x", "http://a b/x", "http://exa<mple/x",
+    "http://example.com:8o/x",
+])
+def test_absolute_form_target_with_a_bad_authority_gets_400(serve_app, target):
+    seen = []
+    server = serve_app(environ_app(seen), validate=False)
+    parsed, raw = responses(server.server_port, req(target) + AFTER)
+    assert [s for s, _, _ in parsed] == [400], raw
+    assert seen == []

@@ -56,7 +56,52 @@ bool is_token_list(std::string_view v) {
   return any;
 }
 
+// uri-host [ ":" port ] (RFC 9112 section 3.2, RFC 3986 section 3.2.2):
+// an IP-literal in brackets, or reg-name / IPv4address characters
+// (unreserved, sub-delims, percent-escapes), then an optional port of
+// digits. Empty is valid (a Host for a target without an authority). No
+// userinfo, path, space or other delimiter: a value an application or a
+// proxy behind it could read as a different host.
+bool valid_host(std::string_view v) {
+  auto name_char = [](unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != 0 && std::strchr("-._~!$&'()*+,;=", c) != nullptr);
+  };
+  size_t i = 0;
+  if (!v.empty() && v[0] == '[') {
+    size_t close = v.find(']');
+    if (close == std::string_view::npos || close < 2) return false;
+    for (i = 1; i < close; ++i)
+      if (!name_char(static_cast<unsigned char>(v[i])) && v[i] != ':') return false;
+    i = close + 1;
+  } else {
+    while (i < v.size() && v[i] != ':') {
+      unsigned char c = v[i];
+      if (c == '%') {
+        if (i + 2 >= v.size() || !is_hex(v[i + 1]) || !is_hex(v[i + 2])) return false;
+        i += 3;
+        continue;
+      }
+      if (!name_char(c)) return false;
+      ++i;
+    }
+  }
+  if (i == v.size()) return true;
+  if (v[i] != ':') return false;
+  for (++i; i < v.size(); ++i)
+    if (v[i] < '0' || v[i] > '9') return false;
+  return true;
+}
+
 }  // namespace
+
+std::string_view target_authority(std::string_view target) {
+  size_t scheme = target.find("://");
+  if (target.empty() || target[0] == '/' || scheme == std::string_view::npos)
+    return std::string_view();
+  std::string_view rest = target.substr(scheme + 3);
+  return rest.substr(0, rest.find_first_of("/?#"));
+}
 
 const llhttp_settings_t* RequestParser::settings() {
   static const llhttp_settings_t s = [] {
@@ -280,7 +325,10 @@ int RequestParser::finish_field() noexcept {
   std::string_view name = field_name(f);
   if (name.empty()) return fail(400, "empty header field name");
   // Control characters in values: llhttp's strict mode refuses them.
-  if (iequals(name, "host")) ++host_count_;
+  if (iequals(name, "host")) {
+    ++host_count_;
+    if (!valid_host(field_value(f))) return fail(400, "invalid Host");
+  }
   return 0;
 }
 
@@ -360,6 +408,11 @@ int RequestParser::check_head() {
                 (i > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
       if (!ok) return fail(400, "bad scheme in absolute-form target");
     }
+    // The authority replaces Host (RFC 9112 section 3.2.2): it is checked
+    // as one, and must name a host.
+    std::string_view authority = target_authority(target);
+    if (authority.empty() || authority[0] == ':' || !valid_host(authority))
+      return fail(400, "invalid authority in absolute-form target");
   }
   if (minor_ == 1 && host_count_ != 1)
     return fail(400, host_count_ ? "more than one Host field" : "HTTP/1.1 request without Host");

@@ -173,6 +173,10 @@ class RequestParser {
 bool split_target(std::string_view target, std::string* path,
                   std::string_view* query);
 
+// The authority of an absolute-form target ("http://host:port/p" ->
+// "host:port"), or empty for any other form.
+std::string_view target_authority(std::string_view target);
+
 // The CGI name of a request header ("HTTP_" + upper case, '-' -> '_'), or
 // false when the name contains '_' (such fields are dropped: they could
 // otherwise impersonate the '-' spelling) or is Content-Type/-Length (they

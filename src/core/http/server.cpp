@@ -1460,6 +1460,14 @@ PyObject* build_environ(Connection* c, Request* req) {
   }
   for (auto& [k, joined] : repeated)
     if (set_item(d, k, latin1(joined)) < 0) return nullptr;
+  std::string_view target = p.target();
+  if (!target.empty() && target[0] != '/' && target != "*") {
+    // An absolute-form target names the host: it replaces Host (RFC 9112
+    // section 3.2.2). SERVER_NAME and SERVER_PORT stay the server's.
+    py::Ref host_key = py::Ref::steal(header_key("host", &key));
+    if (!host_key || set_item(d, host_key.get(), latin1(target_authority(target))) < 0)
+      return nullptr;
+  }
   return env.release();
 }
 
