@@ -360,3 +360,93 @@ def test_absolute_form_target_with_a_bad_authority_gets_400(serve_app, target):
     parsed, raw = responses(server.server_port, req(target) + AFTER)
     assert [s for s, _, _ in parsed] == [400], raw
     assert seen == []
+
+
+# --- empty lines before a request line ------------------------------------------
+
+
+def hello_app(environ, start_response):
+    body = environ["PATH_INFO"].encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def test_trickled_empty_lines_are_cut_at_the_header_timeout(serve_app):
+    server = serve_app(hello_app, header_timeout=0.5, keepalive_timeout=3.0)
+    sock = psocket.create_connection((HOST, server.server_port), timeout=5)
+    try:
+        started = time.monotonic()
+        closed_at = None
+        got = b""
+        while time.monotonic() - started < 4.0:
+            try:
+                sock.sendall(b"\r\n")
+            except OSError:
+                closed_at = time.monotonic()
+                break
+            sock.settimeout(0.15)
+            try:
+                data = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                data = b""
+            got += data
+            if not data:
+                closed_at = time.monotonic()
+                break
+        assert closed_at is not None, "still open after 4 s of empty lines"
+        # The header timeout runs from the first byte, empty lines included;
+        # they started no request, so the close comes without a 408.
+        assert closed_at - started < 1.5, closed_at - started
+        assert got == b"", got
+    finally:
+        sock.close()
+
+
+def test_empty_lines_after_a_response_do_not_rearm_the_keepalive_timer(serve_app):
+    server = serve_app(hello_app, header_timeout=0.5, keepalive_timeout=3.0)
+    sock = psocket.create_connection((HOST, server.server_port), timeout=5)
+    try:
+        sock.sendall(req("/first"))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        started = time.monotonic()
+        while time.monotonic() - started < 4.0:
+            try:
+                sock.sendall(b"\r\n")
+            except OSError:
+                break
+            sock.settimeout(0.15)
+            try:
+                if not sock.recv(4096):
+                    break
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                break
+        assert time.monotonic() - started < 1.5
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("n", [9, 64, 1000])
+def test_too_many_empty_lines_get_400_and_close(serve_app, n):
+    server = serve_app(hello_app)
+    raw, closed = exchange(server.server_port, b"\r\n" * n + req("/x") + AFTER)
+    assert closed
+    parsed = parse_responses(raw)
+    assert [s for s, _, _ in parsed] == [400], raw
+    assert b"/x" not in raw
+
+
+@pytest.mark.parametrize("how", ["whole", "bytes"])
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_a_few_empty_lines_before_a_request_are_ignored(serve_app, n, how):
+    server = serve_app(hello_app)
+    data = (b"\r\n" * n + req("/one") + b"\r\n" * n + req("/two", method="POST",
+            headers=[("Content-Length", "3")], body=b"abc") + b"\r\n" * n + AFTER)
+    raw, closed = exchange(server.server_port, data, how=how)
+    assert closed
+    assert [(s, b) for s, _, b in parse_responses(raw)] == [
+        (200, b"/one"), (200, b"/two"), (200, b"/after")], raw

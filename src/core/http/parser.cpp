@@ -151,6 +151,7 @@ void RequestParser::next_message() {
   rl_tail_len_ = 0;
   line_len_ = 0;
   field_lines_ = 0;
+  empty_lines_ = 0;
   if (phase_ == Phase::kError) return;
   phase_ = Phase::kHead;
   if (llhttp_get_errno(&parser_) == HPE_PAUSED) llhttp_resume(&parser_);
@@ -199,6 +200,8 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
       prev_cr_ = false;
       after_lf_ = true;
       line_len_ = 0;
+      if (!line_started_ && ++empty_lines_ > kMaxEmptyLines)
+        return fail(400, "too many empty lines before the request line");
       if (line_started_ && !request_line_done_) {
         request_line_done_ = true;
         // llhttp 8.1 also takes RTSP/x.y: only HTTP/1.x is HTTP here.
@@ -535,6 +538,7 @@ RequestParser::Status RequestParser::feed(const char* data, size_t len,
   if (phase_ == Phase::kError) return Status::kError;
   if (phase_ == Phase::kDone) return Status::kMessageEnd;
   body_ = body;
+  if (phase_ == Phase::kHead && len > 0) started_ = true;
   if (phase_ == Phase::kBody && llhttp_get_errno(&parser_) == HPE_PAUSED)
     llhttp_resume(&parser_);
   size_t pos = 0;

@@ -62,8 +62,16 @@ class RequestParser {
   // Frees the buffers of the previous head (an idle connection keeps none).
   void release() noexcept;
 
-  // Whether the current request has started (any byte of it seen).
+  // Whether the current request has started: any byte of it seen, the
+  // empty lines a client may send before a request line included (so that
+  // they run the header timeout, not the idle one).
   bool started() const noexcept { return started_; }
+  // Whether its request line has started (more than empty lines seen).
+  bool request_line_started() const noexcept { return line_started_; }
+
+  // Empty lines ignored before a request line (RFC 9112 section 2.2 asks
+  // for at least one): more are a 400.
+  static constexpr size_t kMaxEmptyLines = 4;
   bool in_body() const noexcept { return phase_ == Phase::kBody; }
 
   // The head, valid from kHead until next_message()/release().
@@ -160,6 +168,7 @@ class RequestParser {
   uint8_t rl_tail_len_ = 0;
   size_t line_len_ = 0;         // raw bytes of the current head line
   size_t field_lines_ = 0;      // header (or trailer) lines so far
+  size_t empty_lines_ = 0;      // before the request line
   char rl_tail_[8] = {};        // the last bytes of the request line
   bool pause_head_ = false;
   bool pause_end_ = false;

@@ -446,7 +446,8 @@ void process_conn(void* arg) {
   }
   if (c->state == Connection::State::kApp) return;
   if (c->timed_out) {
-    if (c->state == Connection::State::kHead) {
+    // Empty lines alone started no request: nothing to answer.
+    if (c->state == Connection::State::kHead && c->parser.request_line_started()) {
       send_error(c, 408, "the request head did not arrive in time");
       linger(c);
     } else {
