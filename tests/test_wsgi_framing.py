@@ -450,3 +450,74 @@ def test_a_few_empty_lines_before_a_request_are_ignored(serve_app, n, how):
     assert closed
     assert [(s, b) for s, _, b in parse_responses(raw)] == [
         (200, b"/one"), (200, b"/two"), (200, b"/after")], raw
+
+
+# --- wsgi.input.read() reserves memory as bytes arrive --------------------------
+
+
+def vm_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(field)
+
+
+@pytest.mark.parametrize("call", ["read()", "read(n)"])
+def test_input_read_of_a_huge_declared_length_reserves_what_arrived(serve_app, call):
+    declared = 1 << 30
+    state = {}
+
+    def app(environ, start_response):
+        inp = environ["wsgi.input"]
+        state["reading"] = True
+        try:
+            data = inp.read() if call == "read()" else inp.read(declared)
+            state["got"] = len(data)
+        except (OSError, ValueError) as e:
+            state["error"] = e
+            raise
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+        return [b""]
+
+    server = serve_app(app, validate=False, max_body=2 * declared)
+    before_vm, before_rss = vm_kib("VmSize"), vm_kib("VmRSS")
+    sock = psocket.create_connection((HOST, server.server_port), timeout=5)
+    try:
+        sock.sendall(req("/big", method="POST",
+                         headers=[("Content-Length", str(declared))]) + b"0123456789")
+        deadline = time.monotonic() + 5
+        while not state.get("reading") and time.monotonic() < deadline:
+            ptsevent.sleep(0.01)
+        ptsevent.sleep(0.1)  # the app now waits for the rest inside read()
+        assert "error" not in state and "got" not in state, state
+        grown_vm = vm_kib("VmSize") - before_vm
+        grown_rss = vm_kib("VmRSS") - before_rss
+    finally:
+        sock.close()
+    deadline = time.monotonic() + 5
+    while "error" not in state and time.monotonic() < deadline:
+        ptsevent.sleep(0.01)
+    assert isinstance(state.get("error"), ConnectionError), state
+    # 10 bytes arrived: nowhere near the declared 1 GiB of address space.
+    assert grown_vm < 64 * 1024, f"VmSize grew by {grown_vm} KiB"
+    assert grown_rss < 64 * 1024, f"VmRSS grew by {grown_rss} KiB"
+
+
+@pytest.mark.parametrize("size", [70_000, 1_000_003, 5 << 20])
+@pytest.mark.parametrize("call", ["read()", "read(n)"])
+def test_input_read_of_a_body_that_arrives_returns_all_of_it(serve_app, size, call):
+    body = os.urandom(size)
+    seen = []
+
+    def app(environ, start_response):
+        inp = environ["wsgi.input"]
+        seen.append(inp.read() if call == "read()" else inp.read(size + 100))
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+
+    server = serve_app(app, validate=False)
+    data = req("/b", method="POST", headers=[("Content-Length", str(size))]) + body
+    parsed, raw = responses(server.server_port, data + AFTER, timeout=10)
+    assert [s for s, _, _ in parsed] == [200, 200]
+    assert len(seen) == 2 and seen[0] == body and seen[1] == b""

@@ -703,7 +703,14 @@ PyObject* read_direct(Connection* c, Request* req, Py_ssize_t size, bool* handle
   if (want < avail + kDirectRead || want > static_cast<uint64_t>(PY_SSIZE_T_MAX)) return nullptr;
   *handled = true;
   if (continue_if_expected(c, req) < 0) return nullptr;
-  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(want));
+  // The declared length is the client's word, not bytes that arrived: the
+  // buffer grows with what is received (doubling, from kDirectRead), so a
+  // head declaring a gigabyte reserves no more than its first bytes need.
+  auto step = [want](uint64_t received) {
+    return std::min<uint64_t>(want, std::max<uint64_t>(kDirectRead, 2 * received));
+  };
+  uint64_t cap = step(avail);
+  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(cap));
   if (!out) return nullptr;
   char* dest = PyBytes_AS_STRING(out);
   memcpy(dest, c->body.data() + c->body_off, avail);
@@ -711,7 +718,12 @@ PyObject* read_direct(Connection* c, Request* req, Py_ssize_t size, bool* handle
   c->body_off = 0;
   size_t filled = avail;
   while (filled < want) {
-    ssize_t n = recv_body(c, req, dest + filled, static_cast<size_t>(want - filled));
+    if (filled == cap) {
+      cap = step(filled);
+      if (_PyBytes_Resize(&out, static_cast<Py_ssize_t>(cap)) < 0) return nullptr;
+      dest = PyBytes_AS_STRING(out);
+    }
+    ssize_t n = recv_body(c, req, dest + filled, static_cast<size_t>(cap - filled));
     if (n < 0) {
       Py_DECREF(out);
       return nullptr;
@@ -732,7 +744,7 @@ PyObject* read_direct(Connection* c, Request* req, Py_ssize_t size, bool* handle
     }
     if (st == RequestParser::Status::kMessageEnd) break;
   }
-  if (filled < want && _PyBytes_Resize(&out, static_cast<Py_ssize_t>(filled)) < 0)
+  if (filled < cap && _PyBytes_Resize(&out, static_cast<Py_ssize_t>(filled)) < 0)
     return nullptr;
   return out;
 }
