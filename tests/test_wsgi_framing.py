@@ -521,3 +521,90 @@ def test_input_read_of_a_body_that_arrives_returns_all_of_it(serve_app, size, ca
     parsed, raw = responses(server.server_port, data + AFTER, timeout=10)
     assert [s for s, _, _ in parsed] == [200, 200]
     assert len(seen) == 2 and seen[0] == body and seen[1] == b""
+
+
+# --- a body over max_body: RequestEntityTooLarge, and a 413 -------------------
+
+CHUNKED_BIG = (b"POST /big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + (b"400\r\n" + b"z" * 0x400 + b"\r\n") * 3 + b"0\r\n\r\n")
+
+
+def test_request_entity_too_large_is_a_documented_valueerror():
+    exc = ptsevent.wsgi.RequestEntityTooLarge
+    assert exc is ptsevent._core.RequestEntityTooLarge
+    assert issubclass(exc, ValueError)
+    assert "RequestEntityTooLarge" in ptsevent.wsgi.__all__
+    assert "413" in exc.__doc__
+
+
+@pytest.mark.parametrize("what", ["propagate", "catch-200", "catch-500", "catch-then-write"])
+def test_chunked_body_over_max_body_raises_413_and_the_server_answers_413(serve_app, what):
+    seen = []
+
+    def app(environ, start_response):
+        try:
+            environ["wsgi.input"].read()
+        except ValueError as e:
+            seen.append(e)
+            if what == "propagate":
+                raise
+            status = "200 OK" if what == "catch-200" else "500 Internal Server Error"
+            write = start_response(status, [("Content-Type", "text/plain")])
+            if what == "catch-then-write":
+                write(b"")  # nothing sent yet: the server may still answer
+            return [b"the app's answer"]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"read all"]
+
+    errors = Errors()
+    server = serve_app(app, validate=False, max_body=2000, error_log=errors)
+    parsed, raw = responses(server.server_port, CHUNKED_BIG + AFTER)
+    assert [s for s, _, _ in parsed] == [413], raw
+    assert parsed[0][1]["connection"] == "close"
+    assert b"the app's answer" not in raw
+    assert len(seen) == 1
+    e = seen[0]
+    assert type(e) is ptsevent.wsgi.RequestEntityTooLarge
+    assert "413" in str(e) and "2000" in str(e)
+    assert errors.records == []  # a client error, not the app's
+
+
+def test_app_that_answers_a_client_error_itself_keeps_its_answer(serve_app):
+    def app(environ, start_response):
+        try:
+            environ["wsgi.input"].read()
+        except ptsevent.wsgi.RequestEntityTooLarge:
+            start_response("413 Content Too Large", [("Content-Type", "text/plain")])
+            return [b"custom page"]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"read all"]
+
+    server = serve_app(app, validate=False, max_body=2000)
+    parsed, raw = responses(server.server_port, CHUNKED_BIG + AFTER)
+    assert [(s, b) for s, _, b in parsed] == [(413, b"custom page")], raw
+    assert parsed[0][1]["connection"] == "close"
+
+
+def test_flask_app_reading_an_over_limit_chunked_body_gets_413(serve_app):
+    flask = pytest.importorskip("flask")
+    app = flask.Flask("framing")
+
+    @app.route("/big", methods=["POST"])
+    def big():
+        return f"got {len(flask.request.get_data())}"
+
+    server = serve_app(app.wsgi_app, validate=False, max_body=2000)
+    parsed, raw = responses(server.server_port, CHUNKED_BIG + AFTER)
+    assert [s for s, _, _ in parsed] == [413], raw
+
+    def run():
+        conn = http.client.HTTPConnection(HOST, server.server_port, timeout=5)
+        try:
+            conn.request("POST", "/big", body=iter([b"z" * 1500, b"z" * 1500]),
+                         headers={"Transfer-Encoding": "chunked"}, encode_chunked=True)
+            r = conn.getresponse()
+            return r.status, r.getheader("Connection")
+        finally:
+            conn.close()
+
+    assert ptsevent.run_in_thread(run) == (413, "close")

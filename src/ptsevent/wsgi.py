@@ -28,9 +28,12 @@ from _thread import get_ident as _get_ident
 from . import _core
 from ._core import getcurrent, sleep
 
-__all__ = ["WSGIServer", "serve", "FileWrapper", "DEFAULTS"]
+__all__ = ["WSGIServer", "serve", "FileWrapper", "RequestEntityTooLarge", "DEFAULTS"]
 
 FileWrapper = _core.FileWrapper
+#: Raised by ``wsgi.input`` when the request body goes over ``max_body``
+#: (a ``ValueError``); the server then answers 413 and closes.
+RequestEntityTooLarge = _core.RequestEntityTooLarge
 log = logging.getLogger("ptsevent.wsgi")
 access_logger = logging.getLogger("ptsevent.wsgi.access")
 

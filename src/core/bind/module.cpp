@@ -52,7 +52,15 @@ NB_MODULE(_core, m) {
       "ptsevent.BlockingSwitchOutError",
       "Raised when a blocking call is made in the hub itself.",
       PyExc_RuntimeError, nullptr);
-  if (!hub::LoopExit || !hub::BlockingSwitchOutError) throw nb::python_error();
+  http::RequestEntityTooLarge = PyErr_NewExceptionWithDoc(
+      "ptsevent.wsgi.RequestEntityTooLarge",
+      "Raised by wsgi.input when the request body goes over max_body: the "
+      "server answers 413 Content Too Large and closes the connection. A "
+      "ValueError, as for any other malformed body.",
+      PyExc_ValueError, nullptr);
+  if (!hub::LoopExit || !hub::BlockingSwitchOutError || !http::RequestEntityTooLarge)
+    throw nb::python_error();
+  m.attr("RequestEntityTooLarge") = nb::handle(http::RequestEntityTooLarge);
   m.attr("LoopExit") = nb::handle(hub::LoopExit);
   m.attr("BlockingSwitchOutError") = nb::handle(hub::BlockingSwitchOutError);
   m.attr("TaskletExit") = nb::handle(py::greenlet::exit_exception());

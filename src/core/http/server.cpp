@@ -25,6 +25,7 @@
 namespace ptsevent::http {
 
 PyTypeObject* ServerType = nullptr;
+PyObject* RequestEntityTooLarge = nullptr;
 
 namespace {
 
@@ -642,7 +643,12 @@ RequestParser::Status feed_body(Connection* c, Request* req, const char* data,
   if (st == RequestParser::Status::kError) {
     req->body_error = c->parser.error_status();
     req->keep_alive = false;
-    PyErr_Format(PyExc_ValueError, "malformed request body: %s", c->parser.error_reason());
+    if (req->body_error == 413)
+      PyErr_Format(RequestEntityTooLarge, "413 Content Too Large: %s (max_body is %llu bytes)",
+                   c->parser.error_reason(),
+                   static_cast<unsigned long long>(c->server->options_.limits.max_body));
+    else
+      PyErr_Format(PyExc_ValueError, "malformed request body: %s", c->parser.error_reason());
   }
   return st;
 }
@@ -1638,6 +1644,20 @@ bool handle_request(Connection* c, Request* req) {
     if (env) {
       py::Ref result = py::Ref::steal(PyObject_CallFunctionObjArgs(
           s->app_.get(), env.get(), req->start_response.get(), nullptr));
+      if (result && req->body_error && !req->headers_sent &&
+          !(req->started && req->status >= 400 && req->status < 500)) {
+        // wsgi.input refused the body (413, 400) and the app answered
+        // anyway, often with a framework's 500 for the exception: the
+        // client gets the status its request earned. An app that chose a
+        // client error itself keeps its answer.
+        if (PyObject_HasAttr(result.get(), K.close)) {
+          py::Ref r = py::Ref::steal(PyObject_CallMethodNoArgs(result.get(), K.close));
+          if (!r) PyErr_WriteUnraisable(result.get());
+        }
+        result.reset();
+        if (send_simple(c, req, req->body_error, "", false) < 0) PyErr_Clear();
+        ok = true;
+      }
       if (result) {
         int rc = 0;
         int64_t total = sequence_total(result.get());

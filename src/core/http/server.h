@@ -131,6 +131,10 @@ struct Server {
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
 };
 
+// ptsevent.wsgi.RequestEntityTooLarge (a ValueError): what wsgi.input
+// raises when the request body goes over max_body. Made by the module.
+extern PyObject* RequestEntityTooLarge;
+
 PyTypeObject* make_server_type();
 PyTypeObject* file_wrapper_type();
 extern PyTypeObject* ServerType;
