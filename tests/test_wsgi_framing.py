@@ -608,3 +608,30 @@ def test_flask_app_reading_an_over_limit_chunked_body_gets_413(serve_app):
             conn.close()
 
     assert ptsevent.run_in_thread(run) == (413, "close")
+
+
+# --- a refused head is judged on the head alone -----------------------------------
+
+
+@pytest.mark.parametrize("how", ["whole", "bytes", 2])
+@pytest.mark.parametrize("first", [b"\x00", b"\r", b"\n", b"\r\n", b" ", b"\x01", b"a"])
+def test_content_length_over_max_body_is_413_whatever_the_body_bytes(serve_app, first,
+                                                                     how):
+    seen = []
+    server = serve_app(environ_app(seen), validate=False, max_body=10)
+    data = req("/big", method="POST", headers=[("Content-Length", "99")]) + first + b"x" * 20
+    raw, closed = exchange(server.server_port, data, how=how)
+    assert closed
+    assert [s for s, _, _ in parse_responses(raw)] == [413], raw
+    assert seen == []
+
+
+@pytest.mark.parametrize("first", [b"\x00", b"\n", b"\r"])
+def test_other_head_errors_do_not_look_at_the_body_either(serve_app, first):
+    # 417 for an expectation we do not meet, from the head alone.
+    server = serve_app(hello_app)
+    data = req("/e", method="POST", headers=[("Content-Length", "5"),
+                                             ("Expect", "something")]) + first + b"abcd"
+    raw, closed = exchange(server.server_port, data)
+    assert closed
+    assert [s for s, _, _ in parse_responses(raw)] == [417], raw

@@ -183,6 +183,7 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
   size_t& used = in_trailers_ ? trailer_bytes_ : head_bytes_;
   size_t room = limit > used ? limit - used : 0;
   size_t n = len < room ? len : room;
+  bool ended = false;
   for (size_t i = 0; i < n; ++i) {
     if (!prev_cr_ && !after_lf_ && line_started_) {
       // Fast path: skip the bytes that need no attention.
@@ -199,6 +200,7 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
       if (c != '\n') return fail(400, "bare CR in the request head or trailers");
       prev_cr_ = false;
       after_lf_ = true;
+      bool empty = line_len_ == 0;
       line_len_ = 0;
       if (!line_started_ && ++empty_lines_ > kMaxEmptyLines)
         return fail(400, "too many empty lines before the request line");
@@ -207,6 +209,14 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
         // llhttp 8.1 also takes RTSP/x.y: only HTTP/1.x is HTTP here.
         if (rl_tail_len_ < 8 || std::memcmp(rl_tail_ + rl_tail_len_ - 8, "HTTP/1.", 7) != 0)
           return fail(505, "only HTTP/1.0 and HTTP/1.1 are supported");
+      } else if (empty && request_line_done_) {
+        // The empty line that ends the head (or the trailers): what
+        // follows is body or the next request, never head bytes. When
+        // llhttp stops on an error of the head (a 413 for its
+        // Content-Length), the byte after it is not judged as head.
+        n = i + 1;
+        ended = true;
+        break;
       }
       continue;
     }
@@ -231,7 +241,7 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
     }
   }
   used += n;
-  if (n < len)
+  if (n < len && !ended)
     return fail(431, in_trailers_ ? "trailer block too large" : "request header block too large");
   return 0;
 }
