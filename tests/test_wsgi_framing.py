@@ -635,3 +635,87 @@ def test_other_head_errors_do_not_look_at_the_body_either(serve_app, first):
     raw, closed = exchange(server.server_port, data)
     assert closed
     assert [s for s, _, _ in parse_responses(raw)] == [417], raw
+
+
+# --- a body that does not match the app's Content-Length is logged ---------------
+
+
+def mismatch_app(style, length, body=b"hello"):
+    def app(environ, start_response):
+        headers = [("Content-Type", "text/plain"), ("Content-Length", str(length))]
+        if style == "write":
+            write = start_response("200 OK", headers)
+            write(body[:2])
+            write(body[2:])
+            return []
+        start_response("200 OK", headers)
+        if style == "list":
+            return [body[:2], body[2:]]
+        return (x for x in [body[:2], body[2:]])
+
+    return after_or(app)
+
+
+@pytest.mark.parametrize("style", ["list", "generator", "write"])
+@pytest.mark.parametrize("length, sent", [(10, b"hello"), (3, b"hel")],
+                         ids=["too-short", "too-long"])
+def test_content_length_mismatch_is_logged_and_extra_bytes_never_sent(serve_app, style,
+                                                                      length, sent):
+    errors = Errors()
+    server = serve_app(mismatch_app(style, length), validate=False, error_log=errors)
+    raw, closed = exchange(server.server_port,
+                           req("/m?q=1", method="POST", headers=[("Content-Length", "0")])
+                           + AFTER, timeout=2)
+    assert closed
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Content-Length: %d" % length in head
+    # Never more than declared: the rest of a too-long body is dropped, not
+    # left to be read as the next response; then the connection closes.
+    assert body == sent, raw
+    assert raw.count(b"HTTP/1.1 ") == 1
+    assert len(errors.records) == 1, errors.records
+    message, exc = errors.records[0]
+    assert exc is None
+    assert "POST /m?q=1" in message
+    assert f"Content-Length {length}" in message
+    assert "gave 5 bytes" in message, message
+
+
+def test_content_length_mismatch_goes_to_the_ptsevent_wsgi_logger_at_error(serve_app,
+                                                                         caplog):
+    server = serve_app(mismatch_app("list", 10), validate=False)
+    with caplog.at_level(logging.ERROR, logger="ptsevent.wsgi"):
+        exchange(server.server_port, req("/m"), timeout=2)
+    records = [r for r in caplog.records if r.name == "ptsevent.wsgi"]
+    assert len(records) == 1 and records[0].levelno == logging.ERROR
+    assert "GET /m" in records[0].getMessage()
+
+
+def test_file_wrapper_shorter_than_its_content_length_is_logged(serve_app, tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"12345")
+    errors = Errors()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "8")])
+        return environ["wsgi.file_wrapper"](open(path, "rb"))
+
+    server = serve_app(app, validate=False, error_log=errors)
+    raw, closed = exchange(server.server_port, req("/f") + AFTER, timeout=2)
+    assert closed and raw.endswith(b"\r\n\r\n12345"), raw
+    assert len(errors.records) == 1
+    assert "GET /f" in errors.records[0][0] and "Content-Length 8" in errors.records[0][0]
+
+
+def test_matching_lengths_and_app_errors_log_no_mismatch(serve_app):
+    errors = Errors()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+        yield b"hello"
+        raise RuntimeError("late")
+
+    server = serve_app(after_or(app), validate=False, error_log=errors)
+    exchange(server.server_port, req("/x"), timeout=2)
+    # The app's error is logged once; no second line about the length.
+    assert [type(e) for _, e in errors.records] == [RuntimeError], errors.records

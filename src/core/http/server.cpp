@@ -160,6 +160,7 @@ struct Request {
   int minor = 1;
   int64_t content_length = -1;  // the app's Content-Length
   uint64_t sent_body = 0;
+  uint64_t app_body = 0;  // body bytes the app produced (sent or not)
   int body_error = 0;  // a status the request body earned (400, 413)
   bool started = false;
   bool headers_sent = false;
@@ -1182,6 +1183,7 @@ int send_headers(Connection* c, Request* req, const char* first, size_t first_le
   else if (req->minor == 0) h.append("Connection: keep-alive\r\n");
   h.append("\r\n");
   req->headers_sent = true;
+  req->app_body += first_len;
   if (req->no_body || req->is_head) first_len = 0;
   if (req->content_length >= 0 && !req->no_body && !req->is_head &&
       static_cast<uint64_t>(req->content_length) < first_len) {
@@ -1209,6 +1211,7 @@ int send_body(Connection* c, Request* req, const char* data, size_t len) {
     if (len == 0) return 0;
     return send_headers(c, req, data, len, -1);
   }
+  req->app_body += len;
   if (len == 0 || req->no_body || req->is_head) return 0;
   if (req->content_length >= 0) {
     uint64_t room = static_cast<uint64_t>(req->content_length) - req->sent_body;
@@ -1269,6 +1272,7 @@ int send_sequence(Connection* c, Request* req, PyObject* result, int64_t total) 
     if (len) iov.push_back({PyBytes_AS_STRING(items[i]), len});
   }
   req->sent_body += static_cast<uint64_t>(total);
+  req->app_body += static_cast<uint64_t>(total);
   return send_iov(c, iov.data(), static_cast<int>(iov.size()));
 }
 
@@ -1309,6 +1313,7 @@ int send_file(Connection* c, Request* req, FileWrapper* fw) {
     if (offset < 0) return 0;
   }
   uint64_t count = st.st_size > offset ? static_cast<uint64_t>(st.st_size - offset) : 0;
+  req->app_body += count;  // what the file holds now; sent below up to the length
   if (req->content_length >= 0 && static_cast<uint64_t>(req->content_length) < count)
     count = static_cast<uint64_t>(req->content_length);
   if (send_headers(c, req, nullptr, 0, static_cast<int64_t>(count)) < 0) return -1;
@@ -1621,6 +1626,20 @@ int send_simple(Connection* c, Request* req, int status, const char* text,
                       static_cast<int64_t>(body.size()));
 }
 
+void log_length_mismatch(Connection* c, Request* req) {
+  std::string m = "response body does not match its Content-Length: ";
+  escape_into(&m, c->parser.method());
+  m.push_back(' ');
+  escape_into(&m, c->parser.target());
+  m.append(" declared Content-Length ").append(std::to_string(req->content_length));
+  m.append(", the application gave ").append(std::to_string(req->app_body));
+  m.append(" bytes");
+  if (req->app_body > req->sent_body)
+    m.append(" (").append(std::to_string(req->sent_body)).append(" sent, the rest dropped)");
+  m.append("; connection closed");
+  log_error(c->server, m.c_str(), nullptr);
+}
+
 // Calls the app for the parsed head and writes its response. Returns true
 // when the connection may carry another request.
 bool handle_request(Connection* c, Request* req) {
@@ -1737,7 +1756,14 @@ bool handle_request(Connection* c, Request* req) {
   if (req->content_length >= 0 && !req->no_body && !req->is_head &&
       req->sent_body != static_cast<uint64_t>(req->content_length))
     req->length_mismatch = true;
-  if (req->length_mismatch) req->keep_alive = false;
+  if (req->length_mismatch) {
+    req->keep_alive = false;
+    // The connection closes (the client cannot tell where the body ends,
+    // or the bytes over the length were dropped): say why, unless an
+    // error already ended the response.
+    if (!exc && !req->client_gone && !c->send_failed && !c->aborted)
+      log_length_mismatch(c, req);
+  }
   access_log(c, req, started);
   detach(req);
   if (!req->keep_alive) return false;
