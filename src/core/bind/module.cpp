@@ -58,7 +58,8 @@ NB_MODULE(_core, m) {
       "server answers 413 Content Too Large and closes the connection. A "
       "ValueError, as for any other malformed body.",
       PyExc_ValueError, nullptr);
-  if (!hub::LoopExit || !hub::BlockingSwitchOutError || !http::RequestEntityTooLarge)
+  if (!hub::LoopExit || !hub::BlockingSwitchOutError ||
+      !http::RequestEntityTooLarge)
     throw nb::python_error();
   m.attr("RequestEntityTooLarge") = nb::handle(http::RequestEntityTooLarge);
   m.attr("LoopExit") = nb::handle(hub::LoopExit);

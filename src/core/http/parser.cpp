@@ -64,7 +64,8 @@ bool is_token_list(std::string_view v) {
 // proxy behind it could read as a different host.
 bool valid_host(std::string_view v) {
   auto name_char = [](unsigned char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+           (c >= 'A' && c <= 'Z') ||
            (c != 0 && std::strchr("-._~!$&'()*+,;=", c) != nullptr);
   };
   size_t i = 0;
@@ -72,13 +73,15 @@ bool valid_host(std::string_view v) {
     size_t close = v.find(']');
     if (close == std::string_view::npos || close < 2) return false;
     for (i = 1; i < close; ++i)
-      if (!name_char(static_cast<unsigned char>(v[i])) && v[i] != ':') return false;
+      if (!name_char(static_cast<unsigned char>(v[i])) && v[i] != ':')
+        return false;
     i = close + 1;
   } else {
     while (i < v.size() && v[i] != ':') {
       unsigned char c = v[i];
       if (c == '%') {
-        if (i + 2 >= v.size() || !is_hex(v[i + 1]) || !is_hex(v[i + 2])) return false;
+        if (i + 2 >= v.size() || !is_hex(v[i + 1]) || !is_hex(v[i + 2]))
+          return false;
         i += 3;
         continue;
       }

@@ -165,7 +165,7 @@ struct Request {
   bool started = false;
   bool headers_sent = false;
   bool chunked = false;
-  bool no_body = false;   // 204/304: no body, no framing
+  bool no_body = false;  // 204/304: no body, no framing
   bool is_head = false;
   bool keep_alive = true;
   bool continue_sent = false;
@@ -449,7 +449,8 @@ void process_conn(void* arg) {
   if (c->state == Connection::State::kApp) return;
   if (c->timed_out) {
     // Empty lines alone started no request: nothing to answer.
-    if (c->state == Connection::State::kHead && c->parser.request_line_started()) {
+    if (c->state == Connection::State::kHead &&
+        c->parser.request_line_started()) {
       send_error(c, 408, "the request head did not arrive in time");
       linger(c);
     } else {
@@ -645,11 +646,14 @@ RequestParser::Status feed_body(Connection* c, Request* req, const char* data,
     req->body_error = c->parser.error_status();
     req->keep_alive = false;
     if (req->body_error == 413)
-      PyErr_Format(RequestEntityTooLarge, "413 Content Too Large: %s (max_body is %llu bytes)",
-                   c->parser.error_reason(),
-                   static_cast<unsigned long long>(c->server->options_.limits.max_body));
+      PyErr_Format(
+          RequestEntityTooLarge,
+          "413 Content Too Large: %s (max_body is %llu bytes)",
+          c->parser.error_reason(),
+          static_cast<unsigned long long>(c->server->options_.limits.max_body));
     else
-      PyErr_Format(PyExc_ValueError, "malformed request body: %s", c->parser.error_reason());
+      PyErr_Format(PyExc_ValueError, "malformed request body: %s",
+                   c->parser.error_reason());
   }
   return st;
 }
@@ -714,10 +718,12 @@ PyObject* read_direct(Connection* c, Request* req, Py_ssize_t size, bool* handle
   // buffer grows with what is received (doubling, from kDirectRead), so a
   // head declaring a gigabyte reserves no more than its first bytes need.
   auto step = [want](uint64_t received) {
-    return std::min<uint64_t>(want, std::max<uint64_t>(kDirectRead, 2 * received));
+    return std::min<uint64_t>(want,
+                              std::max<uint64_t>(kDirectRead, 2 * received));
   };
   uint64_t cap = step(avail);
-  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(cap));
+  PyObject* out =
+      PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(cap));
   if (!out) return nullptr;
   char* dest = PyBytes_AS_STRING(out);
   memcpy(dest, c->body.data() + c->body_off, avail);
@@ -727,10 +733,12 @@ PyObject* read_direct(Connection* c, Request* req, Py_ssize_t size, bool* handle
   while (filled < want) {
     if (filled == cap) {
       cap = step(filled);
-      if (_PyBytes_Resize(&out, static_cast<Py_ssize_t>(cap)) < 0) return nullptr;
+      if (_PyBytes_Resize(&out, static_cast<Py_ssize_t>(cap)) < 0)
+        return nullptr;
       dest = PyBytes_AS_STRING(out);
     }
-    ssize_t n = recv_body(c, req, dest + filled, static_cast<size_t>(cap - filled));
+    ssize_t n =
+        recv_body(c, req, dest + filled, static_cast<size_t>(cap - filled));
     if (n < 0) {
       Py_DECREF(out);
       return nullptr;
@@ -751,7 +759,8 @@ PyObject* read_direct(Connection* c, Request* req, Py_ssize_t size, bool* handle
     }
     if (st == RequestParser::Status::kMessageEnd) break;
   }
-  if (filled < cap && _PyBytes_Resize(&out, static_cast<Py_ssize_t>(filled)) < 0)
+  if (filled < cap &&
+      _PyBytes_Resize(&out, static_cast<Py_ssize_t>(filled)) < 0)
     return nullptr;
   return out;
 }
@@ -975,7 +984,8 @@ PyObject* start_response_call(PyObject* self, PyObject* args, PyObject* kwargs) 
     // final one, every later response on the connection would be taken
     // as the answer to the request before it.
     PyErr_Format(PyExc_ValueError,
-                 "status %R is informational (1xx): not a final response", status);
+                 "status %R is informational (1xx): not a final response",
+                 status);
     return nullptr;
   }
   // 204 and 304 have no body, hence no framing: the app's Content-Length
@@ -1011,8 +1021,9 @@ PyObject* start_response_call(PyObject* self, PyObject* args, PyObject* kwargs) 
         v = v * 10 + (ch - '0');
       }
       if (content_length >= 0 && v != content_length) {
-        PyErr_Format(PyExc_ValueError, "conflicting Content-Length values: %lld and %R",
-                     static_cast<long long>(content_length), PyTuple_GET_ITEM(item, 1));
+        PyErr_Format(
+            PyExc_ValueError, "conflicting Content-Length values: %lld and %R",
+            static_cast<long long>(content_length), PyTuple_GET_ITEM(item, 1));
         return nullptr;
       }
       bool repeated = content_length >= 0;
@@ -1250,8 +1261,8 @@ int64_t sequence_total(PyObject* result) {
 int send_sequence(Connection* c, Request* req, PyObject* result, int64_t total) {
   Py_ssize_t n = PySequence_Fast_GET_SIZE(result);
   PyObject** items = PySequence_Fast_ITEMS(result);
-  if (req->headers_sent || n == 1 || req->content_length >= 0 ||
-      req->no_body || req->is_head) {
+  if (req->headers_sent || n == 1 || req->content_length >= 0 || req->no_body ||
+      req->is_head) {
     for (Py_ssize_t i = 0; i < n; ++i) {
       const char* d = PyBytes_AS_STRING(items[i]);
       size_t len = static_cast<size_t>(PyBytes_GET_SIZE(items[i]));
@@ -1313,7 +1324,8 @@ int send_file(Connection* c, Request* req, FileWrapper* fw) {
     if (offset < 0) return 0;
   }
   uint64_t count = st.st_size > offset ? static_cast<uint64_t>(st.st_size - offset) : 0;
-  req->app_body += count;  // what the file holds now; sent below up to the length
+  // What the file holds now; sent below up to the length.
+  req->app_body += count;
   if (req->content_length >= 0 && static_cast<uint64_t>(req->content_length) < count)
     count = static_cast<uint64_t>(req->content_length);
   if (send_headers(c, req, nullptr, 0, static_cast<int64_t>(count)) < 0) return -1;
@@ -1489,7 +1501,8 @@ PyObject* build_environ(Connection* c, Request* req) {
     // An absolute-form target names the host: it replaces Host (RFC 9112
     // section 3.2.2). SERVER_NAME and SERVER_PORT stay the server's.
     py::Ref host_key = py::Ref::steal(header_key("host", &key));
-    if (!host_key || set_item(d, host_key.get(), latin1(target_authority(target))) < 0)
+    if (!host_key ||
+        set_item(d, host_key.get(), latin1(target_authority(target))) < 0)
       return nullptr;
   }
   return env.release();
@@ -1631,11 +1644,14 @@ void log_length_mismatch(Connection* c, Request* req) {
   escape_into(&m, c->parser.method());
   m.push_back(' ');
   escape_into(&m, c->parser.target());
-  m.append(" declared Content-Length ").append(std::to_string(req->content_length));
+  m.append(" declared Content-Length ")
+      .append(std::to_string(req->content_length));
   m.append(", the application gave ").append(std::to_string(req->app_body));
   m.append(" bytes");
   if (req->app_body > req->sent_body)
-    m.append(" (").append(std::to_string(req->sent_body)).append(" sent, the rest dropped)");
+    m.append(" (")
+        .append(std::to_string(req->sent_body))
+        .append(" sent, the rest dropped)");
   m.append("; connection closed");
   log_error(c->server, m.c_str(), nullptr);
 }
@@ -1670,7 +1686,8 @@ bool handle_request(Connection* c, Request* req) {
         // client gets the status its request earned. An app that chose a
         // client error itself keeps its answer.
         if (PyObject_HasAttr(result.get(), K.close)) {
-          py::Ref r = py::Ref::steal(PyObject_CallMethodNoArgs(result.get(), K.close));
+          py::Ref r =
+              py::Ref::steal(PyObject_CallMethodNoArgs(result.get(), K.close));
           if (!r) PyErr_WriteUnraisable(result.get());
         }
         result.reset();
