@@ -11,7 +11,6 @@ http.client.
 import http.client
 import logging
 import os
-import socket as stdsocket
 import time
 
 import pytest
