@@ -173,6 +173,9 @@ struct Request {
   bool has_server = false;
   bool length_mismatch = false;
   bool client_gone = false;
+  // KeyboardInterrupt or SystemExit raised in the app: it ends the request
+  // and goes on out of the tasklet (to the main tasklet).
+  py::Ref escape;
 };
 
 struct Input {
@@ -1755,7 +1758,16 @@ bool handle_request(Connection* c, Request* req) {
   if (!ok && !exc) exc = py::fetch_error();
   if (exc) {
     bool killed = PyErr_GivenExceptionMatches(exc.get(), py::greenlet::exit_exception());
-    if (req->client_gone || c->send_failed || c->aborted || killed) {
+    if (PyErr_GivenExceptionMatches(exc.get(), PyExc_KeyboardInterrupt) ||
+        PyErr_GivenExceptionMatches(exc.get(), PyExc_SystemExit)) {
+      // Ctrl-C (the interpreter runs signal handlers in whichever tasklet
+      // runs Python code) or sys.exit(): the process is asked to stop, the
+      // app did nothing wrong. No 500: the connection closes unanswered.
+      req->keep_alive = false;
+      req->headers_sent = true;
+      c->aborted = true;
+      req->escape = std::move(exc);
+    } else if (req->client_gone || c->send_failed || c->aborted || killed) {
       req->keep_alive = false;
       req->headers_sent = true;  // nothing more to send
     } else if (!req->headers_sent) {
@@ -1844,6 +1856,7 @@ PyObject* serve(PyObject*, PyObject*) {
       break;
     }
     bool again;
+    py::Ref escape;
     {
       // On the heap: wsgi.input and start_response point to it, and a
       // suspended tasklet's stack does not stay where it was.
@@ -1851,9 +1864,15 @@ PyObject* serve(PyObject*, PyObject*) {
       req->conn = c;
       again = handle_request(c, req.get());
       if (s->stopping_) again = false;
+      escape = std::move(req->escape);
     }
     if (!again || c->aborted) {
       end_app(c);
+      if (escape) {
+        // Out of the tasklet: the hub raises it in the main tasklet.
+        py::raise(escape.get());
+        return nullptr;
+      }
       break;
     }
     c->parser.next_message();

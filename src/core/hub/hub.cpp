@@ -576,14 +576,28 @@ void Hub::deliver_signals() {
   // tasklet.
   if (PyErr_CheckSignals() < 0) {
     py::Ref exc = py::fetch_error();
-    Tasklet* m = reinterpret_cast<Tasklet*>(main_.get());
-    if (m && m->waiting_) {
-      interrupt(m, exc.get(), true);
-    } else {
+    if (!raise_in_main(exc.get())) {
       py::raise(exc.get());
       PyErr_WriteUnraisable(nullptr);
     }
   }
+}
+
+bool Hub::raise_in_main(PyObject* exc) {
+  Tasklet* m = reinterpret_cast<Tasklet*>(main_.get());
+  if (!m || m == current_ || !m->waiting_) return false;
+  interrupt(m, exc, true);
+  return true;
+}
+
+int Hub::check_signals() {
+  if (PyErr_CheckSignals() == 0) return 0;
+  Hub* hub = tls_hub;
+  if (!hub) return -1;
+  py::Ref exc = py::fetch_error();
+  if (hub->raise_in_main(exc.get())) return 0;
+  py::raise(exc.get());
+  return -1;
 }
 
 void Hub::on_signal(evutil_socket_t fd, short, void* arg) {

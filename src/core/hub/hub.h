@@ -141,6 +141,18 @@ class Hub {
   // wins. GIL held.
   void interrupt(Tasklet* t, PyObject* exc, bool override);
 
+  // Signals belong to the main tasklet: CPython runs signal handlers in the
+  // main thread, in whichever greenlet is running, and ptsevent promises
+  // that their exceptions (KeyboardInterrupt) reach the main tasklet.
+  // raise_in_main() throws `exc` there when the main tasklet is waiting;
+  // false when it cannot (the caller then keeps the exception).
+  bool raise_in_main(PyObject* exc);
+  // PyErr_CheckSignals() for a system call a tasklet made that a signal
+  // interrupted (EINTR): a handler's exception goes to the main tasklet
+  // and the caller goes on (0). -1 with the error set when the caller is
+  // the main tasklet (or nobody else can take it).
+  static int check_signals();
+
   // Bookkeeping of what can still wake a waiting tasklet (LoopExit).
   void on_event_armed() noexcept { ++armed_events_; }
   void on_event_disarmed() noexcept { --armed_events_; }

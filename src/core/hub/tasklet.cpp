@@ -276,11 +276,7 @@ static void run_job(Tasklet* t, py::Ref* value, py::Ref* exc) {
   }
   if (PyErr_GivenExceptionMatches(e, PyExc_KeyboardInterrupt) ||
       PyErr_GivenExceptionMatches(e, PyExc_SystemExit)) {
-    Tasklet* m = reinterpret_cast<Tasklet*>(hub->main_tasklet());
-    if (m && m->waiting_) {
-      hub->interrupt(m, e, true);
-      return;
-    }
+    if (hub->raise_in_main(e)) return;
   }
   Hub::report_error(t, e);
 }

@@ -314,7 +314,7 @@ int wait_if_drained(IoHandle* h, const Deadline& d) {
 
 int retry_after_failure(IoHandle* h, short what, const Deadline& d) {
   int err = errno;
-  if (err == EINTR) return PyErr_CheckSignals() < 0 ? -1 : 1;
+  if (err == EINTR) return Hub::check_signals() < 0 ? -1 : 1;
   if (what == EV_READ && (err == EAGAIN || err == EWOULDBLOCK) &&
       !h->peer_closed_) {
     h->maybe_readable_ = false;

@@ -36,7 +36,7 @@ int poll_now(std::vector<pollfd>& fds) {
       PyErr_SetFromErrno(PyExc_OSError);
       return -1;
     }
-    if (PyErr_CheckSignals() < 0) return -1;
+    if (hub::Hub::check_signals() < 0) return -1;
   }
 }
 
