@@ -103,3 +103,158 @@ def test_ctrl_c_with_requests_in_flight_reaches_the_main_tasklet(trial):
     assert "Traceback" not in err, err
     for data in answers:
         assert not data.startswith(b"HTTP/1.1 500"), data
+
+
+# --- stop(timeout) -------------------------------------------------------------
+
+
+def wait_for(predicate, timeout=2.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        ptsevent.sleep(0.005)
+    return True
+
+
+class Client:
+    """A cooperative client connection (this process's hub runs the server)."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = psocket.create_connection((HOST, port), timeout=timeout)
+
+    def send(self, path="/", keep_alive=True):
+        conn = "" if keep_alive else "Connection: close\r\n"
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{conn}\r\n".encode())
+
+    def until_closed(self, timeout=5.0):
+        self.sock.settimeout(timeout)
+        data = b""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return data
+                data += chunk
+        except ConnectionResetError:
+            return data
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def client():
+    made = []
+
+    def make(port, timeout=5.0):
+        c = Client(port, timeout)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def ok_app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
+def test_stop_refuses_new_connections_at_once_while_a_request_drains(serve_app, client):
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/slow":
+            ptsevent.sleep(0.5)
+        return ok_app(environ, start_response)
+
+    server = serve_app(app, validate=False)
+    port = server.server_port
+    busy = client(port)
+    busy.send("/slow", keep_alive=False)
+    assert wait_for(lambda: server.stats()["active"] == 1)
+    stopper = ptsevent.spawn(server.stop, 5)
+    ptsevent.sleep(0.05)
+    assert not stopper.dead  # still draining the slow request
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionRefusedError):
+        psocket.create_connection((HOST, port), timeout=2).close()
+    assert time.monotonic() - t0 < 0.1
+    # The request in flight still gets its whole answer.
+    assert busy.until_closed().endswith(b"\r\n\r\nok")
+    stopper.get(timeout=5)
+
+
+def test_stop_stops_accepting_on_a_listener_it_was_given(client):
+    listener = stdsocket.socket()
+    try:
+        listener.bind((HOST, 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+
+        def app(environ, start_response):
+            ptsevent.sleep(0.3)
+            return ok_app(environ, start_response)
+
+        server = WSGIServer(listener, app)
+        server.start()
+        busy = client(port)
+        busy.send("/", keep_alive=False)
+        assert wait_for(lambda: server.stats()["active"] == 1)
+        stopper = ptsevent.spawn(server.stop, 5)
+        ptsevent.sleep(0.05)
+        late = client(port)  # queued in the listener's backlog, never served
+        late.send("/late", keep_alive=False)
+        assert busy.until_closed().endswith(b"\r\n\r\nok")
+        stopper.get(timeout=5)
+        assert listener.fileno() != -1  # the caller's socket stays open
+        assert server.stats()["requests"] == 1
+    finally:
+        listener.close()
+
+
+def test_stop_timeout_is_counted_on_the_clock(serve_app, client):
+    # The app never ends and holds the hub 20 ms at a time: a timeout
+    # counted in sleep steps would last far longer than asked.
+    def app(environ, start_response):
+        while True:
+            time.sleep(0.02)
+            ptsevent.sleep(0)
+
+    server = serve_app(app, validate=False)
+    busy = client(server.server_port)
+    busy.send("/")
+    assert wait_for(lambda: server.stats()["active"] == 1)
+    t0 = time.monotonic()
+    server.stop(timeout=0.3)
+    elapsed = time.monotonic() - t0
+    assert 0.29 <= elapsed < 0.5, elapsed
+    data = busy.until_closed()
+    assert not data.startswith(b"HTTP/1.1 200"), data
+    assert wait_for(lambda: server.stats()["connections"] == 0), server.stats()
+
+
+def test_stop_waits_by_hand_off_and_returns_when_the_last_request_ends(serve_app, client):
+    release = ptsevent.Event()
+
+    def app(environ, start_response):
+        release.wait()
+        return ok_app(environ, start_response)
+
+    server = serve_app(app, validate=False)
+    busy = client(server.server_port)
+    busy.send("/", keep_alive=False)
+    assert wait_for(lambda: server.stats()["active"] == 1)
+    stopper = ptsevent.spawn(server.stop)
+    ptsevent.sleep(0.01)
+    polls = ptsevent.hub_stats()["polls"]
+    ptsevent.sleep(0.3)
+    # Nothing happened meanwhile: the waiting stop() did not poll.
+    assert ptsevent.hub_stats()["polls"] - polls < 6
+    assert not stopper.dead
+    t0 = time.monotonic()
+    release.set()
+    stopper.join(2)
+    assert stopper.dead
+    assert time.monotonic() - t0 < 0.05
+    assert busy.until_closed().endswith(b"\r\n\r\nok")

@@ -26,7 +26,7 @@ import sys
 from _thread import get_ident as _get_ident
 
 from . import _core
-from ._core import getcurrent, sleep
+from ._core import getcurrent
 
 __all__ = ["WSGIServer", "serve", "FileWrapper", "RequestEntityTooLarge", "DEFAULTS"]
 
@@ -192,13 +192,14 @@ class WSGIServer:
             return self._in_owner(self.stop, timeout)
         if self._started:
             self._core.stop_accepting()
+        # New clients are refused at once rather than queued in the backlog
+        # of a listener nobody will accept from again (a listening socket
+        # given by the caller stays open: it is only no longer accepted on).
+        self._close_listener()
+        if self._started:
             self._core.close_idle()
-            waited = 0.0
-            while self._core.stats()["active"]:
-                if timeout is not None and waited >= timeout:
-                    break
-                sleep(0.01)
-                waited += 0.01
+            # Woken by the last request to end, or by the clock.
+            self._core.wait_drained(timeout)
         self.close()
 
     def close(self):
@@ -212,11 +213,14 @@ class WSGIServer:
         self._closed = True
         if self._started:
             self._core.close()
-        if self._owns_socket:
-            self.socket.close()
+        self._close_listener()
         waiter, self._waiter = self._waiter, None
         if waiter is not None and waiter is not getcurrent():
             waiter.switch(None)
+
+    def _close_listener(self):
+        if self._owns_socket:
+            self.socket.close()
 
     def _in_owner(self, method, *args):
         """Runs method(*args) in the server's thread (whose hub owns its

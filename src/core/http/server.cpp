@@ -1817,6 +1817,13 @@ bool handle_request(Connection* c, Request* req) {
   return true;
 }
 
+// A connection's request tasklet is done with the app: the last one to end
+// wakes the tasklets waiting in wait_drained() (stop()).
+void app_done(Server* s) {
+  if (--s->active_ > 0 || s->drain_waiters_.empty() || !s->hub_) return;
+  for (Tasklet* t : s->drain_waiters_) s->hub_->schedule(t);
+}
+
 // Hands a connection whose app finished back to the server: closed
 // gracefully (or at once when aborted).
 void release_tasklet(Connection* c) {
@@ -1828,7 +1835,7 @@ void release_tasklet(Connection* c) {
 
 void end_app(Connection* c) {
   release_tasklet(c);
-  --c->server->active_;
+  app_done(c->server);
   c->state = Connection::State::kIdle;
   if (c->aborted) {
     destroy_conn(c);
@@ -1878,12 +1885,12 @@ PyObject* serve(PyObject*, PyObject*) {
     c->parser.next_message();
     Pump r = pump_head(c);
     if (r == Pump::kGone) {  // closed, or answered with an error
-      --s->active_;
+      app_done(s);
       break;
     }
     if (r == Pump::kHead) continue;  // pipelined, or already here
     release_tasklet(c);
-    --s->active_;
+    app_done(s);
     c->state = Connection::State::kIdle;
     go_idle(c);
     break;
@@ -2012,7 +2019,7 @@ void abort_active(Server* s) {
     if (c->state != Connection::State::kApp || c->aborted) continue;
     if (c->tasklet && c->tasklet->state_ == hub::State::kDead) {
       // Its tasklet was killed before it ran: nothing will end it.
-      --s->active_;
+      app_done(s);
       destroy_conn(c);
       continue;
     }
@@ -2045,6 +2052,7 @@ PyObject* server_new(PyTypeObject* type, PyObject*, PyObject*) {
   new (&s->options_) Options();
   new (&s->owner_) ServerOwner();
   new (&s->date_) std::string();
+  new (&s->drain_waiters_) std::vector<Tasklet*>();
   s->owner_.server = s;
   s->listen_fd_ = -1;
   return s->self();
@@ -2264,6 +2272,42 @@ PyObject* server_close(PyObject* self, PyObject*) {
   Py_RETURN_NONE;
 }
 
+// Suspends the calling tasklet until no request runs (True) or `timeout`
+// seconds pass on the monotonic clock (False). The last request to end
+// wakes it (app_done): no polling.
+PyObject* server_wait_drained(PyObject* self, PyObject* args) {
+  Server* s = reinterpret_cast<Server*>(self);
+  PyObject* timeout_obj = Py_None;
+  if (!PyArg_ParseTuple(args, "|O:wait_drained", &timeout_obj)) return nullptr;
+  double seconds;
+  if (hub::parse_timeout(timeout_obj, hub::TimeoutMode::kWait, &seconds) < 0)
+    return nullptr;
+  if (check_thread(s) < 0) return nullptr;
+  if (s->active_ == 0 || !s->started_) Py_RETURN_TRUE;
+  if (seconds == 0) Py_RETURN_FALSE;
+  Hub* hub = s->hub_;
+  if (!hub || !Hub::alive(hub)) Py_RETURN_TRUE;  // its connections are gone
+  Tasklet* me = hub->current();
+  if (!me) return nullptr;
+  hub::Deadline deadline(seconds);
+  py::Ref hold = py::Ref::borrow(self);
+  int rc = 0;
+  while (s->active_ > 0) {
+    double left = deadline.wait_seconds();
+    if (!deadline.forever() && left <= 0) break;
+    s->drain_waiters_.push_back(me);
+    rc = me->wait_with_timer(left);
+    auto& w = s->drain_waiters_;
+    for (auto it = w.begin(); it != w.end(); ++it)
+      if (*it == me) {
+        w.erase(it);
+        break;
+      }
+    if (rc < 0) return nullptr;
+  }
+  return PyBool_FromLong(s->active_ == 0);
+}
+
 PyObject* server_stats(PyObject* self, PyObject*) {
   Server* s = reinterpret_cast<Server*>(self);
   long idle = 0;
@@ -2292,6 +2336,7 @@ void server_dealloc(PyObject* self) {
   s->options_.~Options();
   s->owner_.~ServerOwner();
   s->date_.~basic_string();
+  s->drain_waiters_.~vector();
   Py_TYPE(self)->tp_free(self);
 }
 
@@ -2302,6 +2347,9 @@ PyMethodDef server_methods[] = {
      "close idle keep-alive connections now; busy ones close after their response"},
     {"abort", server_abort, METH_NOARGS, "close every connection now, busy ones too"},
     {"close", server_close, METH_NOARGS, "stop accepting and close every connection"},
+    {"wait_drained", server_wait_drained, METH_VARARGS,
+     "wait_drained(timeout=None): wait until no request runs (True) or the "
+     "timeout passes (False)"},
     {"stats", server_stats, METH_NOARGS, "counters: connections, active, idle, requests"},
     {nullptr, nullptr, 0, nullptr}};
 

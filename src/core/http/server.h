@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 
 #include <string>
+#include <vector>
 
 #include "http/parser.h"
 #include "hub/hub.h"
@@ -115,6 +116,9 @@ struct Server {
   Connection* head_ = nullptr;
   long connections_ = 0;
   long active_ = 0;  // connections running the app
+  // Tasklets in wait_drained(), woken when active_ drops to 0. They are
+  // suspended (live, held by the hub) and remove themselves when they wake.
+  std::vector<hub::Tasklet*> drain_waiters_;
   unsigned long long requests_ = 0;
   unsigned long long accept_errors_ = 0;
   bool accepting_ = false;
