@@ -26,7 +26,7 @@ import sys
 from _thread import get_ident as _get_ident
 
 from . import _core
-from ._core import getcurrent
+from ._core import getcurrent, sleep
 
 __all__ = ["WSGIServer", "serve", "FileWrapper", "RequestEntityTooLarge", "DEFAULTS"]
 
@@ -258,74 +258,308 @@ def serve(application, host="127.0.0.1", port=8080, **options):
         server.close()
 
 
+class _CliError(Exception):
+    """A problem the command line reports in one line: (message, exit code)."""
+
+    def __init__(self, message, code=1):
+        super().__init__(message)
+        self.code = code
+
+
+def _app_spec(spec):
+    """argparse type of the app argument: ``module`` or ``module:callable``."""
+    module_name, sep, attr = spec.partition(":")
+
+    def dotted(name):
+        return bool(name) and all(part.isidentifier() for part in name.split("."))
+
+    if not dotted(module_name) or (sep and not dotted(attr)):
+        raise argparse.ArgumentTypeError(
+            f"{spec!r} is not module:callable (for example myapp:app, or "
+            "mysite.wsgi:application)")
+    return spec
+
+
+def _strip_import_frames(tb):
+    # The frames of importlib and of this module say nothing about the
+    # application's own error.
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename not in (__file__, importlib.__file__) and not filename.startswith(
+                "<frozen importlib"):
+            break
+        tb = tb.tb_next
+    return tb
+
+
 def _load(spec):
+    """The WSGI callable that ``module:callable`` names; _CliError if none."""
     module_name, _, attr = spec.partition(":")
-    if not module_name:
-        raise ValueError(f"expected module:app, got {spec!r}")
-    sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(module_name)
+    attr = attr or "application"
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise _CliError(
+                f"no module named {exc.name!r} (looked in the current directory "
+                f"{os.getcwd()} and sys.path); the app argument is module:callable",
+                2) from None
+        raise _CliError(_import_failure(module_name, exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the app module's own error, reported
+        raise _CliError(_import_failure(module_name, exc)) from None
     obj = module
-    for part in (attr or "application").split("."):
-        obj = getattr(obj, part)
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            hint = "" if ":" in spec else f" (name it after a colon: {module_name}:<callable>)"
+            raise _CliError(f"module {module_name!r} has no attribute {attr!r}{hint}",
+                            2) from None
+    if not callable(obj):
+        raise _CliError(f"{module_name}:{attr} is a {type(obj).__name__}, not a WSGI "
+                        "callable", 2)
     return obj
+
+
+def _import_failure(module_name, exc):
+    # The traceback of the application's own error is what its author needs;
+    # the message line says what failed.
+    import traceback
+
+    traceback.print_exception(type(exc), exc, _strip_import_frames(exc.__traceback__),
+                              file=sys.stderr)
+    return f"cannot import {module_name}: {type(exc).__name__}: {exc}"
+
+
+def _url_host(host):
+    return f"[{host}]" if ":" in host else host
+
+
+def _bind(args):
+    """The listening sockets, bound here, before any fork: one, or one per
+    worker with --reuse-port. _CliError with one line if the address is
+    unusable."""
+    count = args.workers if args.reuse_port else 1
+    socks = []
+    port = args.port
+    try:
+        for _ in range(count):
+            sock, _ = _listener((args.host, port), args.backlog, args.reuse_port)
+            socks.append(sock)
+            port = sock.getsockname()[1]  # port 0: the others join the first
+    except (OSError, OverflowError) as exc:
+        for sock in socks:
+            sock.close()
+        raise _CliError(f"cannot listen on {_url_host(args.host)}:{args.port}: {exc}") from None
+    return socks
+
+
+def _die_with_parent(parent):
+    """In a worker: SIGTERM (a graceful stop) when the parent process dies,
+    even by SIGKILL. The kernel sends it (PR_SET_PDEATHSIG): nothing to
+    poll, no descriptor to inherit. Returns False if it is not available."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:
+        # Gone before prctl: the signal is ours to send (blocked until the
+        # handlers are in place).
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
+
+
+def _watch_parent(parent, stop):
+    # Without PR_SET_PDEATHSIG: notice the parent's death by polling.
+    while os.getppid() == parent:
+        sleep(1.0)
+    stop()
+
+
+def _serve(args, app, sock, limits, unblock, parent=None):
+    """Serves on `sock` in this process until SIGTERM or SIGINT, which stop
+    the server gracefully (requests in flight get --graceful-timeout)."""
+    from .hub import signal_handler
+
+    server = WSGIServer(sock, app, defer_accept=args.defer_accept,
+                        access_log=True if args.access_log else None,
+                        multiprocess=args.workers > 1, **limits)
+    server._owns_socket = True  # this process's listener: closed on stop
+    stopping = []
+
+    def stop():
+        if not stopping:  # a second signal does not start a second stop
+            stopping.append(True)
+            server.stop(args.graceful_timeout)
+
+    handlers = [signal_handler(signal.SIGTERM, stop)]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # nohup, "&"
+        handlers.append(signal_handler(signal.SIGINT, stop))
+    watcher = None
+    if parent is not None and not _die_with_parent(parent):
+        watcher = _core.spawn(_watch_parent, parent, stop)
+    unblock()
+    try:
+        server.serve_forever()
+    finally:
+        for handler in handlers:
+            handler.cancel()
+        if watcher is not None:
+            watcher.kill()
+        server.close()
+    return 0
+
+
+def _run_workers(args, app, socks, limits, banner):
+    """Forks --workers processes that serve on the sockets bound here, passes
+    SIGTERM and SIGINT on to them and waits until they have all ended."""
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    # Blocked across the forks: a signal arriving meanwhile waits until the
+    # process that receives it has its handlers.
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+
+    def unblock():
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+    parent = os.getpid()
+    workers = []
+    for i in range(args.workers):
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            for pid in workers:
+                os.kill(pid, signal.SIGTERM)
+            unblock()
+            raise _CliError(f"cannot start worker {i + 1}: {exc}") from None
+        if pid == 0:
+            mine = socks[i] if len(socks) > 1 else socks[0]
+            for sock in socks:
+                if sock is not mine:
+                    sock.close()
+            return _serve(args, app, mine, limits, unblock, parent=parent)
+        workers.append(pid)
+    for sock in socks:
+        sock.close()  # the workers hold the listeners now
+    alive = set(workers)
+
+    def forward(signum, frame):
+        for pid in alive:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    for signum in stop_signals:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, forward)
+    print(f"{banner} (pid {parent}, workers {' '.join(map(str, workers))})",
+          file=sys.stderr, flush=True)
+    unblock()
+    status = 0
+    while alive:
+        try:
+            pid, wstatus = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if pid not in alive:
+            continue
+        alive.discard(pid)
+        code = os.waitstatus_to_exitcode(wstatus)
+        if code != 0:
+            log.error("worker %d exited with %s", pid,
+                      f"signal {-code}" if code < 0 else f"status {code}")
+            status = 1
+    return status
+
+
+def _seconds(text):
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
+
+
+def _seconds_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _port(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not in 0-65535")
+    return value
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m ptsevent.wsgi",
+                                     usage="%(prog)s [options] module:callable",
                                      description="Serve a WSGI application.")
-    parser.add_argument("app", help="module:callable (callable defaults to 'application')")
+    parser.add_argument("app", type=_app_spec,
+                        help="module:callable (callable defaults to 'application')")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="processes sharing the port with SO_REUSEPORT")
-    parser.add_argument("--backlog", type=int, default=1024)
+    parser.add_argument("--port", type=_port, default=8080)
+    parser.add_argument("--workers", type=_positive(int), default=1,
+                        help="processes, all accepting on one listening socket "
+                             "(one socket each with --reuse-port)")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="SO_REUSEPORT: one listening socket per worker, and "
+                             "other processes that set it may share the port")
+    parser.add_argument("--graceful-timeout", type=_seconds, default=30.0,
+                        help="seconds requests in flight get to finish after SIGTERM "
+                             "or SIGINT (default 30)")
+    parser.add_argument("--backlog", type=_positive(int), default=1024)
     parser.add_argument("--access-log", action="store_true",
                         help="log one line per request to stderr")
-    parser.add_argument("--defer-accept", type=int, default=0,
+    parser.add_argument("--defer-accept", type=_seconds_int, default=0,
                         help="TCP_DEFER_ACCEPT seconds (0: off)")
     for name, value in DEFAULTS.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+        parser.add_argument("--" + name.replace("_", "-"), type=_positive(type(value)),
+                            default=value)
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    app = _load(args.app)
     limits = {name: getattr(args, name) for name in DEFAULTS}
-    children = []
-    if args.workers > 1:
-        for _ in range(args.workers):
-            pid = os.fork()
-            if pid == 0:
-                children = None
-                break
-            children.append(pid)
-        if children:
-            try:
-                for pid in children:
-                    os.waitpid(pid, 0)
-            except KeyboardInterrupt:
-                for pid in children:
-                    try:
-                        os.kill(pid, signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
-            return 0
-    server = WSGIServer((args.host, args.port), app, backlog=args.backlog,
-                        reuse_port=args.workers > 1, defer_accept=args.defer_accept,
-                        access_log=True if args.access_log else None,
-                        multiprocess=args.workers > 1, **limits)
-    from .hub import signal_handler
-
-    signal_handler(signal.SIGTERM, server.close)
-    print(f"ptsevent.wsgi: serving {args.app} on http://{args.host}:{server.server_port}/ "
-          f"(pid {os.getpid()})", file=sys.stderr, flush=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
-    return 0
+        app = _load(args.app)
+        socks = _bind(args)
+        port = socks[0].getsockname()[1]
+        banner = (f"ptsevent.wsgi: serving {args.app} on "
+                  f"http://{_url_host(args.host)}:{port}/")
+        if args.workers > 1:
+            return _run_workers(args, app, socks, limits, banner)
+    except _CliError as exc:
+        print(f"ptsevent.wsgi: {exc}", file=sys.stderr, flush=True)
+        return exc.code
+    print(f"{banner} (pid {os.getpid()})", file=sys.stderr, flush=True)
+    return _serve(args, app, socks[0], limits, lambda: None)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,346 @@
+"""The command line, `python -m ptsevent.wsgi module:app`, run as a real
+subprocess with real signals and real clients."""
+
+import concurrent.futures
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+HOST = "127.0.0.1"
+
+APP = '''
+import os
+import ptsevent
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/slow":
+        ptsevent.sleep(float(environ["QUERY_STRING"] or 0.5))
+    body = ("pid=%d" % os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+# Runs the command line with SIGINT at its Python default, whatever the test
+# runner inherited (a background `make test` ignores it).
+SIGINT_DEFAULT = (
+    "import runpy, signal, sys;"
+    "signal.signal(signal.SIGINT, signal.default_int_handler);"
+    "sys.argv[0] = 'ptsevent.wsgi';"
+    "runpy.run_module('ptsevent.wsgi', run_name='__main__', alter_sys=True)"
+)
+
+BANNER = re.compile(r"serving \S+ on http://(\S+):(\d+)/ \(pid (\d+)(?:, workers ([\d ]+))?\)")
+
+
+class Cli:
+    def __init__(self, proc):
+        self.proc = proc
+        self.err = b""
+        self.port = None
+        self.workers = []
+
+    def read_err(self, until, timeout=15):
+        """Reads stderr until `until` (a regex) matches; the match or None."""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stderr, selectors.EVENT_READ)
+            while True:
+                m = re.search(until, self.err.decode(errors="replace"))
+                if m:
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(timeout=left):
+                    return None
+                chunk = os.read(self.proc.stderr.fileno(), 65536)
+                if not chunk:
+                    return re.search(until, self.err.decode(errors="replace"))
+                self.err += chunk
+
+    def wait_banner(self):
+        m = self.read_err(BANNER)
+        assert m, self.finish()
+        self.host, self.port = m.group(1), int(m.group(2))
+        self.pid = int(m.group(3))
+        self.workers = [int(p) for p in (m.group(4) or "").split()]
+        return self
+
+    def finish(self, timeout=15):
+        """Waits for the exit; returns (exit code, all of stderr)."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            rest = self.proc.stderr.read()
+            pytest.fail(f"the command line did not exit: {(self.err + rest).decode()}")
+        self.err += self.proc.stderr.read()
+        return self.proc.returncode, self.err.decode(errors="replace")
+
+
+@pytest.fixture
+def cli(tmp_path):
+    (tmp_path / "cliapp.py").write_text(APP)
+    started = []
+
+    def run(*args, sigint_default=False, wait=True):
+        head = ["-c", SIGINT_DEFAULT] if sigint_default else ["-m", "ptsevent.wsgi"]
+        proc = subprocess.Popen([sys.executable, *head, *args], cwd=tmp_path,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        c = Cli(proc)
+        started.append(c)
+        return c.wait_banner() if wait else c
+
+    yield run
+    for c in started:
+        for pid in [c.proc.pid, *c.workers]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        c.proc.wait()
+        c.proc.stderr.close()
+
+
+def http_get(port, path="/", timeout=10, host=HOST):
+    """(status line, body) of one request on a new connection."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0].decode(), body
+
+
+def refused(port, host=HOST):
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def gone(pid):
+    """The process has ended (a zombie waiting for its reaper counts)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def wait_until(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+# --- graceful stop on SIGTERM and SIGINT ---------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_signal_lets_requests_in_flight_finish_then_exits_0(cli, signum, workers):
+    c = cli("cliapp:app", "--port", "0", "--workers", str(workers), sigint_default=True)
+    assert http_get(c.port)[0] == "HTTP/1.1 200 OK"
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        slow = [pool.submit(http_get, c.port, "/slow", 10) for _ in range(4)]
+        time.sleep(0.3)  # the requests are in the app
+        os.kill(c.pid, signum)
+        answers = [f.result() for f in slow]
+    for status, body in answers:
+        assert status == "HTTP/1.1 200 OK"
+        assert body.startswith(b"pid=")
+    code, err = c.finish()
+    assert code == 0, err
+    assert "Traceback" not in err, err
+    assert refused(c.port)
+    for pid in c.workers:
+        assert gone(pid)
+
+
+def test_new_connections_are_refused_while_sigterm_drains(cli):
+    c = cli("cliapp:app", "--port", "0")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(http_get, c.port, "/slow?1.0", 10)
+        time.sleep(0.3)
+        c.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        assert c.proc.poll() is None  # still draining
+        assert refused(c.port)
+        assert slow.result()[0] == "HTTP/1.1 200 OK"
+    assert c.finish()[0] == 0
+
+
+def test_graceful_timeout_bounds_the_drain(cli):
+    c = cli("cliapp:app", "--port", "0", "--graceful-timeout", "0.3")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(http_get, c.port, "/slow?30", 10)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        c.proc.send_signal(signal.SIGTERM)
+        code, err = c.finish()
+        assert time.monotonic() - t0 < 3
+        assert slow.result()[0] == ""  # cut: no answer
+    assert code == 0, err
+
+
+# --- workers --------------------------------------------------------------------
+
+
+def test_sigterm_to_the_parent_ends_every_worker(cli):
+    c = cli("cliapp:app", "--port", "0", "--workers", "2")
+    assert len(c.workers) == 2
+    assert http_get(c.port)[0] == "HTTP/1.1 200 OK"
+    c.proc.send_signal(signal.SIGTERM)
+    code, err = c.finish()
+    assert code == 0, err
+    assert all(gone(pid) for pid in c.workers)
+    assert refused(c.port)
+
+
+def test_workers_end_when_the_parent_is_killed(cli):
+    c = cli("cliapp:app", "--port", "0", "--workers", "2")
+    assert http_get(c.port)[0] == "HTTP/1.1 200 OK"
+    c.proc.kill()
+    c.proc.wait()
+    assert wait_until(lambda: all(gone(pid) for pid in c.workers)), c.workers
+    assert refused(c.port)
+
+
+def test_workers_share_one_listening_socket_without_reuse_port(cli):
+    c = cli("cliapp:app", "--port", "0", "--workers", "2")
+
+    def listeners(pid):
+        # The inodes of the sockets the worker has open that listen on the port.
+        inodes = set()
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{name}")
+            except FileNotFoundError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        return inodes & listening_inodes(c.port)
+
+    first, second = (listeners(pid) for pid in c.workers)
+    assert len(first) == 1 and first == second
+
+
+def listening_inodes(port):
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+                inodes.add(fields[9])
+    return inodes
+
+
+def test_reuse_port_gives_each_worker_its_own_socket(cli):
+    c = cli("cliapp:app", "--port", "0", "--workers", "2", "--reuse-port")
+    assert len(listening_inodes(c.port)) == 2
+    assert http_get(c.port)[0] == "HTTP/1.1 200 OK"
+
+
+# --- the port is taken ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_port_in_use_exits_non_zero_with_one_line(cli, workers):
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind((HOST, 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        c = cli("cliapp:app", "--port", str(port), "--workers", str(workers), wait=False)
+        code, err = c.finish()
+    assert code == 1, err
+    assert err.strip() == (f"ptsevent.wsgi: cannot listen on 127.0.0.1:{port}: "
+                           "[Errno 98] Address already in use"), err
+
+
+def test_a_second_instance_does_not_share_the_port(cli):
+    first = cli("cliapp:app", "--port", "0", "--workers", "2")
+    second = cli("cliapp:app", "--port", str(first.port), "--workers", "2", wait=False)
+    code, err = second.finish()
+    assert code == 1, err
+    assert "Address already in use" in err and "Traceback" not in err, err
+    assert len(listening_inodes(first.port)) == 1
+
+
+def test_two_instances_share_the_port_when_both_ask_for_it(cli):
+    first = cli("cliapp:app", "--port", "0", "--reuse-port")
+    second = cli("cliapp:app", "--port", str(first.port), "--reuse-port")
+    assert second.port == first.port
+    assert len(listening_inodes(first.port)) == 2
+
+
+# --- the app argument -----------------------------------------------------------
+
+
+def one_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_a_module_that_does_not_exist(cli):
+    code, err = cli("nosuchmodule", wait=False).finish()
+    assert code == 2
+    assert one_line(err).startswith("ptsevent.wsgi: no module named 'nosuchmodule'")
+
+
+def test_a_missing_attribute(cli):
+    code, err = cli("cliapp", wait=False).finish()
+    assert code == 2
+    assert one_line(err) == ("ptsevent.wsgi: module 'cliapp' has no attribute "
+                             "'application' (name it after a colon: cliapp:<callable>)")
+    code, err = cli("cliapp:nope", wait=False).finish()
+    assert code == 2
+    assert one_line(err) == "ptsevent.wsgi: module 'cliapp' has no attribute 'nope'"
+
+
+def test_something_not_callable(cli):
+    code, err = cli("cliapp:os", wait=False).finish()
+    assert code == 2
+    assert one_line(err) == "ptsevent.wsgi: cliapp:os is a module, not a WSGI callable"
+
+
+def test_a_malformed_app_argument(cli):
+    code, err = cli(":app", wait=False).finish()
+    assert code == 2
+    assert "':app' is not module:callable" in err and "Traceback" not in err
+
+
+def test_an_error_while_importing_the_app_shows_its_own_traceback(cli, tmp_path):
+    (tmp_path / "brokenapp.py").write_text("import json\nimport no_such_dependency\n")
+    code, err = cli("brokenapp:app", wait=False).finish()
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert lines[-1] == ("ptsevent.wsgi: cannot import brokenapp: ModuleNotFoundError: "
+                         "No module named 'no_such_dependency'")
+    assert lines[0] == "Traceback (most recent call last):"
+    assert 'brokenapp.py", line 2' in lines[1]  # the app's frame, no import machinery
+    assert "importlib" not in err and "ptsevent" not in "\n".join(lines[:-1])
