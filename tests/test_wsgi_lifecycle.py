@@ -258,3 +258,135 @@ def test_stop_waits_by_hand_off_and_returns_when_the_last_request_ends(serve_app
     assert stopper.dead
     assert time.monotonic() - t0 < 0.05
     assert busy.until_closed().endswith(b"\r\n\r\nok")
+
+
+# --- os.fork() while the server runs ------------------------------------------
+
+FORKING_SERVER = """
+    import json, os, sys
+    import ptsevent
+    from ptsevent.wsgi import WSGIServer
+
+    where = sys.argv[1]
+
+    def sockets():
+        n = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                n += os.readlink("/proc/self/fd/" + fd).startswith("socket:")
+            except FileNotFoundError:
+                pass  # the listing's own descriptor
+        return n
+
+    def child_side():
+        # The inherited server must not serve here: wait while the parent is
+        # asked to serve, then close it (which must not disturb the parent).
+        try:
+            ptsevent.sleep(0.6)
+            report = {"pid": os.getpid(), "stats": server.stats(),
+                      "sockets": sockets()}
+            server.close()
+            report["sockets_after_close"] = sockets()
+            print("child " + json.dumps(report), flush=True)
+        except BaseException as exc:
+            print("child failed: %r" % exc, flush=True)
+        finally:
+            os._exit(0)
+
+    def fork():
+        if os.fork() == 0:
+            child_side()
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/fork":
+            if where == "app":
+                fork()
+            else:
+                ptsevent.spawn_later(0.05, fork)
+        elif path == "/slow":
+            ptsevent.sleep(1.5)
+        body = ("%s pid=%d" % (path, os.getpid())).encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    server = WSGIServer(("127.0.0.1", 0), app)
+    print(server.server_port, flush=True)
+    server.serve_forever()
+"""
+
+
+class BlockingConn:
+    def __init__(self, port):
+        self.sock = stdsocket.create_connection((HOST, port), timeout=10)
+        self.buf = b""
+
+    def get(self, path):
+        self.send(path)
+        return self.response()
+
+    def send(self, path):
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+
+    def response(self):
+        while b"\r\n\r\n" not in self.buf:
+            self._more()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(self.buf) < length:
+            self._more()
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return head.split(b"\r\n")[0], body.decode()
+
+    def _more(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("closed by the server")
+        self.buf += chunk
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("where", ["app", "tasklet"])
+def test_a_forked_child_does_not_serve_and_its_close_leaves_the_parent_alone(where):
+    import json
+
+    proc, port = spawn_server(FORKING_SERVER, where)
+    conns = []
+    try:
+        parent = f"pid={proc.pid}"
+        keep = BlockingConn(port)
+        slow = BlockingConn(port)
+        forker = BlockingConn(port)
+        conns += [keep, slow, forker]
+        assert keep.get("/k1") == (b"HTTP/1.1 200 OK", f"/k1 {parent}")
+        slow.send("/slow")
+        time.sleep(0.1)
+        assert forker.get("/fork")[1] == f"/fork {parent}"
+        time.sleep(0.1)  # the child exists (forked in the app, or 50 ms later)
+        # While the child holds the inherited server, only the parent serves:
+        # new connections and the parent's keep-alive connection alike.
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            bodies = list(pool.map(lambda i: BlockingConn(port).get(f"/n{i}")[1], range(40)))
+        assert bodies == [f"/n{i} {parent}" for i in range(40)]
+        for i in range(5):
+            assert keep.get(f"/k{i}")[1] == f"/k{i} {parent}"
+        line = proc.stdout.readline()  # the child closed its copy
+        assert line.startswith("child "), line
+        child = json.loads(line[6:])
+        assert child["pid"] != proc.pid
+        assert child["stats"]["accepting"] is False
+        # The child holds no client connection of the parent's, only the
+        # listener until it closes it.
+        assert child["sockets"] == 1, child
+        assert child["sockets_after_close"] == 0, child
+        # The request in flight in the parent gets its whole answer, and the
+        # keep-alive connection goes on.
+        assert slow.response() == (b"HTTP/1.1 200 OK", f"/slow {parent}")
+        assert keep.get("/k-last")[1] == f"/k-last {parent}"
+    finally:
+        for c in conns:
+            c.close()
+        proc.kill()
+        proc.communicate(timeout=10)

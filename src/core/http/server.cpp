@@ -2024,7 +2024,7 @@ void abort_active(Server* s) {
       continue;
     }
     c->aborted = true;
-    ::shutdown(c->fd, SHUT_RDWR);
+    if (!s->inherited_) ::shutdown(c->fd, SHUT_RDWR);
     if (c->waiting_read || c->waiting_write) {
       c->hub->schedule(c->waiter);
     } else if (c->tasklet && c->tasklet->state_ == hub::State::kRunning &&
@@ -2375,6 +2375,33 @@ void ServerOwner::hub_closing() noexcept {
     c->fd = -1;
   }
   s->hub_ = nullptr;
+}
+
+void ServerOwner::after_fork_in_child() {
+  // The parent goes on serving: here the server stops accepting and drops
+  // its connections, closing this process's descriptors only (close(2),
+  // never shutdown(2), which would end the connection for the parent too).
+  // The request tasklets that were running here end as on close(); the one
+  // that forked, if any, finds its connection aborted.
+  Server* s = server;
+  if (!s->hub_) return;
+  py::Ref hold = py::Ref::borrow(s->self());
+  s->inherited_ = true;
+  s->stopping_ = true;
+  stop_accepting(s);
+  for (Connection* c = s->head_; c; c = c->next) {
+    if (c->registered) {
+      event_del(&c->ev);
+      c->registered = false;
+      c->hub->add_native_events(-1);
+    }
+    disarm_timer(c);
+    if (c->fd >= 0) ::close(c->fd);
+    c->fd = -1;
+  }
+  abort_active(s);
+  close_idle(s);
+  if (PyErr_Occurred()) PyErr_WriteUnraisable(s->self());
 }
 
 PyTypeObject* make_server_type() {

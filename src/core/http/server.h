@@ -94,6 +94,7 @@ struct Connection {
 struct ServerOwner : hub::Hub::NativeOwner {
   Server* server = nullptr;
   void hub_closing() noexcept override;
+  void after_fork_in_child() override;
 };
 
 struct Server {
@@ -127,6 +128,7 @@ struct Server {
   bool backoff_armed_ = false;
   bool started_ = false;
   bool closed_ = false;
+  bool inherited_ = false;  // started by the parent of this forked process
 
   ServerOwner owner_;
   std::string date_;  // the cached Date header line

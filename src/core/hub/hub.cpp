@@ -839,7 +839,11 @@ int Hub::reinit_after_fork() {
   int original = hub->old_wakeup_fd_;
   int rc = hub->open_wakeups();
   hub->old_wakeup_fd_ = original;
-  return rc;
+  if (rc < 0) return rc;
+  // An owner may go away while it handles this (and leave the list).
+  std::vector<NativeOwner*> owners = hub->owners_;
+  for (NativeOwner* o : owners) o->after_fork_in_child();
+  return 0;
 }
 
 }  // namespace ptsevent::hub

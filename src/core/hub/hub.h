@@ -181,6 +181,9 @@ class Hub {
   // Native owners told when the hub shuts down (before event_base_free).
   struct NativeOwner {
     virtual void hub_closing() noexcept = 0;
+    // In a forked child, once the event_base is re-initialised (GIL held):
+    // what the parent process serves must not be served here too.
+    virtual void after_fork_in_child() {}
     virtual ~NativeOwner() = default;
   };
   void add_owner(NativeOwner* o) { owners_.push_back(o); }
