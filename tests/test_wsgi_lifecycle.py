@@ -390,3 +390,118 @@ def test_a_forked_child_does_not_serve_and_its_close_leaves_the_parent_alone(whe
             c.close()
         proc.kill()
         proc.communicate(timeout=10)
+
+
+# --- Unix socket files -----------------------------------------------------------
+
+
+def unix_get(path):
+    s = psocket.socket(psocket.AF_UNIX, psocket.SOCK_STREAM)
+    try:
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("how", ["close", "stop"])
+def test_a_closed_server_removes_its_unix_socket_file(tmp_path, how):
+    path = str(tmp_path / "server.sock")
+    for _ in range(2):  # the second start at the same path works
+        server = WSGIServer(path, ok_app)
+        server.start()
+        try:
+            assert unix_get(path).endswith(b"\r\n\r\nok")
+        finally:
+            getattr(server, how)()
+        assert not os.path.exists(path)
+
+
+def test_a_socket_file_replaced_meanwhile_is_left_alone(tmp_path):
+    path = str(tmp_path / "server.sock")
+    server = WSGIServer(path, ok_app)
+    os.unlink(path)
+    other = stdsocket.socket(stdsocket.AF_UNIX)
+    try:
+        other.bind(path)  # someone else's socket now
+        server.close()
+        assert os.path.exists(path)
+    finally:
+        other.close()
+
+
+def test_a_stale_socket_file_is_replaced(tmp_path):
+    path = str(tmp_path / "server.sock")
+    stale = stdsocket.socket(stdsocket.AF_UNIX)
+    stale.bind(path)
+    stale.close()  # the file stays, nobody listens (a server that crashed)
+    with WSGIServer(path, ok_app) as server:
+        server.start()
+        assert unix_get(path).endswith(b"\r\n\r\nok")
+    assert not os.path.exists(path)
+
+
+def test_a_socket_file_someone_listens_on_is_in_use(tmp_path):
+    import errno
+
+    path = str(tmp_path / "server.sock")
+    live = stdsocket.socket(stdsocket.AF_UNIX)
+    try:
+        live.bind(path)
+        live.listen(1)
+        with pytest.raises(OSError) as info:
+            WSGIServer(path, ok_app)
+        assert info.value.errno == errno.EADDRINUSE
+        assert os.path.exists(path)
+    finally:
+        live.close()
+
+
+def test_a_regular_file_at_the_path_is_not_removed(tmp_path):
+    path = tmp_path / "server.sock"
+    path.write_text("not a socket")
+    with pytest.raises(OSError):
+        WSGIServer(str(path), ok_app)
+    assert path.read_text() == "not a socket"
+
+
+def test_a_forked_child_closing_the_server_leaves_its_socket_file(run_python, tmp_path):
+    path = str(tmp_path / "server.sock")
+    proc = run_python("""
+        import os, sys
+        from ptsevent import socket as psocket
+        from ptsevent.wsgi import WSGIServer
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Length", "2")])
+            return [b"ok"]
+
+        path = sys.argv[1]
+        server = WSGIServer(path, app)
+        server.start()
+        pid = os.fork()
+        if pid == 0:
+            server.close()
+            os._exit(0 if os.path.exists(path) else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        s = psocket.socket(psocket.AF_UNIX)
+        s.connect(path)
+        s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        assert data.endswith(b"\\r\\n\\r\\nok"), data
+        s.close()
+        server.close()
+        assert not os.path.exists(path)
+        print("ok")
+    """, args=[path])
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr

@@ -17,11 +17,13 @@ Command line: ``python -m ptsevent.wsgi [--host H] [--port P] module:app``.
 """
 
 import argparse
+import errno
 import importlib
 import logging
 import os
 import signal
 import socket as _stdsocket
+import stat
 import sys
 from _thread import get_ident as _get_ident
 
@@ -82,7 +84,13 @@ def _listener(address, backlog, reuse_port):
     if isinstance(address, str):
         sock = _stdsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
         try:
-            sock.bind(address)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or not _stale_unix_socket(address):
+                    raise
+                os.unlink(address)
+                sock.bind(address)
             sock.listen(backlog)
         except BaseException:
             sock.close()
@@ -94,6 +102,41 @@ def _listener(address, backlog, reuse_port):
         "listener must be a (host, port) tuple, a Unix socket path or a listening "
         f"socket, not {type(address).__name__}"
     )
+
+
+def _stale_unix_socket(path):
+    """Whether `path` is a socket file nobody listens on (left behind by a
+    server that did not get to remove it): connecting is refused."""
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    probe = _stdsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return False
+
+
+def _socket_file(sock):
+    """(path, device, inode, pid) of the Unix socket file `sock` was bound
+    to here, or None (not a file: TCP, an abstract name)."""
+    if sock.family != getattr(_stdsocket, "AF_UNIX", None):
+        return None
+    path = sock.getsockname()
+    if not isinstance(path, str) or not path or path.startswith("\0"):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return path, st.st_dev, st.st_ino, os.getpid()
 
 
 class WSGIServer:
@@ -122,6 +165,8 @@ class WSGIServer:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         self.application = application
         self.socket, self._owns_socket = _listener(listener, backlog, reuse_port)
+        # A socket file this server made is removed when it closes.
+        self._socket_file = _socket_file(self.socket) if self._owns_socket else None
         try:
             if defer_accept and self.socket.family in (_stdsocket.AF_INET, _stdsocket.AF_INET6):
                 self.socket.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_DEFER_ACCEPT,
@@ -142,8 +187,7 @@ class WSGIServer:
                 log_error=error_log or _log_error, access_log=access_log,
                 multiprocess=bool(multiprocess), **limits)
         except BaseException:
-            if self._owns_socket:
-                self.socket.close()
+            self._close_listener()
             raise
         self._started = False
         self._closed = False
@@ -219,8 +263,20 @@ class WSGIServer:
             waiter.switch(None)
 
     def _close_listener(self):
-        if self._owns_socket:
-            self.socket.close()
+        if not self._owns_socket:
+            return
+        made, self._socket_file = self._socket_file, None
+        # Only the file this process made: not one a new server has put at
+        # the same path since, nor from a child that inherited the server.
+        if made is not None and made[3] == os.getpid():
+            path, dev, ino, _ = made
+            try:
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) == (dev, ino):
+                    os.unlink(path)
+            except OSError:
+                pass
+        self.socket.close()
 
     def _in_owner(self, method, *args):
         """Runs method(*args) in the server's thread (whose hub owns its
