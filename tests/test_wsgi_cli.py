@@ -344,3 +344,43 @@ def test_an_error_while_importing_the_app_shows_its_own_traceback(cli, tmp_path)
     assert lines[0] == "Traceback (most recent call last):"
     assert 'brokenapp.py", line 2' in lines[1]  # the app's frame, no import machinery
     assert "importlib" not in err and "ptsevent" not in "\n".join(lines[:-1])
+
+
+# --- logging ----------------------------------------------------------------------
+
+LOGGING_APP = '''
+import logging, sys
+
+# As a framework's logging setup does: the application's own handler on the
+# root logger.
+handler = logging.StreamHandler(sys.stderr)
+handler.setFormatter(logging.Formatter("app-root: %(name)s: %(message)s"))
+logging.getLogger().addHandler(handler)
+logging.getLogger().setLevel(logging.INFO)
+log = logging.getLogger("myapp")
+
+def app(environ, start_response):
+    log.info("hello from the app")
+    if environ["PATH_INFO"] == "/fail":
+        raise RuntimeError("the app failed")
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+'''
+
+
+def test_the_command_line_configures_only_its_own_loggers(cli, tmp_path):
+    (tmp_path / "logapp.py").write_text(LOGGING_APP)
+    c = cli("logapp:app", "--port", "0", "--access-log")
+    assert http_get(c.port, "/hello")[0] == "HTTP/1.1 200 OK"
+    assert http_get(c.port, "/fail")[0] == "HTTP/1.1 500 Internal Server Error"
+    c.proc.send_signal(signal.SIGTERM)
+    code, err = c.finish()
+    assert code == 0, err
+    lines = err.splitlines()
+    # Each record is printed once: the app's through its own handler, the
+    # server's (access log, the app's error) through ptsevent's.
+    assert [line for line in lines if "hello from the app" in line] == [
+        "app-root: myapp: hello from the app"] * 2, err
+    assert len([line for line in lines if "GET /hello" in line]) == 1, err
+    assert len([line for line in lines if "error in the WSGI application" in line]) == 1, err
+    assert not any(line.startswith("app-root: ptsevent") for line in lines), err

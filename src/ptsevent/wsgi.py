@@ -534,6 +534,23 @@ def _run_workers(args, app, socks, limits, banner):
     return status
 
 
+def _configure_logging():
+    """The server's own records (errors, the access log) to stderr, through
+    the ``ptsevent`` logger only: the root logger is the application's, and a
+    handler there would print every line of the application's that
+    propagates a second time. Left alone if the application configured the
+    ``ptsevent`` logger itself."""
+    logger = logging.getLogger("ptsevent")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+
+
 def _seconds(text):
     value = float(text)
     if not value >= 0:
@@ -601,10 +618,10 @@ def main(argv=None):
         parser.add_argument("--" + name.replace("_", "-"), type=_positive(type(value)),
                             default=value)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     limits = {name: getattr(args, name) for name in DEFAULTS}
     try:
         app = _load(args.app)
+        _configure_logging()
         socks = _bind(args)
         port = socks[0].getsockname()[1]
         banner = (f"ptsevent.wsgi: serving {args.app} on "
