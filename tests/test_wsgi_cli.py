@@ -384,3 +384,25 @@ def test_the_command_line_configures_only_its_own_loggers(cli, tmp_path):
     assert len([line for line in lines if "GET /hello" in line]) == 1, err
     assert len([line for line in lines if "error in the WSGI application" in line]) == 1, err
     assert not any(line.startswith("app-root: ptsevent") for line in lines), err
+
+
+# --- the banner -------------------------------------------------------------------
+
+
+def ipv6_loopback():
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
+def test_an_ipv6_listener_prints_a_usable_url(cli):
+    c = cli("cliapp:app", "--host", "::1", "--port", "0")
+    assert c.host == "[::1]", c.err
+    assert f"on http://[::1]:{c.port}/ " in c.err.decode()
+    assert http_get(c.port, host="::1")[0] == "HTTP/1.1 200 OK"
