@@ -406,3 +406,47 @@ def test_an_ipv6_listener_prints_a_usable_url(cli):
     assert c.host == "[::1]", c.err
     assert f"on http://[::1]:{c.port}/ " in c.err.decode()
     assert http_get(c.port, host="::1")[0] == "HTTP/1.1 200 OK"
+
+
+# --- the gunicorn worker ----------------------------------------------------------
+
+
+def test_gunicorn_worker_refuses_to_serve_https_as_plain_http(tmp_path):
+    pytest.importorskip("gunicorn")
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(tmp_path / "key.pem"),
+         "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True, timeout=60)
+    (tmp_path / "cliapp.py").write_text(APP)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "ptsevent.gunicorn.Worker",
+         "-b", f"127.0.0.1:{port}", "--certfile", str(tmp_path / "cert.pem"),
+         "--keyfile", str(tmp_path / "key.pem"), "--no-control-socket", "cliapp:app"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    plain = []
+    try:
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                status, _ = http_get(port, timeout=1)
+            except OSError:
+                pass
+            else:
+                if status.startswith("HTTP/"):
+                    plain.append(status)
+                    break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        err = proc.communicate(timeout=10)[1].decode(errors="replace")
+    assert not plain, err
+    assert proc.returncode not in (0, -signal.SIGKILL), err
+    assert "ptsevent.gunicorn.Worker does not serve HTTPS" in err, err

@@ -9,10 +9,15 @@ map as follows: ``timeout`` (the worker heartbeat), ``graceful_timeout``
 ``limit_request_line`` / ``limit_request_field_size`` /
 ``limit_request_fields`` (request line, header line, header count),
 ``max_requests`` (the worker restarts after that many requests).
+
+HTTPS is not served by this worker yet: with ``--certfile``/``--keyfile``
+gunicorn stops at start with an error instead of serving plain HTTP on what
+it announces as an https:// address. Terminate TLS in front of gunicorn.
 """
 
 import os
 import signal
+import sys
 
 from gunicorn.workers.base import Worker as _BaseWorker
 
@@ -22,8 +27,28 @@ from ptsevent.wsgi import WSGIServer
 __all__ = ["Worker"]
 
 
+_NO_TLS = ("ptsevent.gunicorn.Worker does not serve HTTPS yet (--certfile/--keyfile "
+           "are set): terminate TLS in front of gunicorn (nginx, HAProxy) or use "
+           "another worker class")
+
+
 class Worker(_BaseWorker):
     """gunicorn worker class: ``-k ptsevent.gunicorn.Worker``."""
+
+    @classmethod
+    def check_config(cls, cfg, log):
+        # The arbiter calls this before it starts any worker; gunicorn
+        # reports a RuntimeError as "Error: ..." and exits 1.
+        if cfg.is_ssl:
+            raise RuntimeError(_NO_TLS)
+
+    def init_process(self):
+        if self.cfg.is_ssl:  # an arbiter that did not call check_config
+            from gunicorn.arbiter import Arbiter
+
+            self.log.error("%s", _NO_TLS)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+        super().init_process()
 
     def init_signals(self):
         super().init_signals()
