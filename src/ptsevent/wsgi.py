@@ -13,7 +13,8 @@ Request header names containing ``_`` are dropped from the environ (as nginx
 does by default): ``X_Forwarded_For`` would otherwise land on the same
 ``HTTP_X_FORWARDED_FOR`` key as ``X-Forwarded-For``.
 
-Command line: ``python -m ptsevent.wsgi [--host H] [--port P] module:app``.
+Command line: ``python -m ptsevent.wsgi [--host H] [--port P] [--workers N]
+[--graceful-timeout S] module:app`` (``--help`` lists every option).
 """
 
 import argparse
@@ -552,8 +553,11 @@ def _configure_logging():
 
 
 def _seconds(text):
-    value = float(text)
-    if not value >= 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
     return value
 
