@@ -105,6 +105,66 @@ def test_ctrl_c_with_requests_in_flight_reaches_the_main_tasklet(trial):
         assert not data.startswith(b"HTTP/1.1 500"), data
 
 
+LOGGING_SERVER = """
+    import signal, sys, time
+    from ptsevent.wsgi import WSGIServer
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    def access_log(line):
+        # The server's own call into Python, where the handler runs now.
+        end = time.monotonic() + 0.005
+        while time.monotonic() < end:
+            sum(range(3000))
+
+    server = WSGIServer(("127.0.0.1", 0), app, access_log=access_log)
+    print(server.server_port, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt in the main tasklet", flush=True)
+        server.close()
+        sys.exit(7)
+"""
+
+
+def test_ctrl_c_in_the_access_log_callable_reaches_the_main_tasklet():
+    import threading
+
+    proc, port = spawn_server(LOGGING_SERVER)
+    done = threading.Event()
+
+    def hammer():
+        n = 0
+        try:
+            while not done.is_set():
+                raw_request(port, "/", timeout=5)
+                n += 1
+        except OSError:
+            pass
+        return n
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(hammer) for _ in range(4)]
+        try:
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            try:
+                out, err = proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+        finally:
+            done.set()
+        assert all(f.result(timeout=10) > 0 for f in futures)
+    assert proc.returncode == 7, (proc.returncode, out, err)
+    assert "Exception ignored" not in err, err
+
+
 # --- stop(timeout) -------------------------------------------------------------
 
 

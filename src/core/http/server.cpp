@@ -1539,11 +1539,26 @@ PyObject* make_environ_template(Server* s) {
 
 // ------------------------------------------------------------ the tasklet
 
+// A logging callback of the server's failed. Ctrl-C that landed in it (the
+// interpreter runs signal handlers in whatever Python code runs) or a
+// sys.exit() goes to the main tasklet, as from the app; anything else is
+// reported.
+void callback_failed(PyObject* callback) {
+  if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+      PyErr_ExceptionMatches(PyExc_SystemExit)) {
+    py::Ref exc = py::fetch_error();
+    Hub* hub = Hub::peek();
+    if (hub && hub->raise_in_main(exc.get())) return;
+    py::raise(exc.get());
+  }
+  PyErr_WriteUnraisable(callback);
+}
+
 void log_error(Server* s, const char* message, PyObject* exc) {
   if (!s->log_error_ || s->log_error_.get() == Py_None) return;
   py::Ref r = py::Ref::steal(PyObject_CallFunction(s->log_error_.get(), "sO", message,
                                                    exc ? exc : Py_None));
-  if (!r) PyErr_WriteUnraisable(s->log_error_.get());
+  if (!r) callback_failed(s->log_error_.get());
 }
 
 void escape_into(std::string* out, std::string_view v) {
@@ -1585,7 +1600,7 @@ void access_log(Connection* c, Request* req, double started) {
       line.data(), static_cast<Py_ssize_t>(line.size()), nullptr));
   py::Ref r = text ? py::Ref::steal(PyObject_CallOneArg(s->access_log_.get(), text.get()))
                    : py::Ref();
-  if (!r) PyErr_WriteUnraisable(s->access_log_.get());
+  if (!r) callback_failed(s->access_log_.get());
 }
 
 PyObject* new_input(Connection* c, Request* req) {
