@@ -600,27 +600,36 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m ptsevent.wsgi",
                                      usage="%(prog)s [options] module:callable",
                                      description="Serve a WSGI application.")
-    parser.add_argument("app", type=_app_spec,
-                        help="module:callable (callable defaults to 'application')")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=_port, default=8080)
-    parser.add_argument("--workers", type=_positive(int), default=1,
+    parser.add_argument("app", type=_app_spec, metavar="module:callable",
+                        help="the WSGI application, imported from the current "
+                             "directory or sys.path (callable: 'application' if "
+                             "not given)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default %(default)s; "
+                             "0.0.0.0 or :: for every interface)")
+    parser.add_argument("--port", type=_port, default=8080,
+                        help="default %(default)s; 0 picks a free port")
+    parser.add_argument("--workers", type=_positive(int), default=1, metavar="N",
                         help="processes, all accepting on one listening socket "
                              "(one socket each with --reuse-port)")
     parser.add_argument("--reuse-port", action="store_true",
                         help="SO_REUSEPORT: one listening socket per worker, and "
                              "other processes that set it may share the port")
     parser.add_argument("--graceful-timeout", type=_seconds, default=30.0,
+                        metavar="SECONDS",
                         help="seconds requests in flight get to finish after SIGTERM "
                              "or SIGINT (default 30)")
-    parser.add_argument("--backlog", type=_positive(int), default=1024)
+    parser.add_argument("--backlog", type=_positive(int), default=1024,
+                        help="listen() backlog (default %(default)s)")
     parser.add_argument("--access-log", action="store_true",
                         help="log one line per request to stderr")
     parser.add_argument("--defer-accept", type=_seconds_int, default=0,
+                        metavar="SECONDS",
                         help="TCP_DEFER_ACCEPT seconds (0: off)")
     for name, value in DEFAULTS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=_positive(type(value)),
-                            default=value)
+                            default=value, metavar="N",
+                            help="default %(default)s (WSGIServer's " + name + ")")
     args = parser.parse_args(argv)
     limits = {name: getattr(args, name) for name in DEFAULTS}
     try:
