@@ -331,7 +331,10 @@ def test_something_not_callable(cli):
 def test_a_malformed_app_argument(cli):
     code, err = cli(":app", wait=False).finish()
     assert code == 2
-    assert "':app' is not module:callable" in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "python -m ptsevent.wsgi: error: argument module:callable: invalid value "
+        "':app' (for example myapp:app, or mysite.wsgi:application)"), err
+    assert "Traceback" not in err
 
 
 def test_an_error_while_importing_the_app_shows_its_own_traceback(cli, tmp_path):

@@ -332,7 +332,7 @@ def _app_spec(spec):
 
     if not dotted(module_name) or (sep and not dotted(attr)):
         raise argparse.ArgumentTypeError(
-            f"{spec!r} is not module:callable (for example myapp:app, or "
+            f"invalid value {spec!r} (for example myapp:app, or "
             "mysite.wsgi:application)")
     return spec
 
