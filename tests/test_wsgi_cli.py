@@ -206,6 +206,44 @@ def test_graceful_timeout_bounds_the_drain(cli):
     assert code == 0, err
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_twice_stops_at_once(cli, workers):
+    c = cli("cliapp:app", "--port", "0", "--workers", str(workers), sigint_default=True)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow = [pool.submit(http_get, c.port, "/slow?30", 10) for _ in range(2)]
+        time.sleep(0.3)
+        group = [c.pid, *c.workers]  # a terminal's Ctrl-C reaches every process
+        for pid in group:
+            os.kill(pid, signal.SIGINT)
+        time.sleep(0.3)
+        assert c.proc.poll() is None  # stopping gracefully: not cut by one Ctrl-C
+        t0 = time.monotonic()
+        for pid in group:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass  # a worker already gone (and reaped)
+        code, err = c.finish()
+        assert time.monotonic() - t0 < 3
+        assert [f.result()[0] for f in slow] == ["", ""]  # cut
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_to_every_process_still_drains(cli, workers):
+    # A service manager may signal the whole group: each worker then gets
+    # SIGTERM twice, from it and from the parent.
+    c = cli("cliapp:app", "--port", "0", "--workers", str(workers))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow = [pool.submit(http_get, c.port, "/slow?1", 10) for _ in range(2)]
+        time.sleep(0.3)
+        for _ in range(2):
+            for pid in [c.pid, *c.workers]:
+                os.kill(pid, signal.SIGTERM)
+        assert [f.result()[0] for f in slow] == ["HTTP/1.1 200 OK"] * 2
+    assert c.finish()[0] == 0
+
+
 # --- workers --------------------------------------------------------------------
 
 

@@ -432,35 +432,43 @@ def _die_with_parent(parent):
     return True
 
 
-def _watch_parent(parent, stop):
+def _watch_parent(parent, stop, *args):
     # Without PR_SET_PDEATHSIG: notice the parent's death by polling.
     while os.getppid() == parent:
         sleep(1.0)
-    stop()
+    stop(*args)
 
 
 def _serve(args, app, sock, limits, unblock, parent=None):
     """Serves on `sock` in this process until SIGTERM or SIGINT, which stop
-    the server gracefully (requests in flight get --graceful-timeout)."""
+    the server gracefully (requests in flight get --graceful-timeout); a
+    second SIGINT closes it at once."""
     from .hub import signal_handler
 
     server = WSGIServer(sock, app, defer_accept=args.defer_accept,
                         access_log=True if args.access_log else None,
                         multiprocess=args.workers > 1, **limits)
     server._owns_socket = True  # this process's listener: closed on stop
-    stopping = []
+    received = set()
 
-    def stop():
-        if not stopping:  # a second signal does not start a second stop
-            stopping.append(True)
+    def stop(signum):
+        if signum in received:
+            # Ctrl-C twice: do not wait any more. (SIGTERM may well come
+            # twice to a worker: from its parent and from a service manager
+            # that signals the whole group.)
+            if signum == signal.SIGINT:
+                server.close()
+            return
+        received.add(signum)
+        if len(received) == 1:
             server.stop(args.graceful_timeout)
 
-    handlers = [signal_handler(signal.SIGTERM, stop)]
+    handlers = [signal_handler(signal.SIGTERM, stop, signal.SIGTERM)]
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # nohup, "&"
-        handlers.append(signal_handler(signal.SIGINT, stop))
+        handlers.append(signal_handler(signal.SIGINT, stop, signal.SIGINT))
     watcher = None
     if parent is not None and not _die_with_parent(parent):
-        watcher = _core.spawn(_watch_parent, parent, stop)
+        watcher = _core.spawn(_watch_parent, parent, stop, signal.SIGTERM)
     unblock()
     try:
         server.serve_forever()
@@ -470,6 +478,10 @@ def _serve(args, app, sock, limits, unblock, parent=None):
         if watcher is not None:
             watcher.kill()
         server.close()
+        # Stopped: a late signal (the parent passing one on, a service
+        # manager's) must not turn the exit into a death by signal.
+        for handler in handlers:
+            signal.signal(handler.signum, signal.SIG_IGN)
     return 0
 
 
@@ -506,9 +518,11 @@ def _run_workers(args, app, socks, limits, banner):
     alive = set(workers)
 
     def forward(signum, frame):
+        # Always SIGTERM: a Ctrl-C in a terminal also sends the workers a
+        # SIGINT of their own, and a second SIGINT means "now".
         for pid in alive:
             try:
-                os.kill(pid, signum)
+                os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
