@@ -320,6 +320,31 @@ def test_stop_waits_by_hand_off_and_returns_when_the_last_request_ends(serve_app
     assert busy.until_closed().endswith(b"\r\n\r\nok")
 
 
+def test_stop_called_by_the_app_waits_for_the_other_requests(serve_app, client):
+    box = {}
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/stop":
+            t0 = time.monotonic()
+            box["server"].stop(timeout=None)
+            box["waited"] = time.monotonic() - t0
+        else:
+            ptsevent.sleep(0.3)
+        return ok_app(environ, start_response)
+
+    server = box["server"] = serve_app(app, validate=False)
+    busy = client(server.server_port)
+    busy.send("/slow", keep_alive=False)
+    assert wait_for(lambda: server.stats()["active"] == 1)
+    stopper = client(server.server_port)
+    stopper.send("/stop", keep_alive=False)
+    assert busy.until_closed().endswith(b"\r\n\r\nok")
+    stopper.until_closed()  # its own connection closes with the server
+    assert wait_for(lambda: "waited" in box), box
+    assert 0.1 < box["waited"] < 1.0, box  # for /slow, not for itself
+    assert wait_for(lambda: server.stats()["connections"] == 0), server.stats()
+
+
 # --- os.fork() while the server runs ------------------------------------------
 
 FORKING_SERVER = """

@@ -1835,7 +1835,8 @@ bool handle_request(Connection* c, Request* req) {
 // A connection's request tasklet is done with the app: the last one to end
 // wakes the tasklets waiting in wait_drained() (stop()).
 void app_done(Server* s) {
-  if (--s->active_ > 0 || s->drain_waiters_.empty() || !s->hub_) return;
+  // At 1, a waiter that is itself a request tasklet is the last one left.
+  if (--s->active_ > 1 || s->drain_waiters_.empty() || !s->hub_) return;
   for (Tasklet* t : s->drain_waiters_) s->hub_->schedule(t);
 }
 
@@ -2289,7 +2290,8 @@ PyObject* server_close(PyObject* self, PyObject*) {
 
 // Suspends the calling tasklet until no request runs (True) or `timeout`
 // seconds pass on the monotonic clock (False). The last request to end
-// wakes it (app_done): no polling.
+// wakes it (app_done): no polling. Called from one of the server's own
+// requests (an app that stops its server), it waits for the others.
 PyObject* server_wait_drained(PyObject* self, PyObject* args) {
   Server* s = reinterpret_cast<Server*>(self);
   PyObject* timeout_obj = Py_None;
@@ -2304,10 +2306,14 @@ PyObject* server_wait_drained(PyObject* self, PyObject* args) {
   if (!hub || !Hub::alive(hub)) Py_RETURN_TRUE;  // its connections are gone
   Tasklet* me = hub->current();
   if (!me) return nullptr;
+  long own = 0;
+  for (Connection* c = s->head_; c; c = c->next)
+    if (c->state == Connection::State::kApp && c->tasklet == me) own = 1;
+  if (s->active_ <= own) Py_RETURN_TRUE;
   hub::Deadline deadline(seconds);
   py::Ref hold = py::Ref::borrow(self);
   int rc = 0;
-  while (s->active_ > 0) {
+  while (s->active_ > own) {
     double left = deadline.wait_seconds();
     if (!deadline.forever() && left <= 0) break;
     s->drain_waiters_.push_back(me);
@@ -2320,7 +2326,7 @@ PyObject* server_wait_drained(PyObject* self, PyObject* args) {
       }
     if (rc < 0) return nullptr;
   }
-  return PyBool_FromLong(s->active_ == 0);
+  return PyBool_FromLong(s->active_ <= own);
 }
 
 PyObject* server_stats(PyObject* self, PyObject*) {
