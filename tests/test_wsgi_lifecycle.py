@@ -345,6 +345,31 @@ def test_stop_called_by_the_app_waits_for_the_other_requests(serve_app, client):
     assert wait_for(lambda: server.stats()["connections"] == 0), server.stats()
 
 
+def test_stop_closes_keep_alive_connections_after_their_answer(serve_app, client):
+    # A keep-alive request finishes while stop() waits for another one; its
+    # client had pipelined a bare CRLF. Its answer says Connection: close and
+    # the connection ends then, not when the other request (or the header
+    # timeout) does.
+    def app(environ, start_response):
+        ptsevent.sleep(0.1 if environ["PATH_INFO"] == "/short" else 1.5)
+        return ok_app(environ, start_response)
+
+    server = serve_app(app, validate=False, header_timeout=5)
+    port = server.server_port
+    long = client(port)
+    long.send("/long", keep_alive=False)
+    short = client(port)
+    short.sock.sendall(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n\r\n")
+    assert wait_for(lambda: server.stats()["active"] == 2)
+    stopper = ptsevent.spawn(server.stop, 5)
+    t0 = time.monotonic()
+    answer = short.until_closed()
+    assert answer.endswith(b"\r\n\r\nok") and b"Connection: close" in answer
+    assert time.monotonic() - t0 < 0.8  # before /long ends
+    assert long.until_closed().endswith(b"\r\n\r\nok")
+    stopper.get(timeout=5)
+
+
 # --- os.fork() while the server runs ------------------------------------------
 
 FORKING_SERVER = """

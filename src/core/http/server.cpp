@@ -421,8 +421,10 @@ Pump pump_head(Connection* c) {
 
 void go_idle(Connection* c) {
   Server* s = c->server;
-  if (s->stopping_ && !c->parser.started()) {
-    destroy_conn(c);  // stop(): idle connections close at once
+  if (s->stopping_ && !c->parser.request_line_started()) {
+    // stop(): idle connections close at once, and so do those that sent
+    // only the empty lines a request may start with.
+    destroy_conn(c);
     return;
   }
   if (c->parser.started()) {
