@@ -1957,9 +1957,9 @@ void new_connection(Server* s, int fd, const struct sockaddr_storage& addr) {
   s->head_ = c;
   ++s->connections_;
   event_base* base = s->hub_->base();
-  event_assign(&c->ev, base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED,
+  hub::assign_event(&c->ev, base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED,
                on_conn_event, c);
-  evtimer_assign(&c->timer, base, on_conn_timer, c);
+  hub::assign_timer(&c->timer, base, on_conn_timer, c);
   if (event_add(&c->ev, nullptr) < 0) {
     destroy_conn(c);
     return;
@@ -2240,9 +2240,9 @@ PyObject* server_start(PyObject* self, PyObject*) {
   if (!s->environ_template_) return nullptr;
   s->hub_ = hub;
   s->hub_serial_ = hub->serial();
-  event_assign(&s->accept_ev_, hub->base(), s->listen_fd_, EV_READ | EV_PERSIST,
+  hub::assign_event(&s->accept_ev_, hub->base(), s->listen_fd_, EV_READ | EV_PERSIST,
                on_accept_event, s);
-  evtimer_assign(&s->backoff_ev_, hub->base(), on_backoff, s);
+  hub::assign_timer(&s->backoff_ev_, hub->base(), on_backoff, s);
   if (event_add(&s->accept_ev_, nullptr) < 0) {
     PyErr_SetString(PyExc_OSError, "libevent: cannot watch the listening socket");
     return nullptr;

@@ -58,6 +58,9 @@ struct Connection {
   int fd;
   struct event ev;
   struct event timer;
+  // A libevent callback argument (hub/event_owner.h): allocated with new,
+  // its events deleted before it is.
+  static constexpr bool kEventOwner = true;
   RequestParser parser;
   std::string in;    // received bytes not yet given to the parser
   std::string body;  // decoded body bytes not yet read by the app
@@ -114,6 +117,9 @@ struct Server {
   Options options_;
   struct event accept_ev_;
   struct event backoff_ev_;
+  // A libevent callback argument (hub/event_owner.h): a Python object on
+  // the heap, its events deleted by close() and hub_closing() first.
+  static constexpr bool kEventOwner = true;
   Connection* head_ = nullptr;
   long connections_ = 0;
   long active_ = 0;  // connections running the app

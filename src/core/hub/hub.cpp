@@ -215,7 +215,7 @@ int Hub::init() {
 int Hub::open_wakeups() {
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return PyErr_SetFromErrno(PyExc_OSError), -1;
-  event_assign(&wake_ev_, base(), wake_fd_, EV_READ | EV_PERSIST, on_wake,
+  assign_event(&wake_ev_, base(), wake_fd_, EV_READ | EV_PERSIST, on_wake,
                this);
   if (event_add(&wake_ev_, nullptr) < 0) {
     PyErr_SetString(PyExc_OSError, "libevent: cannot watch the wake-up fd");
@@ -252,7 +252,7 @@ int Hub::open_wakeups() {
     return 0;
   }
   old_wakeup_fd_ = static_cast<int>(PyLong_AsLong(old.get()));
-  event_assign(&sig_ev_, base(), sig_rfd_, EV_READ | EV_PERSIST, on_signal,
+  assign_event(&sig_ev_, base(), sig_rfd_, EV_READ | EV_PERSIST, on_signal,
                this);
   if (event_add(&sig_ev_, nullptr) < 0) {
     PyErr_SetString(PyExc_OSError, "libevent: cannot watch the signal fd");

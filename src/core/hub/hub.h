@@ -27,6 +27,8 @@
 #include <mutex>
 #include <vector>
 
+#include "hub/assert.h"
+#include "hub/event_owner.h"
 #include "hub/run_queue.h"
 #include "py/ref.h"
 
@@ -92,6 +94,9 @@ class Hub {
   }
 
   event_base* base() const noexcept { return base_.get(); }
+  // A libevent callback argument (hub/event_owner.h): allocated by get(),
+  // its own events deleted before event_base_free.
+  static constexpr bool kEventOwner = true;
   // A serial number unique to this hub in the process: a tasklet compares
   // it with its own, since a freed hub's address may be reused.
   uint64_t serial() const noexcept { return serial_; }

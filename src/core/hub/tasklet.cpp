@@ -141,7 +141,7 @@ void Tasklet::disarm() noexcept {
 
 int Tasklet::wait_with_timer(double seconds) {
   if (seconds >= 0) {
-    event_assign(&ev_, hub_->base(), -1, 0, on_timer, this);
+    assign_timer(&ev_, hub_->base(), on_timer, this);
     if (event_add(&ev_, hub_->timeout_tv(seconds)) < 0) {
       PyErr_SetString(PyExc_OSError, "libevent: cannot add a timer");
       return -1;
@@ -161,7 +161,7 @@ int Tasklet::wait_fd(int fd, short what, double seconds) {
     PyErr_SetFromErrno(PyExc_OSError);
     return -1;
   }
-  event_assign(&ev_, hub_->base(), fd, what, on_io, this);
+  assign_event(&ev_, hub_->base(), fd, what, on_io, this);
   errno = 0;
   if (event_add(&ev_, seconds >= 0 ? hub_->timeout_tv(seconds) : nullptr) <
       0) {
@@ -195,7 +195,7 @@ int Tasklet::start(double delay, bool in_pass) {
   Hub* hub = hub_of(this);
   if (!hub) return -1;
   if (delay > 0) {
-    event_assign(&ev_, hub->base(), -1, 0, on_timer, this);
+    assign_timer(&ev_, hub->base(), on_timer, this);
     struct timeval tv = to_timeval(delay);
     if (event_add(&ev_, &tv) < 0) {
       PyErr_SetString(PyExc_OSError, "libevent: cannot add a timer");

@@ -51,6 +51,9 @@ struct Tasklet {
   // (wait_fd, io_armed_), a timer (wait_with_timer, or start() with a
   // delay: timer_armed_). At most one of them is armed at a time.
   struct event ev_;
+  // A libevent callback argument (hub/event_owner.h): a Python object on
+  // the heap, held by the hub's live list while any event of it is armed.
+  static constexpr bool kEventOwner = true;
 
   void* job_arg_;  // for native jobs (the HTTP server's connection)
 

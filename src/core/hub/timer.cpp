@@ -126,7 +126,7 @@ static PyObject* Timer_start(Timer* self, PyObject* const* args,
   self->hub_ = hub;
   self->hub_serial_ = hub->serial();
   ++self->starts_;
-  event_assign(&self->ev_, hub->base(), -1, 0, Timer::on_fire, self);
+  assign_timer(&self->ev_, hub->base(), Timer::on_fire, self);
   struct timeval tv = to_timeval(seconds);
   if (event_add(&self->ev_, &tv) < 0) {
     PyErr_SetString(PyExc_OSError, "libevent: cannot add a timer");

@@ -34,6 +34,9 @@ struct Timer {
   py::Ref target_;  // the Tasklet to interrupt
   py::Ref exc_;     // what it raises
   struct event ev_;
+  // A libevent callback argument (hub/event_owner.h): a Python object on
+  // the heap that holds a reference to itself while armed.
+  static constexpr bool kEventOwner = true;
   bool armed_;
   bool fired_;      // parked in the hub's fired list
   bool cancelled_;  // cancelled after firing, before delivery

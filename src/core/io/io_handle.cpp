@@ -161,7 +161,7 @@ int IoHandle::wait(short what, double seconds) {
     // that became ready before this point still wakes us.
     // EV_CLOSED (EPOLLRDHUP) tells a peer's shutdown apart from data, for
     // the drained-stream shortcut (maybe_readable_).
-    event_assign(&ev_, hub->base(), fd_,
+    hub::assign_event(&ev_, hub->base(), fd_,
                  EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
                  on_event, this);
     errno = 0;

@@ -35,6 +35,9 @@ struct IoHandle {
   uint64_t hub_serial_;
   int fd_;
   struct event ev_;
+  // A libevent callback argument (hub/event_owner.h): a Python object on
+  // the heap whose dealloc (and close) unregisters ev_.
+  static constexpr bool kEventOwner = true;
   bool registered_;
   // Bytes the last recv() returned (saturating): a stream that just
   // delivered a large read is likely to deliver another.

@@ -16,15 +16,13 @@ using hub::Tasklet;
 
 namespace {
 
-struct MultiWait {
-  Hub* hub;
-  Tasklet* tasklet;
-};
-
 void on_ready(evutil_socket_t, short, void* arg) {
-  // Inside event_base_loop, maybe without the GIL: C++ state only.
-  MultiWait* w = static_cast<MultiWait*>(arg);
-  w->hub->schedule(w->tasklet);
+  // Inside event_base_loop, maybe without the GIL: C++ state only. The
+  // argument is the waiting Tasklet itself, a heap object the hub holds
+  // while it waits; never a structure on the waiter's stack, which greenlet
+  // moves away while the tasklet is suspended.
+  Tasklet* t = static_cast<Tasklet*>(arg);
+  t->hub_->schedule(t);
 }
 
 // Non-blocking poll(2), retried on EINTR. -1 with an error set.
@@ -59,7 +57,6 @@ PyObject* result_list(const std::vector<pollfd>& fds) {
 // Waits until one of the descriptors has an event, or `seconds` pass
 // (< 0: forever). 0 on wake-up or timeout, -1 on error.
 int wait_any(Hub* hub, Tasklet* t, std::vector<pollfd>& fds, double seconds) {
-  MultiWait ctx{hub, t};
   std::vector<event*> events;
   events.reserve(fds.size());
   int rc = 0;
@@ -68,7 +65,7 @@ int wait_any(Hub* hub, Tasklet* t, std::vector<pollfd>& fds, double seconds) {
     if (p.events & (POLLIN | POLLPRI | POLLRDHUP)) what |= EV_READ;
     if (p.events & POLLOUT) what |= EV_WRITE;
     if (!what) what = EV_READ;  // errors and hang-ups show as readable
-    event* ev = event_new(hub->base(), p.fd, what, on_ready, &ctx);
+    event* ev = hub::new_event(hub->base(), p.fd, what, on_ready, t);
     if (!ev) {
       PyErr_NoMemory();
       rc = -1;
