@@ -66,4 +66,6 @@ NB_MODULE(_core, m) {
   m.attr("BlockingSwitchOutError") = nb::handle(hub::BlockingSwitchOutError);
   m.attr("TaskletExit") = nb::handle(py::greenlet::exit_exception());
   m.attr("LIBEVENT_VERSION") = event_get_version();
+  // Whether PTSEVENT_ASSERT checks are compiled in (the sanitizer build).
+  m.attr("_ASSERTS") = nb::bool_(PTSEVENT_ASSERTS != 0);
 }

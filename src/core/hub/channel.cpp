@@ -197,7 +197,10 @@ PyObject* Channel_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
 
 void Channel_dealloc(Channel* ch) {
   if (ch->weakrefs_) PyObject_ClearWeakRefs(ch->self());
-  delete ch->queue_;  // empty: a blocked tasklet holds the channel
+  // A blocked tasklet holds the channel: nobody waits here.
+  PTSEVENT_ASSERT(!ch->queue_ || ch->queue_->empty(),
+                  "a channel is freed while tasklets wait on it");
+  delete ch->queue_;
   Py_TYPE(ch)->tp_free(ch->self());
 }
 

@@ -333,18 +333,21 @@ Tasklet* Hub::current() {
 }
 
 void Hub::schedule(Tasklet* t) noexcept {
+  PTSEVENT_ASSERT(t->hub_ == this, "a tasklet is queued on another hub");
   if (t->queued_) return;
   t->queued_ = true;
   ready_.push_back(t);
 }
 
 void Hub::schedule_first(Tasklet* t) noexcept {
+  PTSEVENT_ASSERT(t->hub_ == this, "a tasklet is queued on another hub");
   if (t->queued_) return;
   t->queued_ = true;
   batch_.push_front(t);
 }
 
 void Hub::schedule_in_pass(Tasklet* t) noexcept {
+  PTSEVENT_ASSERT(t->hub_ == this, "a tasklet is queued on another hub");
   if (t->queued_) return;
   t->queued_ = true;
   if (pass_runs_ < kPassLimit)
@@ -358,6 +361,11 @@ Tasklet* Hub::pop_batch() noexcept {
     Tasklet* t = batch_.pop_front();
     t->queued_ = false;
     ++pass_runs_;
+    // The queue holds raw pointers: a queued tasklet is kept alive by the
+    // hub (its live list, main_ or adopted_ for an adopted greenlet) or,
+    // once dead, by the queue itself (zombie).
+    PTSEVENT_ASSERT(t->live_ || t->adopted_ || t->zombie_,
+                    "a queued tasklet is not held by its hub");
     if (t->state_ == State::kDead) {
       // Killed before it started, while queued: the queue held its last
       // hub reference.

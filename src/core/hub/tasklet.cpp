@@ -140,6 +140,9 @@ void Tasklet::disarm() noexcept {
 }
 
 int Tasklet::wait_with_timer(double seconds) {
+  // One event for every wait: never armed here.
+  PTSEVENT_ASSERT(!io_armed_ && !timer_armed_,
+                  "a tasklet waits with an event already armed");
   if (seconds >= 0) {
     assign_timer(&ev_, hub_->base(), on_timer, this);
     if (event_add(&ev_, hub_->timeout_tv(seconds)) < 0) {
@@ -161,6 +164,8 @@ int Tasklet::wait_fd(int fd, short what, double seconds) {
     PyErr_SetFromErrno(PyExc_OSError);
     return -1;
   }
+  PTSEVENT_ASSERT(!io_armed_ && !timer_armed_,
+                  "a tasklet waits with an event already armed");
   assign_event(&ev_, hub_->base(), fd, what, on_io, this);
   errno = 0;
   if (event_add(&ev_, seconds >= 0 ? hub_->timeout_tv(seconds) : nullptr) <

@@ -107,6 +107,13 @@ static void Tasklet_dealloc(Tasklet* t) {
   PyObject_GC_UnTrack(t);
   // A live tasklet is referenced by its hub, so nothing is armed here; stay
   // defensive all the same: no event may outlive its memory.
+  PTSEVENT_ASSERT(!t->io_armed_ && !t->timer_armed_,
+                  "a tasklet is freed with an armed event");
+  // The run queue holds raw pointers: a queued tasklet is held by the hub
+  // (live list, or the queue itself for a zombie).
+  PTSEVENT_ASSERT(!t->queued_, "a tasklet is freed while on the run queue");
+  PTSEVENT_ASSERT(!t->io_wait_next_,
+                  "a tasklet is freed while on a descriptor's waiter list");
   Hub* hub = Hub::peek();
   if (hub && hub == t->hub_ && hub->serial() == t->hub_serial_) t->disarm();
   if (t->weakrefs_) PyObject_ClearWeakRefs(t->self());
@@ -531,7 +538,27 @@ static PyObject* fn_add_signal_handlers(PyObject*, PyObject* n) {
   Py_RETURN_NONE;
 }
 
+#if PTSEVENT_ASSERTS
+// _assign_event_on_stack(): hands libevent a callback argument on the C
+// stack, of a type that is otherwise a valid owner, which PTSEVENT_ASSERT
+// must stop before libevent sees it. Only in the build with assertions,
+// where the tests use it to prove the checks are compiled in.
+static PyObject* fn_assign_event_on_stack(PyObject*, PyObject*) {
+  Hub* hub = Hub::get();
+  if (!hub) return nullptr;
+  alignas(Tasklet) unsigned char on_stack[sizeof(Tasklet)] = {};
+  Tasklet* t = reinterpret_cast<Tasklet*>(on_stack);
+  assign_timer(&t->ev_, hub->base(), Tasklet::on_timer, t);
+  Py_RETURN_NONE;  // not reached
+}
+#endif
+
 PyMethodDef tasklet_functions[] = {
+#if PTSEVENT_ASSERTS
+    {"_assign_event_on_stack", fn_assign_event_on_stack, METH_NOARGS,
+     "_assign_event_on_stack()\n--\n\nBreaks the rule that a libevent "
+     "callback argument lives on the heap: aborts (assertion build only)."},
+#endif
     {"spawn", FASTCALL_KW(fn_spawn), METH_FASTCALL | METH_KEYWORDS,
      "spawn(fn, *args, **kwargs) -> Tasklet: run fn in a new tasklet."},
     {"spawn_later", FASTCALL_KW(fn_spawn_later), METH_FASTCALL | METH_KEYWORDS,

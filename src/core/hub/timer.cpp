@@ -90,6 +90,8 @@ static void Timer_dealloc(Timer* self) {
   PyTypeObject* tp = Py_TYPE(self);
   PyObject_GC_UnTrack(self);
   // Never armed here: an armed timer holds a reference to itself.
+  PTSEVENT_ASSERT(!self->armed_ && !self->fired_,
+                  "a timer is freed while armed or fired");
   if (self->weakrefs_) PyObject_ClearWeakRefs(self->self());
   Timer_clear(self);
   self->target_.~Ref();

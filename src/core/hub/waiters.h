@@ -132,7 +132,10 @@ struct Waiters {
     hub = nullptr;
     serial = 0;
   }
+  // When the primitive is freed: a waiting tasklet holds a reference to
+  // it, so nobody waits here.
   void destroy() noexcept {
+    PTSEVENT_ASSERT(empty(), "a primitive is freed while tasklets wait on it");
     delete list;
     list = nullptr;
   }

@@ -235,6 +235,9 @@ static void IoHandle_dealloc(IoHandle* h) {
   if (PyObject_CallFinalizerFromDealloc(h->self()) < 0) return;  // resurrected
   // Here: this thread's hub, or one that is closing (its thread is in its
   // teardown, not polling, while we hold the GIL).
+  // A waiting tasklet holds a reference to the handle: nobody waits here.
+  PTSEVENT_ASSERT(!h->readers_ && !h->writers_,
+                  "a descriptor handle is freed while tasklets wait on it");
   if (h->registered_ && Hub::alive(h->hub_, h->hub_serial_)) h->unregister();
   if (h->weakrefs_) PyObject_ClearWeakRefs(h->self());
   tp->tp_free(h);
