@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <array>
 #include <climits>
 #include <cstring>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "hub/tasklet.h"
 #include "py/errors.h"
 #include "py/greenlet_api.h"
+#include "py/heap_type.h"
 
 #include <structmember.h>
 
@@ -880,7 +882,6 @@ PyObject* input_iternext(PyObject* self) {
   return line;
 }
 
-void input_dealloc(PyObject* self) { PyObject_Free(self); }
 
 PyMethodDef input_methods[] = {
     {"read", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_read)),
@@ -1088,10 +1089,10 @@ PyObject* start_response_write(PyObject* self, PyObject* data) {
   Py_RETURN_NONE;
 }
 
-void start_response_dealloc(PyObject* self) {
+// py::make_heap_type's dealloc calls it.
+void start_response_destroy(PyObject* self) {
   // detach() already dropped write (which holds self) at the request's end.
-  Py_XDECREF(reinterpret_cast<StartResponse*>(self)->write);
-  PyObject_Free(self);
+  Py_CLEAR(reinterpret_cast<StartResponse*>(self)->write);
 }
 
 PyMethodDef start_response_methods[] = {
@@ -1136,14 +1137,8 @@ PyObject* file_wrapper_close(PyObject* self, PyObject*) {
   Py_RETURN_NONE;
 }
 
-void file_wrapper_dealloc(PyObject* self) {
-  FileWrapper* fw = reinterpret_cast<FileWrapper*>(self);
-  PyObject_GC_UnTrack(self);
-  Py_CLEAR(fw->filelike);
-  Py_TYPE(self)->tp_free(self);
-}
-
 int file_wrapper_traverse(PyObject* self, visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(self));
   Py_VISIT(reinterpret_cast<FileWrapper*>(self)->filelike);
   return 0;
 }
@@ -2342,25 +2337,37 @@ PyObject* server_stats(PyObject* self, PyObject*) {
                        s->accepting_ ? Py_True : Py_False);
 }
 
-void server_dealloc(PyObject* self) {
+// The Python references of the server, for the garbage collector: an app
+// may hold its server (a closure, an attribute). While accepting, and while
+// a connection is open, the server holds a reference to itself that no
+// traverse reports, so the collector never clears a running server.
+std::array<py::Ref*, 11> server_refs(Server* s) {
+  return {&s->listener_,   &s->app_,       &s->context_,
+          &s->server_name_, &s->server_port_, &s->url_scheme_,
+          &s->errors_,     &s->log_error_, &s->access_log_,
+          &s->environ_template_, &s->last_addr_};
+}
+
+int server_traverse(PyObject* self, visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(self));
+  for (py::Ref* r : server_refs(reinterpret_cast<Server*>(self)))
+    if (int rc = r->visit(visit, arg)) return rc;
+  return 0;
+}
+
+int server_clear(PyObject* self) {
+  for (py::Ref* r : server_refs(reinterpret_cast<Server*>(self))) r->reset();
+  return 0;
+}
+
+// After server_clear (py::make_heap_type's dealloc).
+void server_destroy(PyObject* self) {
   Server* s = reinterpret_cast<Server*>(self);
   if (s->started_ && s->hub_ && Hub::alive(s->hub_)) s->hub_->remove_owner(&s->owner_);
-  s->listener_.reset();
-  s->app_.reset();
-  s->context_.reset();
-  s->server_name_.reset();
-  s->server_port_.reset();
-  s->url_scheme_.reset();
-  s->errors_.reset();
-  s->log_error_.reset();
-  s->access_log_.reset();
-  s->environ_template_.reset();
-  s->last_addr_.reset();
   s->options_.~Options();
   s->owner_.~ServerOwner();
   s->date_.~basic_string();
   s->drain_waiters_.~vector();
-  Py_TYPE(self)->tp_free(self);
 }
 
 PyMethodDef server_methods[] = {
@@ -2433,7 +2440,6 @@ PyTypeObject* make_server_type() {
   if (!serve_fn) return nullptr;
 
   static PyType_Slot input_slots[] = {
-      {Py_tp_dealloc, reinterpret_cast<void*>(input_dealloc)},
       {Py_tp_methods, input_methods},
       {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
       {Py_tp_iternext, reinterpret_cast<void*>(input_iternext)},
@@ -2441,24 +2447,22 @@ PyTypeObject* make_server_type() {
       {0, nullptr}};
   static PyType_Spec input_spec = {"ptsevent._core.Input", sizeof(Input), 0,
                                    Py_TPFLAGS_DEFAULT, input_slots};
-  InputType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&input_spec));
+  InputType = py::make_heap_type<PyObject>(&input_spec);
 
   static PyType_Slot sr_slots[] = {
-      {Py_tp_dealloc, reinterpret_cast<void*>(start_response_dealloc)},
       {Py_tp_call, reinterpret_cast<void*>(start_response_call)},
       {Py_tp_methods, start_response_methods},
       {Py_tp_doc, const_cast<char*>("start_response(status, headers, exc_info=None)")},
       {0, nullptr}};
   static PyType_Spec sr_spec = {"ptsevent._core.StartResponse", sizeof(StartResponse), 0,
                                 Py_TPFLAGS_DEFAULT, sr_slots};
-  StartResponseType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&sr_spec));
+  StartResponseType =
+      py::make_heap_type<PyObject, nullptr, start_response_destroy>(&sr_spec);
 
   static PyType_Slot fw_slots[] = {
       {Py_tp_init, reinterpret_cast<void*>(file_wrapper_init)},
       {Py_tp_new, reinterpret_cast<void*>(PyType_GenericNew)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(file_wrapper_dealloc)},
       {Py_tp_traverse, reinterpret_cast<void*>(file_wrapper_traverse)},
-      {Py_tp_clear, reinterpret_cast<void*>(file_wrapper_clear)},
       {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
       {Py_tp_iternext, reinterpret_cast<void*>(file_wrapper_next)},
       {Py_tp_methods, file_wrapper_methods},
@@ -2469,21 +2473,23 @@ PyTypeObject* make_server_type() {
       {0, nullptr}};
   static PyType_Spec fw_spec = {"ptsevent.wsgi.FileWrapper", sizeof(FileWrapper), 0,
                                 Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, fw_slots};
-  FileWrapperType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&fw_spec));
+  FileWrapperType = py::make_heap_type<PyObject, file_wrapper_clear>(&fw_spec);
 
   static PyType_Slot server_slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(server_new)},
       {Py_tp_init, reinterpret_cast<void*>(server_init)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(server_dealloc)},
+      {Py_tp_traverse, reinterpret_cast<void*>(server_traverse)},
       {Py_tp_methods, server_methods},
       {Py_tp_doc, const_cast<char*>(
                       "HttpServer(listener, app, *, server_name, server_port, ...): the "
                       "C++ HTTP/1.1 WSGI server (use ptsevent.wsgi.WSGIServer)")},
       {0, nullptr}};
   static PyType_Spec server_spec = {"ptsevent._core.HttpServer", sizeof(Server), 0,
-                                    Py_TPFLAGS_DEFAULT, server_slots};
+                                    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+                                    server_slots};
   if (!InputType || !StartResponseType || !FileWrapperType) return nullptr;
-  ServerType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&server_spec));
+  ServerType = py::make_heap_type<PyObject, server_clear, server_destroy>(
+      &server_spec);
   return ServerType;
 }
 

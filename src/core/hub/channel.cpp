@@ -20,6 +20,7 @@
 #include "hub/channel.h"
 #include "hub/tasklet.h"
 #include "py/errors.h"
+#include "py/heap_type.h"
 
 #include <structmember.h>
 
@@ -195,13 +196,12 @@ PyObject* Channel_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   return ch->self();
 }
 
-void Channel_dealloc(Channel* ch) {
-  if (ch->weakrefs_) PyObject_ClearWeakRefs(ch->self());
+// py::make_heap_type's dealloc calls it.
+void Channel_destroy(Channel* ch) {
   // A blocked tasklet holds the channel: nobody waits here.
   PTSEVENT_ASSERT(!ch->queue_ || ch->queue_->empty(),
                   "a channel is freed while tasklets wait on it");
   delete ch->queue_;
-  Py_TYPE(ch)->tp_free(ch->self());
 }
 
 PyObject* Channel_send(Channel* ch, PyObject* value) { return do_send(ch, value, kValue); }
@@ -372,7 +372,6 @@ PyTypeObject* make_channel_type() {
       {nullptr, 0, 0, 0, nullptr}};
   static PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(Channel_new)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(Channel_dealloc)},
       {Py_tp_methods, Channel_methods},
       {Py_tp_getset, Channel_getset},
       {Py_tp_members, members},
@@ -383,7 +382,7 @@ PyTypeObject* make_channel_type() {
       {0, nullptr}};
   static PyType_Spec spec = {"ptsevent._core.Channel", sizeof(Channel), 0,
                              Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};
-  ChannelType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  ChannelType = py::make_heap_type<Channel, nullptr, Channel_destroy>(&spec);
   return ChannelType;
 }
 

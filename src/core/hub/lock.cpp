@@ -24,6 +24,7 @@
 #include "hub/waiters.h"
 #include "py/args.h"
 #include "py/errors.h"
+#include "py/heap_type.h"
 
 #include <structmember.h>
 
@@ -53,13 +54,10 @@ PyObject* Lock_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   return l ? l->self() : nullptr;
 }
 
-void Lock_dealloc(Lock* l) {
-  PyTypeObject* type = Py_TYPE(l);
-  if (l->weakrefs_) PyObject_ClearWeakRefs(l->self());
+// py::make_heap_type's dealloc calls it.
+void Lock_destroy(Lock* l) {
   // A waiting tasklet holds a reference to the lock: nobody waits here.
   l->w_.destroy();
-  type->tp_free(l->self());
-  if (type->tp_flags & Py_TPFLAGS_HEAPTYPE) Py_DECREF(type);
 }
 
 // acquire()'s timeout as _thread.lock.acquire checks it: -1 no limit (also
@@ -277,7 +275,6 @@ PyTypeObject* make_lock_type() {
       {nullptr, 0, 0, 0, nullptr}};
   static PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(Lock_new)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(Lock_dealloc)},
       {Py_tp_repr, reinterpret_cast<void*>(Lock_repr)},
       {Py_tp_methods, Lock_methods},
       {Py_tp_getset, Lock_getset},
@@ -290,7 +287,7 @@ PyTypeObject* make_lock_type() {
       {0, nullptr}};
   static PyType_Spec spec = {"ptsevent.locks.Lock", sizeof(Lock), 0,
                              Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};
-  LockType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  LockType = py::make_heap_type<Lock, nullptr, Lock_destroy>(&spec);
   return LockType;
 }
 

@@ -26,6 +26,7 @@
 #include "hub/waiters.h"
 #include "py/args.h"
 #include "py/errors.h"
+#include "py/heap_type.h"
 
 #include <structmember.h>
 
@@ -201,17 +202,12 @@ int Queue_clear(Queue* q) {
   return 0;
 }
 
-void Queue_dealloc(Queue* q) {
-  PyTypeObject* type = Py_TYPE(q);
-  PyObject_GC_UnTrack(q);
-  if (q->weakrefs_) PyObject_ClearWeakRefs(q->self());
-  Queue_clear(q);
+// After Queue_clear (py::make_heap_type's dealloc).
+void Queue_destroy(Queue* q) {
   // A waiting tasklet holds a reference to the queue: nobody waits here.
   q->getters_.destroy();
   q->putters_.destroy();
   q->joiners_.destroy();
-  type->tp_free(q->self());
-  Py_DECREF(type);
 }
 
 // ------------------------------------------------------------ put/get
@@ -541,9 +537,7 @@ PyTypeObject* make_queue_type() {
   static PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(Queue_new)},
       {Py_tp_init, reinterpret_cast<void*>(Queue_init)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(Queue_dealloc)},
       {Py_tp_traverse, reinterpret_cast<void*>(Queue_traverse)},
-      {Py_tp_clear, reinterpret_cast<void*>(Queue_clear)},
       {Py_tp_repr, reinterpret_cast<void*>(Queue_repr)},
       {Py_tp_methods, Queue_methods},
       {Py_tp_getset, Queue_getset},
@@ -556,7 +550,7 @@ PyTypeObject* make_queue_type() {
   static PyType_Spec spec = {
       "ptsevent.queue.Queue", sizeof(Queue), 0,
       Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, slots};
-  QueueType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  QueueType = py::make_heap_type<Queue, Queue_clear, Queue_destroy>(&spec);
   return QueueType;
 }
 

@@ -9,6 +9,7 @@
 #include "hub/timer.h"
 #include "py/args.h"
 #include "py/greenlet_api.h"
+#include "py/heap_type.h"
 
 namespace ptsevent::hub {
 
@@ -102,9 +103,8 @@ static int Tasklet_clear(Tasklet* t) {
   return 0;
 }
 
-static void Tasklet_dealloc(Tasklet* t) {
-  PyTypeObject* tp = Py_TYPE(t);
-  PyObject_GC_UnTrack(t);
+// After Tasklet_clear (py::make_heap_type's dealloc).
+static void Tasklet_destroy(Tasklet* t) {
   // A live tasklet is referenced by its hub, so nothing is armed here; stay
   // defensive all the same: no event may outlive its memory.
   PTSEVENT_ASSERT(!t->io_armed_ && !t->timer_armed_,
@@ -116,11 +116,7 @@ static void Tasklet_dealloc(Tasklet* t) {
                   "a tasklet is freed while on a descriptor's waiter list");
   Hub* hub = Hub::peek();
   if (hub && hub == t->hub_ && hub->serial() == t->hub_serial_) t->disarm();
-  if (t->weakrefs_) PyObject_ClearWeakRefs(t->self());
-  Tasklet_clear(t);
   for (py::Ref* r : t->refs()) r->~Ref();
-  tp->tp_free(t);
-  Py_DECREF(tp);
 }
 
 static PyObject* Tasklet_repr(Tasklet* t) {
@@ -374,9 +370,7 @@ static PyMemberDef Tasklet_members[] = {
 PyTypeObject* make_tasklet_type() {
   PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(Tasklet_new)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(Tasklet_dealloc)},
       {Py_tp_traverse, reinterpret_cast<void*>(Tasklet_traverse)},
-      {Py_tp_clear, reinterpret_cast<void*>(Tasklet_clear)},
       {Py_tp_repr, reinterpret_cast<void*>(Tasklet_repr)},
       {Py_tp_methods, Tasklet_methods},
       {Py_tp_getset, Tasklet_getset},
@@ -388,7 +382,8 @@ PyTypeObject* make_tasklet_type() {
   PyType_Spec spec = {
       "ptsevent.Tasklet", sizeof(Tasklet), 0,
       Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE, slots};
-  TaskletType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  TaskletType =
+      py::make_heap_type<Tasklet, Tasklet_clear, Tasklet_destroy>(&spec);
   return TaskletType;
 }
 

@@ -6,6 +6,7 @@
 
 #include "hub/tasklet.h"
 #include "py/errors.h"
+#include "py/heap_type.h"
 
 namespace ptsevent::hub {
 
@@ -86,18 +87,13 @@ static int Timer_clear(Timer* self) {
   return 0;
 }
 
-static void Timer_dealloc(Timer* self) {
-  PyTypeObject* tp = Py_TYPE(self);
-  PyObject_GC_UnTrack(self);
+// After Timer_clear (py::make_heap_type's dealloc).
+static void Timer_destroy(Timer* self) {
   // Never armed here: an armed timer holds a reference to itself.
   PTSEVENT_ASSERT(!self->armed_ && !self->fired_,
                   "a timer is freed while armed or fired");
-  if (self->weakrefs_) PyObject_ClearWeakRefs(self->self());
-  Timer_clear(self);
   self->target_.~Ref();
   self->exc_.~Ref();
-  tp->tp_free(self);
-  Py_DECREF(tp);
 }
 
 // start(seconds, exception): arm for the running tasklet.
@@ -215,9 +211,7 @@ static PyMemberDef Timer_members[] = {
 PyTypeObject* make_timer_type() {
   PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(Timer_new)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(Timer_dealloc)},
       {Py_tp_traverse, reinterpret_cast<void*>(Timer_traverse)},
-      {Py_tp_clear, reinterpret_cast<void*>(Timer_clear)},
       {Py_tp_methods, Timer_methods},
       {Py_tp_getset, Timer_getset},
       {Py_tp_members, Timer_members},
@@ -227,7 +221,7 @@ PyTypeObject* make_timer_type() {
       {0, nullptr}};
   PyType_Spec spec = {"ptsevent._core.Timer", sizeof(Timer), 0,
                       Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots};
-  TimerType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  TimerType = py::make_heap_type<Timer, Timer_clear, Timer_destroy>(&spec);
   return TimerType;
 }
 
@@ -281,20 +275,15 @@ static int Waiter_clear(Waiter* self) {
   return 0;
 }
 
-static void Waiter_dealloc(Waiter* self) {
-  PyTypeObject* tp = Py_TYPE(self);
-  PyObject_GC_UnTrack(self);
+// After Waiter_clear (py::make_heap_type's dealloc).
+static void Waiter_destroy(Waiter* self) {
   // The count is atomic: a Waiter dropped in another thread (its result
   // never delivered) still releases it, or LoopExit could never fire.
   if (self->counted_ && Hub::alive(self->hub_))
     self->hub_->add_thread_jobs(-1);
-  if (self->weakrefs_) PyObject_ClearWeakRefs(self->self());
-  Waiter_clear(self);
   self->waiter_.~Ref();
   self->value_.~Ref();
   self->exc_.~Ref();
-  tp->tp_free(self);
-  Py_DECREF(tp);
 }
 
 static int waiter_set(Waiter* self, PyObject* value, PyObject* exc) {
@@ -405,9 +394,7 @@ static PyMemberDef Waiter_members[] = {
 PyTypeObject* make_waiter_type() {
   PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(Waiter_new)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(Waiter_dealloc)},
       {Py_tp_traverse, reinterpret_cast<void*>(Waiter_traverse)},
-      {Py_tp_clear, reinterpret_cast<void*>(Waiter_clear)},
       {Py_tp_methods, Waiter_methods},
       {Py_tp_members, Waiter_members},
       {Py_tp_doc, const_cast<char*>(
@@ -416,7 +403,7 @@ PyTypeObject* make_waiter_type() {
       {0, nullptr}};
   PyType_Spec spec = {"ptsevent._core.Waiter", sizeof(Waiter), 0,
                       Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots};
-  WaiterType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  WaiterType = py::make_heap_type<Waiter, Waiter_clear, Waiter_destroy>(&spec);
   return WaiterType;
 }
 

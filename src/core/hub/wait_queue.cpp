@@ -2,6 +2,7 @@
 
 #include "hub/tasklet.h"
 #include "py/errors.h"
+#include "py/heap_type.h"
 
 #include <structmember.h>
 
@@ -24,12 +25,11 @@ PyObject* WaitQueue_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   return q->self();
 }
 
-void WaitQueue_dealloc(WaitQueue* q) {
-  if (q->weakrefs_) PyObject_ClearWeakRefs(q->self());
+// py::make_heap_type's dealloc calls it.
+void WaitQueue_destroy(WaitQueue* q) {
   // A waiting tasklet holds a reference to the queue (through its frame):
   // the list is empty here.
   q->w_.destroy();
-  Py_TYPE(q)->tp_free(q->self());
 }
 
 // wait(timeout=None) -> True when notified, False on timeout.
@@ -152,7 +152,6 @@ PyTypeObject* make_wait_queue_type() {
   static PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(WaitQueue_new)},
       {Py_tp_members, members},
-      {Py_tp_dealloc, reinterpret_cast<void*>(WaitQueue_dealloc)},
       {Py_tp_methods, WaitQueue_methods},
       {Py_sq_length, reinterpret_cast<void*>(WaitQueue_len)},
       {Py_tp_doc, const_cast<char*>(
@@ -161,7 +160,8 @@ PyTypeObject* make_wait_queue_type() {
       {0, nullptr}};
   static PyType_Spec spec = {"ptsevent._core.WaitQueue", sizeof(WaitQueue), 0,
                              Py_TPFLAGS_DEFAULT, slots};
-  WaitQueueType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  WaitQueueType =
+      py::make_heap_type<WaitQueue, nullptr, WaitQueue_destroy>(&spec);
   return WaitQueueType;
 }
 

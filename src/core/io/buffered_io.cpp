@@ -12,6 +12,7 @@
 
 #include "io/byte_buffer.h"
 #include "io/io_handle.h"
+#include "py/heap_type.h"
 #include "py/ref.h"
 
 namespace ptsevent::io {
@@ -148,15 +149,12 @@ PyObject* BufferedIo_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   return b->self();
 }
 
-void BufferedIo_dealloc(BufferedIo* b) {
-  PyTypeObject* tp = Py_TYPE(b);
-  if (b->weakrefs_) PyObject_ClearWeakRefs(b->self());
+// py::make_heap_type's dealloc calls it.
+void BufferedIo_destroy(BufferedIo* b) {
   b->in_.~Ref();
   b->out_.~Ref();
   b->rbuf_.~ByteBuffer();
   b->wbuf_.~ByteBuffer();
-  tp->tp_free(b);
-  Py_DECREF(tp);
 }
 
 int send_all(BufferedIo* b, const char* p, size_t n, const Deadline& d) {
@@ -474,7 +472,6 @@ PyMemberDef BufferedIo_members[] = {
 PyTypeObject* make_buffered_io_type() {
   PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(BufferedIo_new)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(BufferedIo_dealloc)},
       {Py_tp_iter, reinterpret_cast<void*>(BufferedIo_iter)},
       {Py_tp_iternext, reinterpret_cast<void*>(BufferedIo_iternext)},
       {Py_tp_methods, BufferedIo_methods},
@@ -486,7 +483,8 @@ PyTypeObject* make_buffered_io_type() {
       {0, nullptr}};
   PyType_Spec spec = {"ptsevent._core.BufferedIo", sizeof(BufferedIo), 0,
                       Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};
-  BufferedIoType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  BufferedIoType =
+      py::make_heap_type<BufferedIo, nullptr, BufferedIo_destroy>(&spec);
   return BufferedIoType;
 }
 

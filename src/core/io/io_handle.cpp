@@ -13,6 +13,7 @@
 
 
 #include "hub/tasklet.h"
+#include "py/heap_type.h"
 
 namespace ptsevent::io {
 
@@ -230,18 +231,14 @@ static void IoHandle_finalize(IoHandle* h) {
   PyErr_Restore(type, value, tb);
 }
 
-static void IoHandle_dealloc(IoHandle* h) {
-  PyTypeObject* tp = Py_TYPE(h);
-  if (PyObject_CallFinalizerFromDealloc(h->self()) < 0) return;  // resurrected
+// After IoHandle_finalize (py::make_heap_type's dealloc).
+static void IoHandle_destroy(IoHandle* h) {
   // Here: this thread's hub, or one that is closing (its thread is in its
   // teardown, not polling, while we hold the GIL).
   // A waiting tasklet holds a reference to the handle: nobody waits here.
   PTSEVENT_ASSERT(!h->readers_ && !h->writers_,
                   "a descriptor handle is freed while tasklets wait on it");
   if (h->registered_ && Hub::alive(h->hub_, h->hub_serial_)) h->unregister();
-  if (h->weakrefs_) PyObject_ClearWeakRefs(h->self());
-  tp->tp_free(h);
-  Py_DECREF(tp);
 }
 
 // close(): forget the descriptor (the caller closes it afterwards). Waiters
@@ -591,8 +588,6 @@ static PyMemberDef IoHandle_members[] = {
 PyTypeObject* make_io_handle_type() {
   PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(IoHandle_new)},
-      {Py_tp_dealloc, reinterpret_cast<void*>(IoHandle_dealloc)},
-      {Py_tp_finalize, reinterpret_cast<void*>(IoHandle_finalize)},
       {Py_tp_methods, IoHandle_methods},
       {Py_tp_getset, IoHandle_getset},
       {Py_tp_members, IoHandle_members},
@@ -602,7 +597,8 @@ PyTypeObject* make_io_handle_type() {
       {0, nullptr}};
   PyType_Spec spec = {"ptsevent._core.IoHandle", sizeof(IoHandle), 0,
                       Py_TPFLAGS_DEFAULT, slots};
-  IoHandleType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  IoHandleType = py::make_heap_type<IoHandle, nullptr, IoHandle_destroy,
+                                    IoHandle_finalize>(&spec);
   return IoHandleType;
 }
 
