@@ -885,13 +885,16 @@ PyObject* input_iternext(PyObject* self) {
 
 PyMethodDef input_methods[] = {
     {"read", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_read)),
-     METH_FASTCALL, "read(size=-1) -> bytes of the request body"},
+     METH_FASTCALL, "read($self, size=-1, /)\n--\n\n"
+     "read(size=-1) -> bytes of the request body"},
     {"readline",
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_readline)),
-     METH_FASTCALL, "readline(size=-1) -> one line of the request body"},
+     METH_FASTCALL, "readline($self, size=-1, /)\n--\n\n"
+     "readline(size=-1) -> one line of the request body"},
     {"readlines",
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_readlines)),
-     METH_FASTCALL, "readlines(hint=-1) -> list of lines"},
+     METH_FASTCALL, "readlines($self, hint=-1, /)\n--\n\n"
+     "readlines(hint=-1) -> list of lines"},
     {nullptr, nullptr, 0, nullptr}};
 
 // ----------------------------------------------------------- start_response
@@ -1096,7 +1099,8 @@ void start_response_destroy(PyObject* self) {
 }
 
 PyMethodDef start_response_methods[] = {
-    {"write", start_response_write, METH_O, "write(data): the WSGI write() callable"},
+    {"write", start_response_write, METH_O, "write($self, data, /)\n--\n\n"
+     "write(data): the WSGI write() callable"},
     {nullptr, nullptr, 0, nullptr}};
 
 // ------------------------------------------------------------ file_wrapper
@@ -1149,7 +1153,8 @@ int file_wrapper_clear(PyObject* self) {
 }
 
 PyMethodDef file_wrapper_methods[] = {
-    {"close", file_wrapper_close, METH_NOARGS, "close the wrapped file"},
+    {"close", file_wrapper_close, METH_NOARGS, "close($self, /)\n--\n\n"
+     "close the wrapped file"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyMemberDef file_wrapper_members[] = {
@@ -2371,16 +2376,22 @@ void server_destroy(PyObject* self) {
 }
 
 PyMethodDef server_methods[] = {
-    {"start", server_start, METH_NOARGS, "start accepting connections on this thread's hub"},
-    {"stop_accepting", server_stop_accepting, METH_NOARGS, "stop accepting new connections"},
+    {"start", server_start, METH_NOARGS, "start($self, /)\n--\n\n"
+     "start accepting connections on this thread's hub"},
+    {"stop_accepting", server_stop_accepting, METH_NOARGS, "stop_accepting($self, /)\n--\n\n"
+     "stop accepting new connections"},
     {"close_idle", server_close_idle, METH_NOARGS,
+     "close_idle($self, /)\n--\n\n"
      "close idle keep-alive connections now; busy ones close after their response"},
-    {"abort", server_abort, METH_NOARGS, "close every connection now, busy ones too"},
-    {"close", server_close, METH_NOARGS, "stop accepting and close every connection"},
+    {"abort", server_abort, METH_NOARGS, "abort($self, /)\n--\n\n"
+     "close every connection now, busy ones too"},
+    {"close", server_close, METH_NOARGS, "close($self, /)\n--\n\n"
+     "stop accepting and close every connection"},
     {"wait_drained", server_wait_drained, METH_VARARGS,
-     "wait_drained(timeout=None): wait until no request runs (True) or the "
-     "timeout passes (False)"},
-    {"stats", server_stats, METH_NOARGS, "counters: connections, active, idle, requests"},
+     "wait_drained($self, timeout=None, /)\n--\n\n"
+     "wait until no request runs (True) or the timeout passes (False)"},
+    {"stats", server_stats, METH_NOARGS, "stats($self, /)\n--\n\n"
+     "counters: connections, active, idle, requests"},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace
@@ -2468,6 +2479,7 @@ PyTypeObject* make_server_type() {
       {Py_tp_methods, file_wrapper_methods},
       {Py_tp_members, file_wrapper_members},
       {Py_tp_doc, const_cast<char*>(
+                      "FileWrapper(filelike, blksize=8192)\n--\n\n"
                       "FileWrapper(filelike, blksize=8192): wsgi.file_wrapper; a "
                       "regular file is sent with sendfile(2)")},
       {0, nullptr}};
@@ -2481,6 +2493,7 @@ PyTypeObject* make_server_type() {
       {Py_tp_traverse, reinterpret_cast<void*>(server_traverse)},
       {Py_tp_methods, server_methods},
       {Py_tp_doc, const_cast<char*>(
+                      "HttpServer(listener, app, /, **options)\n--\n\n"
                       "HttpServer(listener, app, *, server_name, server_port, ...): the "
                       "C++ HTTP/1.1 WSGI server (use ptsevent.wsgi.WSGIServer)")},
       {0, nullptr}};

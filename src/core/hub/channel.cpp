@@ -351,17 +351,25 @@ PyGetSetDef Channel_getset[] = {
 #define FASTCALL(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
 PyMethodDef Channel_methods[] = {
-    {"send", FASTCALL(Channel_send), METH_O, "send(value): rendezvous with a receiver"},
-    {"receive", FASTCALL(Channel_receive), METH_NOARGS, "receive() -> value"},
+    {"send", FASTCALL(Channel_send), METH_O, "send($self, value, /)\n--\n\n"
+     "send(value): rendezvous with a receiver"},
+    {"receive", FASTCALL(Channel_receive), METH_NOARGS,
+     "receive($self, /)\n--\n\n"
+     "receive() -> value"},
     {"send_exception", FASTCALL(Channel_send_exception), METH_FASTCALL,
+     "send_exception($self, exc, /, *args)\n--\n\n"
      "send_exception(exc, *args): the receiver raises exc(*args)"},
     {"send_throw", FASTCALL(Channel_send_throw), METH_FASTCALL,
+     "send_throw($self, exc, value=None, tb=None, /)\n--\n\n"
      "send_throw(exc, value=None, tb=None): the receiver raises it"},
     {"send_sequence", FASTCALL(Channel_send_sequence), METH_O,
+     "send_sequence($self, iterable, /)\n--\n\n"
      "send_sequence(iterable) -> number of values sent"},
     {"close", FASTCALL(Channel_close), METH_NOARGS,
+     "close($self, /)\n--\n\n"
      "stop sends; closed once no sender is left"},
-    {"open", FASTCALL(Channel_open), METH_NOARGS, "undo close()"},
+    {"open", FASTCALL(Channel_open), METH_NOARGS, "open($self, /)\n--\n\n"
+     "undo close()"},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace
@@ -378,6 +386,7 @@ PyTypeObject* make_channel_type() {
       {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
       {Py_tp_iternext, reinterpret_cast<void*>(Channel_iternext)},
       {Py_tp_doc, const_cast<char*>(
+                      "Channel()\n--\n\n"
                       "channel(): Stackless's rendezvous channel between tasklets")},
       {0, nullptr}};
   static PyType_Spec spec = {"ptsevent._core.Channel", sizeof(Channel), 0,

@@ -216,16 +216,25 @@ PyObject* get_has_queue(Lock* l, void*) { return PyBool_FromLong(l->w_.list != n
 
 PyMethodDef Lock_methods[] = {
     {"acquire", FASTCALL(Lock_acquire), METH_FASTCALL | METH_KEYWORDS,
+     "acquire($self, blocking=True, timeout=-1)\n--\n\n"
      "acquire(blocking=True, timeout=-1) -> bool: take the lock; False when "
      "it was not taken (blocking false and busy, or the timeout passed)"},
-    {"__enter__", FASTCALL(Lock_enter), METH_NOARGS, "acquire()"},
+    {"__enter__", FASTCALL(Lock_enter), METH_NOARGS,
+     "__enter__($self, /)\n--\n\n"
+     "acquire()"},
     {"release", FASTCALL(Lock_release), METH_NOARGS,
+     "release($self, /)\n--\n\n"
      "release(): unlock; the oldest waiter, if any, owns the lock next"},
-    {"__exit__", FASTCALL(Lock_exit), METH_FASTCALL, "release()"},
-    {"locked", FASTCALL(Lock_locked), METH_NOARGS, "locked() -> bool"},
+    {"__exit__", FASTCALL(Lock_exit), METH_FASTCALL,
+     "__exit__($self, /, *exc_info)\n--\n\n"
+     "release()"},
+    {"locked", FASTCALL(Lock_locked), METH_NOARGS, "locked($self, /)\n--\n\n"
+     "locked() -> bool"},
     {"_at_fork_reinit", FASTCALL(Lock_at_fork_reinit), METH_NOARGS,
+     "_at_fork_reinit($self, /)\n--\n\n"
      "unlocked, nobody waiting (in a child after fork)"},
     {"_dispatch", FASTCALL(Lock_dispatch), METH_NOARGS,
+     "_dispatch($self, /)\n--\n\n"
      "in the owner hub: hand a lock released by another thread to the oldest "
      "waiter"},
     {nullptr, nullptr, 0, nullptr}};
@@ -257,6 +266,7 @@ PyObject* fn_lock_timeout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 PyMethodDef lock_functions[] = {
     {"_lock_timeout", FASTCALL(fn_lock_timeout), METH_FASTCALL,
+     "_lock_timeout(blocking, timeout, /)\n--\n\n"
      "_lock_timeout(blocking, timeout) -> None or seconds, checked as "
      "threading.Lock.acquire checks them"},
     {nullptr, nullptr, 0, nullptr}};
@@ -280,6 +290,7 @@ PyTypeObject* make_lock_type() {
       {Py_tp_getset, Lock_getset},
       {Py_tp_members, members},
       {Py_tp_doc, const_cast<char*>(
+                      "Lock()\n--\n\n"
                       "Lock(): a primitive lock, as threading.Lock, fair between "
                       "tasklets.\n\nAny tasklet (or thread) may release it, not only "
                       "the one that acquired it. Waiters get it in the order they "

@@ -450,34 +450,53 @@ PyObject* get_has_waiters(Queue* q, void*) {
 
 PyMethodDef Queue_methods[] = {
     {"put", FASTCALL(Queue_put), METH_FASTCALL | METH_KEYWORDS,
+     "put($self, item, block=True, timeout=None)\n--\n\n"
      "put(item, block=True, timeout=None): put item in the queue; when it is "
      "full wait (block true) up to timeout seconds for a free slot, else raise "
      "queue.Full"},
-    {"put_nowait", FASTCALL(Queue_put_nowait), METH_O, "put(item, block=False)"},
+    {"put_nowait", FASTCALL(Queue_put_nowait), METH_O,
+     "put_nowait($self, item, /)\n--\n\n"
+     "put(item, block=False)"},
     {"get", FASTCALL(Queue_get), METH_FASTCALL | METH_KEYWORDS,
+     "get($self, block=True, timeout=None)\n--\n\n"
      "get(block=True, timeout=None) -> item: when the queue is empty wait "
      "(block true) up to timeout seconds for an item, else raise queue.Empty"},
-    {"get_nowait", FASTCALL(Queue_get_nowait), METH_NOARGS, "get(block=False)"},
+    {"get_nowait", FASTCALL(Queue_get_nowait), METH_NOARGS,
+     "get_nowait($self, /)\n--\n\n"
+     "get(block=False)"},
     {"task_done", FASTCALL(Queue_task_done), METH_NOARGS,
+     "task_done($self, /)\n--\n\n"
      "mark one task taken with get() as done; ValueError if called more times "
      "than there were items put"},
     {"join", FASTCALL(Queue_join), METH_NOARGS,
+     "join($self, /)\n--\n\n"
      "block until every item put has been marked done (task_done)"},
-    {"qsize", FASTCALL(Queue_qsize), METH_NOARGS, "the number of items in the queue"},
-    {"empty", FASTCALL(Queue_empty), METH_NOARGS, "True if the queue holds no item"},
+    {"qsize", FASTCALL(Queue_qsize), METH_NOARGS, "qsize($self, /)\n--\n\n"
+     "the number of items in the queue"},
+    {"empty", FASTCALL(Queue_empty), METH_NOARGS, "empty($self, /)\n--\n\n"
+     "True if the queue holds no item"},
     {"full", FASTCALL(Queue_full), METH_NOARGS,
+     "full($self, /)\n--\n\n"
      "True if the queue holds maxsize items (never when unbounded)"},
-    {"_init", FASTCALL(Queue__init), METH_O, "storage hook: self.queue = deque()"},
-    {"_qsize", FASTCALL(Queue__qsize), METH_NOARGS, "storage hook: len(self.queue)"},
-    {"_put", FASTCALL(Queue__put), METH_O, "storage hook: self.queue.append(item)"},
-    {"_get", FASTCALL(Queue__get), METH_NOARGS, "storage hook: self.queue.popleft()"},
+    {"_init", FASTCALL(Queue__init), METH_O, "_init($self, maxsize, /)\n--\n\n"
+     "storage hook: self.queue = deque()"},
+    {"_qsize", FASTCALL(Queue__qsize), METH_NOARGS, "_qsize($self, /)\n--\n\n"
+     "storage hook: len(self.queue)"},
+    {"_put", FASTCALL(Queue__put), METH_O, "_put($self, item, /)\n--\n\n"
+     "storage hook: self.queue.append(item)"},
+    {"_get", FASTCALL(Queue__get), METH_NOARGS, "_get($self, /)\n--\n\n"
+     "storage hook: self.queue.popleft()"},
     {"_dispatch_getters", FASTCALL(Queue_dispatch_getters), METH_NOARGS,
+     "_dispatch_getters($self, /)\n--\n\n"
      "in the owner hub: hand items put by another thread to waiting getters"},
     {"_dispatch_putters", FASTCALL(Queue_dispatch_putters), METH_NOARGS,
+     "_dispatch_putters($self, /)\n--\n\n"
      "in the owner hub: hand slots freed by another thread to waiting putters"},
     {"_dispatch_joiners", FASTCALL(Queue_dispatch_joiners), METH_NOARGS,
+     "_dispatch_joiners($self, /)\n--\n\n"
      "in the owner hub: wake join() after task_done() in another thread"},
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS,
+     "__class_getitem__($type, item, /)\n--\n\n"
      "See PEP 585"},
     {nullptr, nullptr, 0, nullptr}};
 
@@ -543,6 +562,7 @@ PyTypeObject* make_queue_type() {
       {Py_tp_getset, Queue_getset},
       {Py_tp_members, members},
       {Py_tp_doc, const_cast<char*>(
+                      "Queue(maxsize=0)\n--\n\n"
                       "Queue(maxsize=0): a FIFO queue, as queue.Queue; maxsize <= 0 "
                       "means unbounded. Blocked getters and putters are served "
                       "oldest first.")},

@@ -150,6 +150,9 @@ static PyObject* Tasklet_kill(Tasklet* t, PyObject* const* args,
   static const char* const names[] = {"exception", "block", "timeout"};
   PyObject* a[3] = {py::greenlet::exit_exception(), Py_True, Py_None};
   if (parse_args("kill", args, nargs, kwnames, names, 3, a) < 0) return nullptr;
+  // None: the default, so that the signature can name it (inspect accepts
+  // only constants as defaults).
+  if (a[0] == Py_None) a[0] = py::greenlet::exit_exception();
   int block = PyObject_IsTrue(a[1]);
   if (block < 0) return nullptr;
   double timeout;
@@ -314,29 +317,40 @@ static PyObject* Tasklet_get_main(Tasklet* t, void*) {
 
 static PyMethodDef Tasklet_methods[] = {
     {"join", FASTCALL_KW(Tasklet_join), METH_FASTCALL | METH_KEYWORDS,
+     "join($self, timeout=None)\n--\n\n"
      "join(timeout=None): wait until the tasklet is dead (or the timeout)."},
     {"kill", FASTCALL_KW(Tasklet_kill), METH_FASTCALL | METH_KEYWORDS,
+     "kill($self, exception=None, block=True, timeout=None)\n--\n\n"
      "kill(exception=TaskletExit, block=True, timeout=None): raise the "
      "exception in the tasklet at its wait point; a tasklet not yet started "
      "never runs."},
     {"get", FASTCALL_KW(Tasklet_get), METH_FASTCALL | METH_KEYWORDS,
+     "get($self, block=True, timeout=None)\n--\n\n"
      "get(block=True, timeout=None): the return value, or raise the "
      "tasklet's exception; TimeoutError if it is not dead in time."},
     {"start", FASTCALL_KW(Tasklet_start), METH_NOARGS,
+     "start($self, /)\n--\n\n"
      "Schedule the tasklet to run."},
     {"_insert", FASTCALL_KW(Tasklet_insert), METH_NOARGS,
+     "_insert($self, /)\n--\n\n"
      "_insert(): start at the end of this pass's runnables"},
     {"_bind", FASTCALL_KW(Tasklet_bind), METH_FASTCALL,
+     "_bind($self, run, args=(), kwargs=None, /)\n--\n\n"
      "_bind(run, args=(), kwargs=None): rebind a tasklet not yet started"},
     {"start_later", FASTCALL_KW(Tasklet_start_later), METH_O,
+     "start_later($self, seconds, /)\n--\n\n"
      "start_later(seconds): schedule the tasklet to run after a delay."},
     {"ready", FASTCALL_KW(Tasklet_ready), METH_NOARGS,
+     "ready($self, /)\n--\n\n"
      "True once the tasklet is dead."},
     {"successful", FASTCALL_KW(Tasklet_successful), METH_NOARGS,
+     "successful($self, /)\n--\n\n"
      "True if dead without an exception (TaskletExit counts as success)."},
     {"link", FASTCALL_KW(Tasklet_link), METH_O,
+     "link($self, callback, /)\n--\n\n"
      "link(callback): run callback(tasklet) in a new tasklet once it is dead."},
     {"unlink", FASTCALL_KW(Tasklet_unlink), METH_O,
+     "unlink($self, callback, /)\n--\n\n"
      "unlink(callback): remove a callback added by link()."},
     {nullptr, nullptr, 0, nullptr}};
 
@@ -376,8 +390,9 @@ PyTypeObject* make_tasklet_type() {
       {Py_tp_getset, Tasklet_getset},
       {Py_tp_members, Tasklet_members},
       {Py_tp_doc, const_cast<char*>(
-                      "Tasklet(run, *args, **kwargs): run(*args, **kwargs) "
-                      "as a lightweight cooperative task once started.")},
+                      "Tasklet(run, /, *args, **kwargs)\n--\n\n"
+                      "run(*args, **kwargs) as a lightweight cooperative "
+                      "task once started.")},
       {0, nullptr}};
   PyType_Spec spec = {
       "ptsevent.Tasklet", sizeof(Tasklet), 0,
@@ -555,32 +570,44 @@ PyMethodDef tasklet_functions[] = {
      "callback argument lives on the heap: aborts (assertion build only)."},
 #endif
     {"spawn", FASTCALL_KW(fn_spawn), METH_FASTCALL | METH_KEYWORDS,
+     "spawn(fn, /, *args, **kwargs)\n--\n\n"
      "spawn(fn, *args, **kwargs) -> Tasklet: run fn in a new tasklet."},
     {"spawn_later", FASTCALL_KW(fn_spawn_later), METH_FASTCALL | METH_KEYWORDS,
+     "spawn_later(seconds, fn, /, *args, **kwargs)\n--\n\n"
      "spawn_later(seconds, fn, *args, **kwargs) -> Tasklet."},
     {"sleep", FASTCALL_KW(fn_sleep), METH_FASTCALL | METH_KEYWORDS,
+     "sleep(seconds=0)\n--\n\n"
      "sleep(seconds=0): suspend the current tasklet; 0 yields to the other "
      "ready tasklets."},
     {"getmain", FASTCALL_KW(fn_getmain), METH_NOARGS,
+     "getmain()\n--\n\n"
      "getmain() -> the main tasklet of this thread"},
     {"_schedule", FASTCALL_KW(fn_schedule), METH_NOARGS,
+     "_schedule()\n--\n\n"
      "_schedule(): yield to the end of this pass's runnables (Stackless's schedule)"},
     {"getcurrent", FASTCALL_KW(fn_getcurrent), METH_NOARGS,
+     "getcurrent()\n--\n\n"
      "getcurrent() -> the running Tasklet."},
     {"wait_read", FASTCALL_KW(fn_wait_read), METH_FASTCALL | METH_KEYWORDS,
+     "wait_read(fd, timeout=None)\n--\n\n"
      "wait_read(fd, timeout=None): wait until fd is readable; TimeoutError."},
     {"wait_write", FASTCALL_KW(fn_wait_write), METH_FASTCALL | METH_KEYWORDS,
+     "wait_write(fd, timeout=None)\n--\n\n"
      "wait_write(fd, timeout=None): wait until fd is writable; TimeoutError."},
     {"hub_stats", FASTCALL_KW(fn_hub_stats), METH_NOARGS,
+     "hub_stats()\n--\n\n"
      "Counters of this thread's hub (for tests and debugging)."},
-    {"_live_tasklets", FASTCALL_KW(fn_live_tasklets), METH_NOARGS, nullptr},
+    {"_live_tasklets", FASTCALL_KW(fn_live_tasklets), METH_NOARGS,
+     "_live_tasklets()\n--\n\n"},
     {"_datastack_stats", FASTCALL_KW(fn_datastack_stats), METH_NOARGS,
-     nullptr},
-    {"_shutdown", FASTCALL_KW(fn_shutdown), METH_NOARGS, nullptr},
-    {"_after_fork", FASTCALL_KW(fn_after_fork), METH_NOARGS, nullptr},
-    {"_set_error_handler", FASTCALL_KW(fn_set_error_handler), METH_O, nullptr},
+     "_datastack_stats()\n--\n\n"},
+    {"_shutdown", FASTCALL_KW(fn_shutdown), METH_NOARGS, "_shutdown()\n--\n\n"},
+    {"_after_fork", FASTCALL_KW(fn_after_fork), METH_NOARGS,
+     "_after_fork()\n--\n\n"},
+    {"_set_error_handler", FASTCALL_KW(fn_set_error_handler), METH_O,
+     "_set_error_handler(fn, /)\n--\n\n"},
     {"_add_signal_handlers", FASTCALL_KW(fn_add_signal_handlers), METH_O,
-     nullptr},
+     "_add_signal_handlers(n, /)\n--\n\n"},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace ptsevent::hub

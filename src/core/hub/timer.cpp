@@ -187,15 +187,17 @@ static PyObject* Timer_pending(Timer* self, void*) {
 
 static PyMethodDef Timer_methods[] = {
     {"start", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Timer_start)),
-     METH_FASTCALL, "start(seconds, exception): arm for the running tasklet"},
+     METH_FASTCALL, "start($self, seconds, exception, /)\n--\n\n"
+     "start(seconds, exception): arm for the running tasklet"},
     {"cancel", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Timer_cancel)),
      METH_NOARGS,
+     "cancel($self, /)\n--\n\n"
      "disarm; does nothing if not armed (from another thread: handed to the "
      "timer's hub, and it may still fire until that hub has run it)"},
     {"_cancel_run",
      reinterpret_cast<PyCFunction>(
          reinterpret_cast<void (*)()>(Timer_cancel_run)),
-     METH_O, nullptr},
+     METH_O, "_cancel_run($self, run, /)\n--\n\n"},
     {nullptr, nullptr, 0, nullptr}};
 
 static PyGetSetDef Timer_getset[] = {
@@ -216,6 +218,7 @@ PyTypeObject* make_timer_type() {
       {Py_tp_getset, Timer_getset},
       {Py_tp_members, Timer_members},
       {Py_tp_doc, const_cast<char*>(
+                      "Timer()\n--\n\n"
                       "A one-shot timer that interrupts the tasklet that "
                       "started it.")},
       {0, nullptr}};
@@ -376,14 +379,18 @@ static PyObject* Waiter_ready(Waiter* self, PyObject*) {
 
 static PyMethodDef Waiter_methods[] = {
     {"switch", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Waiter_switch)),
-     METH_FASTCALL, "switch(value=None): set the result (any thread)"},
+     METH_FASTCALL, "switch($self, value=None, /)\n--\n\n"
+     "switch(value=None): set the result (any thread)"},
     {"throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Waiter_throw)),
-     METH_O, "throw(exc): set an exception as the result (any thread)"},
+     METH_O, "throw($self, exc, /)\n--\n\n"
+     "throw(exc): set an exception as the result (any thread)"},
     {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Waiter_get)),
      METH_FASTCALL | METH_KEYWORDS,
+     "get($self, timeout=None)\n--\n\n"
      "get(timeout=None): wait for the result; TimeoutError if late"},
     {"ready", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Waiter_ready)),
-     METH_NOARGS, "True once the result arrived in this thread"},
+     METH_NOARGS, "ready($self, /)\n--\n\n"
+     "True once the result arrived in this thread"},
     {nullptr, nullptr, 0, nullptr}};
 
 static PyMemberDef Waiter_members[] = {
@@ -398,6 +405,7 @@ PyTypeObject* make_waiter_type() {
       {Py_tp_methods, Waiter_methods},
       {Py_tp_members, Waiter_members},
       {Py_tp_doc, const_cast<char*>(
+                      "Waiter(remote=False)\n--\n\n"
                       "A one-shot result slot that a tasklet waits on and "
                       "any thread may fill.")},
       {0, nullptr}};

@@ -106,12 +106,15 @@ Py_ssize_t WaitQueue_len(WaitQueue* q) {
 PyMethodDef WaitQueue_methods[] = {
     {"wait", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(WaitQueue_wait)),
      METH_FASTCALL,
+     "wait($self, timeout=None, /)\n--\n\n"
      "wait(timeout=None) -> bool: suspend until notified (True) or the timeout "
      "(False)"},
     {"notify",
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(WaitQueue_notify)),
-     METH_FASTCALL, "notify(n=1) -> int: wake up to n waiters, oldest first"},
+     METH_FASTCALL, "notify($self, n=1, /)\n--\n\n"
+     "notify(n=1) -> int: wake up to n waiters, oldest first"},
     {"notify_all", reinterpret_cast<PyCFunction>(WaitQueue_notify_all), METH_NOARGS,
+     "notify_all($self, /)\n--\n\n"
      "notify_all() -> int: wake every waiter"},
     {nullptr, nullptr, 0, nullptr}};
 
@@ -141,6 +144,7 @@ PyMethodDef wait_queue_functions[] = {
     {"call_threadsafe",
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(call_threadsafe)),
      METH_FASTCALL,
+     "call_threadsafe(thread_ident, fn, /, *args)\n--\n\n"
      "call_threadsafe(thread_ident, fn, *args): run fn(*args) in a new tasklet "
      "of that thread's hub; callable from any thread"},
     {nullptr, nullptr, 0, nullptr}};
@@ -155,6 +159,7 @@ PyTypeObject* make_wait_queue_type() {
       {Py_tp_methods, WaitQueue_methods},
       {Py_sq_length, reinterpret_cast<void*>(WaitQueue_len)},
       {Py_tp_doc, const_cast<char*>(
+                      "WaitQueue()\n--\n\n"
                       "WaitQueue(): a FIFO of suspended tasklets, the core of "
                       "Event, Lock, Semaphore, Condition and Queue")},
       {0, nullptr}};

@@ -424,28 +424,40 @@ PyObject* BufferedIo_get_eof(BufferedIo* b, void*) {
 
 PyMethodDef BufferedIo_methods[] = {
     {"read", METH(BufferedIo_read), METH_VARARGS,
+     "read($self, n=-1, /)\n--\n\n"
      "read(n=-1): n bytes (fewer only at EOF); all until EOF if n < 0."},
     {"read1", METH(BufferedIo_read1), METH_VARARGS,
+     "read1($self, n=-1, /)\n--\n\n"
      "read1(n=-1): what is buffered, or one read(2), at most n bytes."},
     {"readline", METH(BufferedIo_readline), METH_FASTCALL | METH_KEYWORDS,
+     "readline($self, limit=-1, delim=b'\\n')\n--\n\n"
      "readline(limit=-1, delim=b'\\n'): up to and including delim."},
     {"read_upto", METH(BufferedIo_read_upto), METH_VARARGS | METH_KEYWORDS,
+     "read_upto($self, delim, limit=-1)\n--\n\n"
      "read_upto(delim, limit=-1): up to and including delim (any length)."},
     {"find", METH(BufferedIo_find), METH_VARARGS | METH_KEYWORDS,
+     "find($self, delim, limit=-1)\n--\n\n"
      "find(delim, limit=-1): index of delim in the buffered data, reading "
      "as needed; -1 if EOF or limit comes first."},
     {"peek", METH(BufferedIo_peek), METH_VARARGS,
+     "peek($self, n=0, /)\n--\n\n"
      "peek(n=0): buffered bytes without consuming them (reads if empty)."},
     {"discard", METH(BufferedIo_discard), METH_VARARGS,
+     "discard($self, n, /)\n--\n\n"
      "discard(n): drop n bytes of input; returns how many were dropped."},
     {"unread", METH(BufferedIo_unread), METH_O,
+     "unread($self, data, /)\n--\n\n"
      "unread(data): push data back in front of the input."},
     {"readlines", METH(BufferedIo_readlines), METH_VARARGS,
+     "readlines($self, hint=-1, /)\n--\n\n"
      "readlines(hint=-1)"},
     {"write", METH(BufferedIo_write), METH_O,
+     "write($self, data, /)\n--\n\n"
      "write(data): buffer data (sent by flush or when 64 KiB are waiting)."},
-    {"flush", METH(BufferedIo_flush), METH_NOARGS, "Send the write buffer."},
+    {"flush", METH(BufferedIo_flush), METH_NOARGS, "flush($self, /)\n--\n\n"
+     "Send the write buffer."},
     {"sendall", METH(BufferedIo_sendall), METH_O,
+     "sendall($self, data, /)\n--\n\n"
      "sendall(data): flush, then send data in full."},
     {nullptr, nullptr, 0, nullptr}};
 
@@ -478,6 +490,7 @@ PyTypeObject* make_buffered_io_type() {
       {Py_tp_getset, BufferedIo_getset},
       {Py_tp_members, BufferedIo_members},
       {Py_tp_doc, const_cast<char*>(
+                      "BufferedIo(in_handle, out_handle=None)\n--\n\n"
                       "BufferedIo(in_handle, out_handle=None): C++ read and "
                       "write buffers over IoHandles.")},
       {0, nullptr}};

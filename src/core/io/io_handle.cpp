@@ -549,22 +549,31 @@ static int IoHandle_set_timeout(IoHandle* h, PyObject* v, void*) {
 
 static PyMethodDef IoHandle_methods[] = {
     {"wait_read", METH(IoHandle_wait_read), METH_FASTCALL,
+     "wait_read($self, timeout=None, /)\n--\n\n"
      "wait_read(timeout=None): wait until readable; TimeoutError."},
     {"wait_write", METH(IoHandle_wait_write), METH_FASTCALL,
+     "wait_write($self, timeout=None, /)\n--\n\n"
      "wait_write(timeout=None): wait until writable; TimeoutError."},
     {"recv", METH(IoHandle_recv), METH_FASTCALL,
+     "recv($self, bufsize, flags=0, timeout=None, /)\n--\n\n"
      "recv(bufsize, flags=0, timeout=None) -> bytes"},
     {"recv_into", METH(IoHandle_recv_into), METH_FASTCALL,
+     "recv_into($self, buffer, nbytes=0, flags=0, timeout=None, /)\n--\n\n"
      "recv_into(buffer, nbytes=0, flags=0, timeout=None) -> int"},
     {"send", METH(IoHandle_send), METH_FASTCALL,
+     "send($self, data, flags=0, timeout=None, /)\n--\n\n"
      "send(data, flags=0, timeout=None) -> int"},
     {"sendall", METH(IoHandle_sendall), METH_FASTCALL,
+     "sendall($self, data, flags=0, timeout=None, /)\n--\n\n"
      "sendall(data, flags=0, timeout=None): the timeout bounds the call."},
     {"close", METH(IoHandle_close), METH_NOARGS,
+     "close($self, /)\n--\n\n"
      "Unregister; waiters raise OSError(EBADF). Does not close the fd."},
     {"_close_in_owner", METH(IoHandle_close_in_owner), METH_NOARGS,
+     "_close_in_owner($self, /)\n--\n\n"
      "close()'s work, posted to the handle's hub by another thread"},
     {"_release_in_owner", METH(IoHandle_release_in_owner), METH_NOARGS,
+     "_release_in_owner($self, /)\n--\n\n"
      "drop the registration, posted to the handle's hub by a thread that "
      "takes the descriptor over"},
     {nullptr, nullptr, 0, nullptr}};
@@ -592,6 +601,7 @@ PyTypeObject* make_io_handle_type() {
       {Py_tp_getset, IoHandle_getset},
       {Py_tp_members, IoHandle_members},
       {Py_tp_doc, const_cast<char*>(
+                      "IoHandle(fd, stream=False)\n--\n\n"
                       "IoHandle(fd): cooperative waits and I/O loops for one "
                       "non-blocking descriptor.")},
       {0, nullptr}};

@@ -157,6 +157,7 @@ PyObject* fn_poll_fds(PyObject*, PyObject* args) {
 
 PyMethodDef poll_functions[] = {
     {"poll_fds", fn_poll_fds, METH_VARARGS,
+     "poll_fds(fds, timeout=None, /)\n--\n\n"
      "poll_fds([(fd, events), ...], timeout=None) -> [(fd, revents), ...]: "
      "poll(2) semantics, blocking only the current tasklet."},
     {nullptr, nullptr, 0, nullptr}};

@@ -67,8 +67,8 @@ PyTypeObject* make_heap_type(PyType_Spec* spec, PyObject* base = nullptr) {
                  spec->name);
     return nullptr;
   }
-  slots.push_back({Py_tp_dealloc, reinterpret_cast<void*>(
-                                      heap_dealloc<T, Clear, Destroy, Finalize>)});
+  auto dealloc = heap_dealloc<T, Clear, Destroy, Finalize>;
+  slots.push_back({Py_tp_dealloc, reinterpret_cast<void*>(dealloc)});
   if constexpr (Clear != nullptr)
     slots.push_back({Py_tp_clear, reinterpret_cast<void*>(Clear)});
   if constexpr (Finalize != nullptr)
