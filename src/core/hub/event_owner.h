@@ -34,16 +34,23 @@ template <typename T>
 struct is_event_owner<T, std::void_t<decltype(T::kEventOwner)>>
     : std::bool_constant<T::kEventOwner> {};
 
-// event_assign() for an event embedded in a heap object (or in `owner`).
+// The rule every assignment below enforces: by type at compile time, by
+// address in the sanitizer build.
 template <typename Owner>
-inline int assign_event(struct event* ev, event_base* base, evutil_socket_t fd,
-                        short what, event_callback_fn cb,
-                        Owner* owner) noexcept {
+inline void check_owner(Owner* owner) noexcept {
   static_assert(is_event_owner<Owner>::value,
                 "a libevent callback argument must be a heap object whose "
                 "type declares kEventOwner (see hub/event_owner.h)");
   PTSEVENT_ASSERT(!on_thread_stack(owner),
                   "a libevent callback argument is on a C stack");
+}
+
+// event_assign() for an event embedded in a heap object (or in `owner`).
+template <typename Owner>
+inline int assign_event(struct event* ev, event_base* base, evutil_socket_t fd,
+                        short what, event_callback_fn cb,
+                        Owner* owner) noexcept {
+  check_owner(owner);
   PTSEVENT_ASSERT(!on_thread_stack(ev), "a libevent event is on a C stack");
   return event_assign(ev, base, fd, what, cb, owner);
 }
@@ -60,11 +67,7 @@ template <typename Owner>
 inline struct event* new_event(event_base* base, evutil_socket_t fd,
                                short what, event_callback_fn cb,
                                Owner* owner) noexcept {
-  static_assert(is_event_owner<Owner>::value,
-                "a libevent callback argument must be a heap object whose "
-                "type declares kEventOwner (see hub/event_owner.h)");
-  PTSEVENT_ASSERT(!on_thread_stack(owner),
-                  "a libevent callback argument is on a C stack");
+  check_owner(owner);
   return event_new(base, fd, what, cb, owner);
 }
 
