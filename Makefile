@@ -14,7 +14,7 @@ BUILD_DEPS := "scikit-build-core>=0.10" "nanobind>=2.4" "greenlet>=3" ninja
 SOURCES := $(shell find src CMakeLists.txt pyproject.toml -type f \
              -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: setup run test test-asan bench bench-wsgi clean debs python-debs
+.PHONY: setup run test test-asan test-stdlib stdlib-debs bench bench-wsgi bench-tls clean debs python-debs
 
 setup: debs python-debs $(VENV)/.built
 
@@ -63,11 +63,29 @@ test: setup $(ASAN_VENV)/.built
 	@$(MAKE) --no-print-directory debs DEB_PACKAGES="$(TEST_DEB_PACKAGES)"
 	@failed=""; \
 	$(PY) -m pytest -q tests || failed="$$failed release"; \
+	$(MAKE) --no-print-directory test-stdlib || failed="$$failed stdlib"; \
 	$(MAKE) --no-print-directory test-asan || failed="$$failed asan"; \
 	REQUEST_FUZZER_KNOWN=$(FUZZ_KNOWN) $(MAKE) --no-print-directory fuzz-smoke \
 	  || failed="$$failed fuzz-smoke"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
-	echo "make test: release suite, ASan/UBSan suite and fuzz smoke run passed"
+	echo "make test: release suite, CPython's test modules, ASan/UBSan suite and fuzz smoke run passed"
+
+# CPython's own test modules with ptsevent's modules in place, on the release
+# build only, each against an unpatched baseline run of the same interpreter
+# (python -m ptsevent.testing.stdlib --help). Debian splits the interpreter's
+# `test` package off into libpythonX.Y-testsuite.
+STDLIB_MODULES ?= test_ssl
+STDLIB_TIMEOUT ?= 600
+
+stdlib-debs:
+	@$(PY) -c "import test.support" 2>/dev/null || { \
+	  ver=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  $(MAKE) --no-print-directory debs DEB_PACKAGES="libpython$$ver-testsuite"; \
+	  $(PY) -c "import test.support" || { echo "$(PY) has no 'test' package: \
+	    its interpreter ships without CPython's test suite"; exit 1; }; }
+
+test-stdlib: setup stdlib-debs
+	$(PY) -m ptsevent.testing.stdlib --timeout $(STDLIB_TIMEOUT) $(STDLIB_MODULES)
 
 # The core tests again with the extension built under AddressSanitizer and
 # UBSan, in a venv of its own (greenlet's stack copying needs

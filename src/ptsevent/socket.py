@@ -27,6 +27,18 @@ _std_socket = _socket.socket
 _MISSING = object()
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
 
+# The standard module's functions, bound once: when patching puts this
+# module's functions in their place, a call through `_socket.<name>` would
+# come back here and recurse.
+_std_socketpair = _socket.socketpair
+_std_getaddrinfo = _socket.getaddrinfo
+_std_gethostbyname = _socket.gethostbyname
+_std_gethostbyname_ex = _socket.gethostbyname_ex
+_std_gethostbyaddr = _socket.gethostbyaddr
+_std_getnameinfo = _socket.getnameinfo
+_std_getfqdn = _socket.getfqdn
+_std_create_server = _socket.create_server
+
 
 
 def _remaining(deadline):
@@ -256,7 +268,7 @@ def socketpair(family=None, type=_socket.SOCK_STREAM, proto=0):
     """A pair of connected cooperative sockets (as socket.socketpair)."""
     if family is None:
         family = getattr(_socket, "AF_UNIX", _socket.AF_INET)
-    a, b = _socket.socketpair(family, type, proto)
+    a, b = _std_socketpair(family, type, proto)
     return (socket(family, type, proto, a.detach()),
             socket(family, type, proto, b.detach()))
 
@@ -272,33 +284,33 @@ def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
     A numeric host (or None) needs no lookup and is answered in place."""
     if host is None or isinstance(host, (str, bytes)):
         try:
-            return _socket.getaddrinfo(host, port, family, type, proto,
-                                       flags | _socket.AI_NUMERICHOST)
+            return _std_getaddrinfo(host, port, family, type, proto,
+                                    flags | _socket.AI_NUMERICHOST)
         except _socket.gaierror:
             pass
-    return _run_in_thread(_socket.getaddrinfo, host, port, family, type,
+    return _run_in_thread(_std_getaddrinfo, host, port, family, type,
                           proto, flags)
 
 
 def gethostbyname(hostname):
-    return _run_in_thread(_socket.gethostbyname, hostname)
+    return _run_in_thread(_std_gethostbyname, hostname)
 
 
 def gethostbyname_ex(hostname):
-    return _run_in_thread(_socket.gethostbyname_ex, hostname)
+    return _run_in_thread(_std_gethostbyname_ex, hostname)
 
 
 def gethostbyaddr(ip_address):
-    return _run_in_thread(_socket.gethostbyaddr, ip_address)
+    return _run_in_thread(_std_gethostbyaddr, ip_address)
 
 
 def getnameinfo(sockaddr, flags):
-    return _run_in_thread(_socket.getnameinfo, sockaddr, flags)
+    return _run_in_thread(_std_getnameinfo, sockaddr, flags)
 
 
 def getfqdn(name=""):
     """As socket.getfqdn, resolving in the thread pool."""
-    return _run_in_thread(_socket.getfqdn, name)
+    return _run_in_thread(_std_getfqdn, name)
 
 
 def create_connection(address, timeout=_MISSING, source_address=None, *,
@@ -337,9 +349,9 @@ def create_connection(address, timeout=_MISSING, source_address=None, *,
 def create_server(address, *, family=_socket.AF_INET, backlog=None,
                   reuse_port=False, dualstack_ipv6=False):
     """As socket.create_server, returning a cooperative listening socket."""
-    std = _socket.create_server(address, family=family, backlog=backlog,
-                                reuse_port=reuse_port,
-                                dualstack_ipv6=dualstack_ipv6)
+    std = _std_create_server(address, family=family, backlog=backlog,
+                             reuse_port=reuse_port,
+                             dualstack_ipv6=dualstack_ipv6)
     return socket(std.family, std.type, std.proto, std.detach())
 
 

@@ -1,0 +1,655 @@
+"""Run CPython's own test modules with ptsevent's modules in place.
+
+    python -m ptsevent.testing.stdlib [options] MODULE [MODULE ...]
+
+Each MODULE (``test_ssl``, or a dotted name importable on its own) runs in
+a process of its own, with a time limit, twice: once unpatched (the
+baseline: what this interpreter and this machine can pass at all) and once
+with ptsevent's cooperative modules installed before ``test.support`` is
+imported. A test that passes in the baseline and fails with ptsevent is a
+regression and makes the exit status 1; failures and skips of the
+interpreter's own (no network, no IPv6, ...) do not count against ptsevent.
+
+Inside a child the module's tests are loaded and run by unittest's own
+machinery (so module and class fixtures, ``load_tests`` and subtests behave
+as under regrtest); a result class records each test's outcome and streams
+it to the parent as one JSON line per event, so a module cut off by its time
+limit still reports what ran and which test hung.
+
+Tests that cannot work with ptsevent are named in ``SKIPS`` below, each with
+the reason; an entry without one is rejected.
+
+What gets installed for a module comes from ``INSTALLERS`` and
+``MODULE_AREAS``: a table of small functions, each putting one area's
+cooperative objects in place, so that a wider patching (``patch_all``) can
+be plugged in as one more entry.
+"""
+
+import argparse
+import concurrent.futures
+import dataclasses
+import fnmatch
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+# --------------------------------------------------------------------------
+# The skip list.
+
+
+@dataclasses.dataclass(frozen=True)
+class Skip:
+    """One test (or a class or module of tests) not run with ptsevent, and why.
+
+    ``test`` is a test id without the ``test.`` package prefix, e.g.
+    ``test_ssl.ThreadedTests.test_echo``; an id that names a class or a
+    module covers every test under it. ``why`` says what makes the test
+    unable to pass with ptsevent in place: a limitation that holds, not
+    "it fails".
+    """
+
+    test: str
+    why: str
+
+    def __post_init__(self):
+        if not isinstance(self.test, str) or not self.test.strip():
+            raise ValueError(f"skip entry without a test id: {self!r}")
+        if not isinstance(self.why, str) or len(self.why.strip()) < 10:
+            raise ValueError(
+                f"skip entry {self.test!r} must say why it is skipped "
+                f"(a reason of at least 10 characters), got {self.why!r}"
+            )
+
+    def covers(self, test_id):
+        return test_id == self.test or test_id.startswith(self.test + ".")
+
+
+SKIPS = (
+)
+
+# Resources (as regrtest's -u) enabled in the children: everything that
+# stays on this machine. "network" and "urlfetch" reach the internet.
+DEFAULT_RESOURCES = ("subprocess", "walltime", "decimal", "cpu")
+
+DEFAULT_TIMEOUT = 600.0  # seconds per module and run
+
+SKIP_PREFIX = "ptsevent skip list: "
+
+
+# --------------------------------------------------------------------------
+# What is installed in a child, per area.
+
+
+def _install_socket():
+    """ptsevent's socket class and module functions on the `socket` module.
+
+    ``socket.SocketType`` stays ``_socket.socket``: it names the C type,
+    and the standard library's tests assert so."""
+    import socket
+
+    import ptsevent.socket as cooperative
+
+    socket.socket = cooperative.socket
+    for name in ("socketpair", "fromfd", "create_connection", "create_server",
+                 "getaddrinfo", "gethostbyname", "gethostbyname_ex",
+                 "gethostbyaddr", "getnameinfo"):
+        setattr(socket, name, getattr(cooperative, name))
+    return ["socket.socket", "socket.socketpair", "socket.fromfd",
+            "socket.create_connection", "socket.create_server",
+            "socket.getaddrinfo", "socket.gethostbyname",
+            "socket.gethostbyname_ex", "socket.gethostbyaddr",
+            "socket.getnameinfo"]
+
+
+def _install_ssl():
+    """ptsevent's SSLSocket as the class every SSLContext wraps with.
+
+    The ``ssl.SSLContext`` class itself is kept (contexts made before stay
+    the same type); its ``sslsocket_class`` attribute is set in place. The
+    module functions ptsevent.ssl defines itself replace the standard ones.
+    """
+    import ssl
+
+    import ptsevent.ssl as cooperative
+
+    ssl.SSLContext.sslsocket_class = cooperative.SSLSocket
+    done = ["ssl.SSLContext.sslsocket_class"]
+    for name, obj in sorted(vars(cooperative).items()):
+        if (callable(obj) and not isinstance(obj, type)
+                and getattr(obj, "__module__", None) == cooperative.__name__
+                and not name.startswith("_") and hasattr(ssl, name)):
+            setattr(ssl, name, obj)
+            done.append(f"ssl.{name}")
+    return done
+
+
+# area name -> function installing it, returning what it set (for the log).
+INSTALLERS = {
+    "socket": _install_socket,
+    "ssl": _install_ssl,
+}
+
+# Areas installed for a module; a module not named here gets DEFAULT_AREAS.
+DEFAULT_AREAS = ("socket", "ssl")
+MODULE_AREAS = {
+    "test_ssl": ("socket", "ssl"),
+}
+
+
+def areas_for(module):
+    return MODULE_AREAS.get(module, DEFAULT_AREAS)
+
+
+def install(areas):
+    done = []
+    for area in areas:
+        try:
+            installer = INSTALLERS[area]
+        except KeyError:
+            raise ValueError(
+                f"unknown area {area!r}; known: {', '.join(INSTALLERS)}") from None
+        done += installer()
+    return done
+
+
+# --------------------------------------------------------------------------
+# Test ids.
+
+
+def full_name(module):
+    """The importable name of MODULE: test_x -> test.test_x when the `test`
+    package has it, else MODULE itself."""
+    import importlib.util
+
+    if "." not in module:
+        try:
+            if importlib.util.find_spec(f"test.{module}") is not None:
+                return f"test.{module}"
+        except ImportError:
+            pass
+    return module
+
+
+def short_id(test_id):
+    return test_id[len("test."):] if test_id.startswith("test.") else test_id
+
+
+def matches_filter(test_id, patterns):
+    """As unittest's -k: a pattern without wildcards matches as a substring."""
+    if not patterns:
+        return True
+    for pattern in patterns:
+        if not any(c in pattern for c in "*?["):
+            pattern = f"*{pattern}*"
+        if fnmatch.fnmatchcase(test_id, pattern):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------
+# Child side: run one module in this process.
+
+# Outcomes, from the least to the most severe: a test's recorded outcome is
+# the most severe one reported for it (a failed subtest fails the test).
+RANK = {"skipped": 0, "passed": 1, "xfail": 1, "failed": 2, "error": 3}
+
+
+def _child_main(args):
+    import importlib
+    import unittest
+
+    out = open(args.result, "a", buffering=1)
+
+    def emit(**event):
+        out.write(json.dumps(event) + "\n")
+        out.flush()
+
+    areas = [a for a in args.install.split(",") if a] if args.install else []
+    installed = install(areas)
+    emit(event="installed", areas=areas, names=installed)
+    if args.timeout:
+        # A hang leaves every thread's stack in the child's log.
+        import faulthandler
+
+        faulthandler.dump_traceback_later(max(1.0, args.timeout - 5), exit=False)
+
+    from test import support
+
+    support.verbose = 1 if args.verbose else 0
+    support.use_resources = [r for r in args.use.split(",") if r]
+
+    skips = [Skip(**entry) for entry in json.loads(args.skips)]
+    filters = args.filter or []
+    started = time.monotonic()
+    try:
+        module = importlib.import_module(full_name(args.module))
+    except unittest.SkipTest as exc:
+        emit(event="outcome", id=args.module, outcome="skipped", detail=str(exc))
+        emit(event="done", seconds=time.monotonic() - started)
+        return 0
+    except BaseException:
+        import traceback
+
+        emit(event="outcome", id=args.module, outcome="error",
+             detail="import failed:\n" + traceback.format_exc())
+        emit(event="done", seconds=time.monotonic() - started)
+        return 0
+
+    suite = unittest.defaultTestLoader.loadTestsFromModule(module)
+    used = set()
+    _select(suite, filters, skips, used)
+    for entry in skips:
+        if entry.test.split(".")[0] == short_id(module.__name__).split(".")[0] \
+                and entry not in used and not filters:
+            emit(event="unused_skip", id=entry.test, why=entry.why)
+
+    result = _Recorder(emit)
+    result.startTestRun()
+    try:
+        suite.run(result)
+    finally:
+        result.stopTestRun()
+    emit(event="done", seconds=time.monotonic() - started)
+    return 0
+
+
+def _select(suite, filters, skips, used):
+    """Drop tests the filter excludes; mark the skip list's tests skipped."""
+    import unittest
+
+    kept = []
+    for test in suite:
+        if isinstance(test, unittest.TestSuite):
+            _select(test, filters, skips, used)
+            kept.append(test)
+            continue
+        tid = short_id(test.id())
+        if not matches_filter(tid, filters):
+            continue
+        for entry in skips:
+            if entry.covers(tid):
+                used.add(entry)
+                _mark_skipped(test, entry.why)
+                break
+        kept.append(test)
+    suite._tests = kept
+
+
+def _mark_skipped(case, why):
+    # TestCase.run looks the method up on the instance and honours its
+    # __unittest_skip__ flag: the test is reported skipped with this reason
+    # and neither setUp nor the method runs.
+    def skipped(*args, **kwargs):
+        pass
+
+    skipped.__unittest_skip__ = True
+    skipped.__unittest_skip_why__ = SKIP_PREFIX + why
+    name = getattr(case, "_testMethodName", None)
+    if name:
+        setattr(case, name, skipped)
+
+
+def _make_recorder_class():
+    import unittest
+
+    class Recorder(unittest.TestResult):
+        """Streams each test's start and outcome to the parent."""
+
+        def __init__(self, emit):
+            super().__init__()
+            self._emit = emit
+
+        @staticmethod
+        def _id(test):
+            # A subtest reports under the test it belongs to.
+            return short_id(getattr(test, "test_case", test).id())
+
+        def _detail(self, err, test):
+            text = self._exc_info_to_string(err, getattr(test, "test_case", test))
+            return text[-6000:]
+
+        def startTest(self, test):
+            super().startTest(test)
+            self._emit(event="start", id=self._id(test))
+
+        def stopTest(self, test):
+            super().stopTest(test)
+            self._emit(event="stop", id=self._id(test))
+
+        def addSuccess(self, test):
+            super().addSuccess(test)
+            self._emit(event="outcome", id=self._id(test), outcome="passed")
+
+        def addFailure(self, test, err):
+            super().addFailure(test, err)
+            self._emit(event="outcome", id=self._id(test), outcome="failed",
+                       detail=self._detail(err, test))
+
+        def addError(self, test, err):
+            super().addError(test, err)
+            self._emit(event="outcome", id=self._id(test), outcome="error",
+                       detail=self._detail(err, test))
+
+        def addSkip(self, test, reason):
+            super().addSkip(test, reason)
+            self._emit(event="outcome", id=self._id(test), outcome="skipped",
+                       detail=reason)
+
+        def addExpectedFailure(self, test, err):
+            super().addExpectedFailure(test, err)
+            self._emit(event="outcome", id=self._id(test), outcome="xfail")
+
+        def addUnexpectedSuccess(self, test):
+            super().addUnexpectedSuccess(test)
+            self._emit(event="outcome", id=self._id(test), outcome="failed",
+                       detail="unexpected success")
+
+        def addSubTest(self, test, subtest, err):
+            super().addSubTest(test, subtest, err)
+            if err is not None:
+                outcome = ("failed" if issubclass(err[0], test.failureException)
+                           else "error")
+                self._emit(event="outcome", id=self._id(test), outcome=outcome,
+                           detail=f"{subtest._subDescription()}\n"
+                           + self._detail(err, test))
+
+    return Recorder
+
+
+def _Recorder(emit):
+    return _make_recorder_class()(emit)
+
+
+# --------------------------------------------------------------------------
+# Parent side: one child per module and mode.
+
+
+@dataclasses.dataclass
+class ModuleRun:
+    module: str
+    mode: str  # "baseline" or "ptsevent"
+    outcomes: dict = dataclasses.field(default_factory=dict)  # id -> outcome
+    details: dict = dataclasses.field(default_factory=dict)  # id -> text
+    installed: list = dataclasses.field(default_factory=list)
+    unused_skips: list = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    finished: bool = False
+    problem: str = ""  # why the child did not finish (timeout, crash)
+    log: str = ""
+
+    def count(self, outcome):
+        if outcome == "passed":
+            return sum(1 for o in self.outcomes.values() if o in ("passed", "xfail"))
+        return sum(1 for o in self.outcomes.values() if o == outcome)
+
+    def as_json(self):
+        return dataclasses.asdict(self)
+
+
+def run_child(module, mode, opts, skips, log_dir):
+    """Run MODULE in a child process; return its ModuleRun."""
+    tag = f"{module}.{mode}"
+    result_path = os.path.join(log_dir, tag + ".jsonl")
+    log_path = os.path.join(log_dir, tag + ".log")
+    install_areas = "" if mode == "baseline" else ",".join(
+        opts.install.split(",") if opts.install else areas_for(module))
+    cmd = [sys.executable, "-m", "ptsevent.testing.stdlib", "--child", module,
+           "--result", result_path, "--install", install_areas,
+           "--use", opts.use, "--timeout", repr(opts.timeout),
+           # The skip list is ptsevent's: the baseline runs every test.
+           "--skips", json.dumps([] if mode == "baseline" else
+                                 [dataclasses.asdict(s) for s in skips])]
+    for pattern in opts.filter or []:
+        cmd += ["-k", pattern]
+    if opts.verbose:
+        cmd.append("--verbose")
+    run = ModuleRun(module, mode, log=log_path)
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout=opts.timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
+            run.problem = f"timed out after {opts.timeout:g} s"
+        finally:
+            # The child's session: its servers, threads' subprocesses.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+    run.seconds = time.monotonic() - started
+    running = None
+    try:
+        with open(result_path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        lines = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a kill
+        kind = event.get("event")
+        if kind == "installed":
+            run.installed = event["names"]
+        elif kind == "start":
+            running = event["id"]
+        elif kind == "stop":
+            running = None
+        elif kind == "outcome":
+            tid, outcome = event["id"], event["outcome"]
+            if RANK[outcome] >= RANK.get(run.outcomes.get(tid), -1):
+                run.outcomes[tid] = outcome
+                if event.get("detail"):
+                    run.details[tid] = event["detail"]
+        elif kind == "unused_skip":
+            run.unused_skips.append(event["id"])
+        elif kind == "done":
+            run.finished = True
+    if not run.finished and not run.problem:
+        run.problem = f"child exited with status {rc} before the end"
+    if not run.finished and running is not None:
+        run.outcomes[running] = "error"
+        run.details[running] = f"{run.problem} while this test ran (see {log_path})"
+    return run
+
+
+def beyond_baseline(base, run):
+    """(skipped, regressed): ids that passed in the baseline and did not here.
+
+    A failure under an id the finished baseline never reported (an import,
+    a setUpClass or setUpModule) is a regression too."""
+    skipped, regressed = [], []
+    for tid, outcome in sorted(run.outcomes.items()):
+        before = base.outcomes.get(tid)
+        if before is None and base.finished and outcome in ("failed", "error"):
+            regressed.append(tid)
+            continue
+        if before not in ("passed", "xfail"):
+            continue
+        if outcome == "skipped":
+            skipped.append(tid)
+        elif outcome in ("failed", "error"):
+            regressed.append(tid)
+    return skipped, regressed
+
+
+def _table(rows, headers):
+    widths = [max(len(str(x)) for x in [h] + [r[i] for r in rows])
+              for i, h in enumerate(headers)]
+
+    def fmt(cells):
+        return "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [fmt(headers), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
+
+
+def report(runs, modules, baseline_only, out=sys.stdout):
+    """Print the per-module table and the details; return the exit status."""
+    headers = ["module", "run", "tests", "passed", "skipped", "failed", "errors",
+               "skipped+", "failed+", "time"]
+    rows = []
+    status = 0
+    notes = []
+    for module in modules:
+        base = runs.get((module, "baseline"))
+        mine = runs.get((module, "ptsevent"))
+        for run in (base, mine):
+            if run is None:
+                continue
+            extra_skip = extra_fail = "-"
+            if run is mine and base is not None:
+                skipped, regressed = beyond_baseline(base, run)
+                extra_skip, extra_fail = len(skipped), len(regressed)
+                if regressed:
+                    status = 1
+                for tid in regressed:
+                    notes.append(f"REGRESSION {tid} ({run.outcomes[tid]}; passes unpatched):")
+                    notes += ["    " + line for line in
+                              _summary(run.details.get(tid, "")).splitlines()]
+                for tid in skipped:
+                    notes.append(f"skipped beyond baseline {tid}: "
+                                 f"{run.details.get(tid, '')}")
+            if run.problem:
+                notes.append(f"{run.module} ({run.mode}): {run.problem}; log {run.log}; "
+                             "its last lines:")
+                notes += ["    " + line for line in _log_tail(run.log).splitlines()]
+                if run is mine or baseline_only:
+                    status = 1
+            for tid in run.unused_skips:
+                notes.append(f"{run.module}: skip entry {tid!r} matched no test")
+            rows.append([
+                module, run.mode + ("" if run.finished else " (cut)"),
+                len(run.outcomes), run.count("passed"), run.count("skipped"),
+                run.count("failed"), run.count("error"), extra_skip, extra_fail,
+                f"{run.seconds:.1f} s",
+            ])
+    for line in _table(rows, headers):
+        print(line, file=out)
+    installed = sorted({name for (m, mode), run in runs.items()
+                        if mode == "ptsevent" for name in run.installed})
+    if installed:
+        print("installed for the ptsevent runs: " + ", ".join(installed), file=out)
+    print("skipped+ / failed+: tests that pass unpatched but are skipped / fail "
+          "with ptsevent", file=out)
+    for note in notes:
+        print(note, file=out)
+    return status
+
+
+def _log_tail(path, lines=15):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            text = f.read().decode(errors="replace")
+    except OSError as exc:
+        return f"(cannot read the log: {exc})"
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _summary(detail, lines=12):
+    """The end of a traceback: where it failed and the exception."""
+    text = detail.rstrip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+def parse_skip(text):
+    tid, sep, why = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(
+            f"--skip {text!r}: give the reason as ID=REASON")
+    try:
+        return Skip(tid.strip(), why.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m ptsevent.testing.stdlib",
+        description="Run CPython's test modules unpatched and with ptsevent's "
+        "modules installed; compare.")
+    p.add_argument("modules", nargs="+", metavar="MODULE",
+                   help="test_ssl, ... (from the `test` package) or a dotted name")
+    p.add_argument("--baseline", action="store_true",
+                   help="only the unpatched run")
+    p.add_argument("-k", dest="filter", action="append", metavar="PATTERN",
+                   help="only tests whose id matches (as unittest -k); repeatable")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help="seconds per module and run (default %(default)g)")
+    p.add_argument("-j", "--jobs", type=int, default=2,
+                   help="children at a time (default %(default)d)")
+    p.add_argument("--use", default=",".join(DEFAULT_RESOURCES),
+                   help="test resources to enable (default %(default)s)")
+    p.add_argument("--install", default=None,
+                   help="areas to install, comma-separated "
+                   f"({', '.join(INSTALLERS)}; default per module)")
+    p.add_argument("--skip", action="append", type=parse_skip, default=[],
+                   metavar="ID=REASON", help="one more skip entry; repeatable")
+    p.add_argument("--no-skips", action="store_true",
+                   help="ignore the built-in skip list")
+    p.add_argument("--json", metavar="FILE", help="write every outcome here")
+    p.add_argument("--keep-logs", metavar="DIR",
+                   help="keep the children's logs in DIR")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="support.verbose in the children (their logs)")
+    # Internal: child mode.
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--skips", default="[]", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None):
+    opts = build_parser().parse_args(argv)
+    if opts.child:
+        opts.module = opts.modules[0]
+        return _child_main(opts)
+    if opts.install:
+        for area in opts.install.split(","):
+            if area not in INSTALLERS:
+                print(f"unknown area {area!r}; known: {', '.join(INSTALLERS)}",
+                      file=sys.stderr)
+                return 2
+    skips = ([] if opts.no_skips else list(SKIPS)) + opts.skip
+    log_dir = opts.keep_logs or tempfile.mkdtemp(prefix="ptsevent-stdlib-")
+    os.makedirs(log_dir, exist_ok=True)
+    modes = ("baseline",) if opts.baseline else ("baseline", "ptsevent")
+    jobs = [(m, mode) for m in opts.modules for mode in modes]
+    print(f"running {len(opts.modules)} module(s) x {' and '.join(modes)}, "
+          f"{opts.jobs} at a time, {opts.timeout:g} s limit each; logs in {log_dir}",
+          flush=True)
+    runs = {}
+    with concurrent.futures.ThreadPoolExecutor(max(1, opts.jobs)) as pool:
+        futures = {pool.submit(run_child, m, mode, opts, skips, log_dir): (m, mode)
+                   for m, mode in jobs}
+        for fut in concurrent.futures.as_completed(futures):
+            run = fut.result()
+            runs[(run.module, run.mode)] = run
+            print(f"  {run.module} ({run.mode}): {len(run.outcomes)} tests in "
+                  f"{run.seconds:.1f} s{'; ' + run.problem if run.problem else ''}",
+                  flush=True)
+    status = report(runs, opts.modules, opts.baseline)
+    if opts.json:
+        with open(opts.json, "w") as f:
+            json.dump({"status": status,
+                       "skips": [dataclasses.asdict(s) for s in skips],
+                       "runs": [r.as_json() for r in runs.values()]}, f, indent=1)
+    if not opts.keep_logs and status == 0:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The runner of CPython's test modules: python -m ptsevent.testing.stdlib.
+
+Each test runs the runner as a user would (a subprocess, its JSON report)
+on a small test module written here, whose tests pass or fail depending on
+whether ptsevent's socket is installed, and on a slice of test_ssl.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ptsevent.testing import stdlib
+
+SAMPLE = "ptsevent_runner_sample"
+
+SAMPLE_SOURCE = textwrap.dedent('''
+    import socket
+    import time
+    import unittest
+
+    # What `socket.socket` was when this module (and so test.support, which
+    # the runner imports first) was imported.
+    SOCKET_AT_IMPORT = socket.socket
+
+
+    class Sample(unittest.TestCase):
+        def test_passes(self):
+            pass
+
+        def test_needs_the_standard_socket(self):
+            # passes unpatched, fails with ptsevent: a regression
+            self.assertIs(socket.socket.__module__, "socket")
+
+        def test_cooperative_at_import(self):
+            import ptsevent.socket
+            self.assertIs(SOCKET_AT_IMPORT, ptsevent.socket.socket)
+
+        def test_fails_everywhere(self):
+            self.fail("fails unpatched too: not counted against ptsevent")
+
+        def test_listed(self):
+            pass
+
+        @unittest.skip("the module's own reason")
+        def test_own_skip(self):
+            pass
+
+        def test_subtest_fails_with_ptsevent(self):
+            for i in range(3):
+                with self.subTest(i=i):
+                    if i == 2:
+                        self.assertIs(socket.socket.__module__, "socket")
+
+        def test_hangs(self):
+            time.sleep(120)
+''')
+
+
+@pytest.fixture
+def sample_dir(tmp_path):
+    (tmp_path / f"{SAMPLE}.py").write_text(SAMPLE_SOURCE)
+    return tmp_path
+
+
+def run_runner(args, sample_dir, tmp_path, timeout=120):
+    report = tmp_path / "report.json"
+    if args[0] == SAMPLE:  # the sample module needs only ptsevent's socket
+        args = [*args, "--install", "socket"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in [str(sample_dir), os.environ.get("PYTHONPATH")] if p))
+    proc = subprocess.run(
+        [sys.executable, "-m", "ptsevent.testing.stdlib", "--json", str(report),
+         *args],
+        capture_output=True, text=True, timeout=timeout, env=env)
+    data = json.loads(report.read_text()) if report.exists() else None
+    return proc, data
+
+
+def outcomes(data, mode):
+    (run,) = [r for r in data["runs"] if r["mode"] == mode]
+    return run
+
+
+def sample_id(name):
+    return f"{SAMPLE}.Sample.{name}"
+
+
+def test_regression_beyond_baseline_exits_nonzero(sample_dir, tmp_path):
+    proc, data = run_runner(
+        [SAMPLE, "-k", "*Sample.test_[!h]*"], sample_dir, tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    base, mine = outcomes(data, "baseline"), outcomes(data, "ptsevent")
+    assert base["outcomes"][sample_id("test_needs_the_standard_socket")] == "passed"
+    assert mine["outcomes"][sample_id("test_needs_the_standard_socket")] == "failed"
+    # a failure of the baseline's own is not a regression
+    assert base["outcomes"][sample_id("test_fails_everywhere")] == "failed"
+    assert f"REGRESSION {sample_id('test_needs_the_standard_socket')}" in proc.stdout
+    assert f"REGRESSION {sample_id('test_subtest_fails_with_ptsevent')}" in proc.stdout
+    assert f"REGRESSION {sample_id('test_fails_everywhere')}" not in proc.stdout
+    # the table: tests, passed, skipped, failed, errors, skipped+, failed+
+    row = next(line.split() for line in proc.stdout.splitlines()
+               if line.startswith(SAMPLE) and " ptsevent " in line)
+    assert row[2:9] == ["7", "3", "1", "3", "0", "0", "2"], proc.stdout
+
+
+def test_installed_before_the_test_module_is_imported(sample_dir, tmp_path):
+    proc, data = run_runner(
+        [SAMPLE, "-k", "test_cooperative_at_import", "-k", "test_passes"],
+        sample_dir, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tid = sample_id("test_cooperative_at_import")
+    assert outcomes(data, "baseline")["outcomes"][tid] == "failed"
+    assert outcomes(data, "ptsevent")["outcomes"][tid] == "passed"
+    assert "socket.socket" in outcomes(data, "ptsevent")["installed"]
+    assert outcomes(data, "baseline")["installed"] == []
+
+
+def test_skip_entry_is_applied_by_id_with_its_reason(sample_dir, tmp_path):
+    why = "stands in for a test that cannot work cooperatively"
+    proc, data = run_runner(
+        [SAMPLE, "-k", "test_listed", "-k", "test_own_skip",
+         "--skip", f"{sample_id('test_listed')}={why}"], sample_dir, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    mine = outcomes(data, "ptsevent")
+    assert mine["outcomes"][sample_id("test_listed")] == "skipped"
+    assert why in mine["details"][sample_id("test_listed")]
+    assert mine["details"][sample_id("test_own_skip")] == "the module's own reason"
+    assert f"skipped beyond baseline {sample_id('test_listed')}" in proc.stdout
+
+
+def test_skip_entry_without_a_reason_is_rejected(sample_dir, tmp_path):
+    proc, data = run_runner(
+        [SAMPLE, "--skip", sample_id("test_listed")], sample_dir, tmp_path)
+    assert proc.returncode == 2
+    assert "ID=REASON" in proc.stderr
+    proc, data = run_runner(
+        [SAMPLE, "--skip", f"{sample_id('test_listed')}= "], sample_dir, tmp_path)
+    assert proc.returncode == 2
+    assert "must say why" in proc.stderr
+    with pytest.raises(ValueError):
+        stdlib.Skip("test_ssl.ThreadedTests.test_echo", "")
+    for entry in stdlib.SKIPS:  # the built-in list holds only explained entries
+        assert entry.test.startswith("test_") and len(entry.why) >= 10
+
+
+def test_time_limit_names_the_test_that_hung(sample_dir, tmp_path):
+    proc, data = run_runner(
+        [SAMPLE, "-k", "test_hangs", "--timeout", "4"], sample_dir, tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    mine = outcomes(data, "ptsevent")
+    assert not mine["finished"]
+    assert mine["problem"] == "timed out after 4 s"
+    assert mine["outcomes"][sample_id("test_hangs")] == "error"
+    assert "while this test ran" in mine["details"][sample_id("test_hangs")]
+
+
+def test_ssl_slice_passes_with_ptsevent_ssl(tmp_path):
+    pytest.importorskip("test.test_ssl")
+    proc, data = run_runner(
+        ["test_ssl", "-k", "TestPreHandshakeClose", "-k", "test_version_basic",
+         "-k", "test_sni_callback"], tmp_path, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    mine = outcomes(data, "ptsevent")
+    assert "ssl.SSLContext.sslsocket_class" in mine["installed"]
+    assert len(mine["outcomes"]) == 5, mine["outcomes"]
+    assert set(mine["outcomes"].values()) == {"passed"}, mine
