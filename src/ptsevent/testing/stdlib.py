@@ -110,22 +110,15 @@ def _install_ssl():
     """ptsevent's SSLSocket as the class every SSLContext wraps with.
 
     The ``ssl.SSLContext`` class itself is kept (contexts made before stay
-    the same type); its ``sslsocket_class`` attribute is set in place. The
-    module functions ptsevent.ssl defines itself replace the standard ones.
+    the same objects, of the same type); its ``sslsocket_class`` attribute
+    is set in place. The module's functions stay the standard ones: they
+    make their sockets and contexts through the two names installed here,
+    so they run cooperatively as they are and are tested as they are.
     """
-    import ssl
-
     import ptsevent.ssl as cooperative
 
-    ssl.SSLContext.sslsocket_class = cooperative.SSLSocket
-    done = ["ssl.SSLContext.sslsocket_class"]
-    for name, obj in sorted(vars(cooperative).items()):
-        if (callable(obj) and not isinstance(obj, type)
-                and getattr(obj, "__module__", None) == cooperative.__name__
-                and not name.startswith("_") and hasattr(ssl, name)):
-            setattr(ssl, name, obj)
-            done.append(f"ssl.{name}")
-    return done
+    cooperative._install()
+    return ["ssl.SSLContext.sslsocket_class"]
 
 
 # area name -> function installing it, returning what it set (for the log).
@@ -180,7 +173,8 @@ def short_id(test_id):
 
 
 def matches_filter(test_id, patterns):
-    """As unittest's -k: a pattern without wildcards matches as a substring."""
+    """As unittest's -k: a pattern without wildcards matches as a substring;
+    one with wildcards matches the whole id (with or without ``test.``)."""
     if not patterns:
         return True
     for pattern in patterns:
@@ -269,7 +263,7 @@ def _select(suite, filters, skips, used):
             kept.append(test)
             continue
         tid = short_id(test.id())
-        if not matches_filter(tid, filters):
+        if not (matches_filter(tid, filters) or matches_filter(test.id(), filters)):
             continue
         for entry in skips:
             if entry.covers(tid):
