@@ -112,8 +112,18 @@ bench: setup
 	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'
 	$(PY) bench/switch.py
 	$(PY) bench/echo.py --duration 2
+	@$(MAKE) --no-print-directory bench-tls
 	$(MAKE) --no-print-directory bench-wsgi
 	$(PY) bench/channels.py
+
+# TLS: the openssl command makes the certificates; the C load generator and
+# the C ceiling server link against libssl.
+TLS_BENCH_DEBS := openssl libssl-dev
+
+bench-tls: setup
+	@$(MAKE) --no-print-directory debs DEB_PACKAGES="$(TLS_BENCH_DEBS)"
+	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'
+	$(PY) bench/tls.py
 
 # The WSGI benchmarks. Their peers live in venvs of their own under bench/:
 # bjoern builds against libev-dev; meinheld pins greenlet<0.5, which does not

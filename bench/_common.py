@@ -20,14 +20,17 @@ touch another one's numbers.
 import argparse
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import platform
 import select
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -631,3 +634,70 @@ def plan_cpus(no_pin, server_cpu=None, client_cpu=None, client="client"):
         note = (f"server pinned to CPU {server_cpu}, {client} (and the driver) to CPU "
                 f"{client_cpu} (os.sched_setaffinity)")
     return server_cpu, client_cpu, note
+
+
+# --------------------------------------------------------------------------
+# Building the benchmarks' C programs, once, into bench/.build/.
+
+BUILD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".build")
+
+
+def cc_version(cc=None):
+    cc = cc or os.environ.get("CC", "cc")
+    try:
+        out = subprocess.run(
+            [cc, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+        return out.splitlines()[0].strip() if out else "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def build_c(src, name, libs=()):
+    """Compile ``src`` with ``cc -O2`` (linked with ``libs``, e.g. ``-lssl``);
+    return ``(path, None)`` or ``(None, why)``.
+
+    The binary is cached under bench/.build/, keyed on the source, the
+    libraries and the compiler, so later invocations reuse it.
+    """
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        return None, f"no C compiler: {cc!r} is not on PATH (set CC or install cc)"
+    try:
+        with open(src, "rb") as f:
+            source = f.read()
+    except OSError as exc:
+        return None, f"cannot read {src}: {exc}"
+    key = hashlib.sha256(
+        source + " ".join(libs).encode() + cc_version(cc).encode()
+    ).hexdigest()[:16]
+    out = os.path.join(BUILD_DIR, f"{name}-{key}")
+    if os.path.exists(out):
+        return out, None
+    os.makedirs(BUILD_DIR, exist_ok=True)
+    ignore = os.path.join(BUILD_DIR, ".gitignore")
+    if not os.path.exists(ignore):
+        with open(ignore, "w") as f:
+            f.write("# build cache of the benchmarks' C programs\n*\n")
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=BUILD_DIR)
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            [cc, "-O2", "-Wall", "-o", tmp, src, *libs],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            return None, f"{cc} -O2 {os.path.basename(src)} failed: {tail}"
+        os.replace(tmp, out)
+        for old in os.listdir(BUILD_DIR):  # binaries of older sources
+            if old.startswith(f"{name}-") and old != os.path.basename(out):
+                os.unlink(os.path.join(BUILD_DIR, old))
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"{cc} -O2 {os.path.basename(src)} failed: {exc}"
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out, None

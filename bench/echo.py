@@ -24,12 +24,10 @@ See bench/README.md for what is measured and how to read the table.
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
@@ -48,7 +46,6 @@ LIBRARY = _servers.LIBRARY
 CONNS = (10, 100)
 SIZES = (1024, 10 * 1024, 100 * 1024)
 
-BUILD_DIR = os.path.join(HERE, ".build")
 CLIENT_SRC = os.path.join(HERE, "echo_client.c")
 SERVER_SRC = os.path.join(HERE, "echo_server.c")
 
@@ -102,67 +99,6 @@ def serve(impl, cpu, lifetime, recv_size):
         )
         raise
     return 0
-
-
-# --------------------------------------------------------------------------
-# Building the C programs, once, into bench/.build/.
-
-
-def _cc_version(cc):
-    try:
-        out = subprocess.run(
-            [cc, "--version"], capture_output=True, text=True, timeout=30
-        ).stdout
-        return out.splitlines()[0].strip() if out else "?"
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
-
-def build(src, name):
-    """Compile ``src`` with ``cc -O2``; return ``(path, None)`` or ``(None, why)``.
-
-    The binary is cached under bench/.build/, keyed on the source and the
-    compiler, so later invocations reuse it.
-    """
-    cc = os.environ.get("CC", "cc")
-    if shutil.which(cc) is None:
-        return None, f"no C compiler: {cc!r} is not on PATH (set CC or install cc)"
-    try:
-        with open(src, "rb") as f:
-            source = f.read()
-    except OSError as exc:
-        return None, f"cannot read {src}: {exc}"
-    key = hashlib.sha256(source + _cc_version(cc).encode()).hexdigest()[:16]
-    out = os.path.join(BUILD_DIR, f"{name}-{key}")
-    if os.path.exists(out):
-        return out, None
-    os.makedirs(BUILD_DIR, exist_ok=True)
-    ignore = os.path.join(BUILD_DIR, ".gitignore")
-    if not os.path.exists(ignore):
-        with open(ignore, "w") as f:
-            f.write("# build cache of bench/echo.py\n*\n")
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=BUILD_DIR)
-    os.close(fd)
-    try:
-        proc = subprocess.run(
-            [cc, "-O2", "-Wall", "-o", tmp, src],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-            return None, f"{cc} -O2 {os.path.basename(src)} failed: {tail}"
-        os.replace(tmp, out)
-        for old in os.listdir(BUILD_DIR):  # binaries of older sources
-            if old.startswith(f"{name}-") and old != os.path.basename(out):
-                os.unlink(os.path.join(BUILD_DIR, old))
-    except (OSError, subprocess.SubprocessError) as exc:
-        return None, f"{cc} -O2 {os.path.basename(src)} failed: {exc}"
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out, None
 
 
 # --------------------------------------------------------------------------
@@ -394,16 +330,16 @@ def drive(args, impls, conns_list, sizes):
         "echoes; c-epoll reads up to 262144",
     ]
 
-    client, why = build(CLIENT_SRC, "echo_client")
+    client, why = _common.build_c(CLIENT_SRC, "echo_client")
     c_server = None
     if client is None:
         print("\n".join(header), flush=True)
         print(f"\ncannot run: the C load generator could not be built: {why}")
         return 2
     if "c-epoll" in impls:
-        c_server, c_why = build(SERVER_SRC, "echo_server")
+        c_server, c_why = _common.build_c(SERVER_SRC, "echo_server")
     cc = os.environ.get("CC", "cc")
-    header.append(f"client:  {os.path.relpath(client)} ({_cc_version(cc)}, -O2), "
+    header.append(f"client:  {os.path.relpath(client)} ({_common.cc_version(cc)}, -O2), "
                   "one thread, epoll, loopback, TCP_NODELAY")
     print("\n".join(header), flush=True)
 
@@ -428,7 +364,7 @@ def drive(args, impls, conns_list, sizes):
                     missing[impl] = s.error
                     continue
                 if impl == "c-epoll" and s.ok:
-                    s.info["version"] = _cc_version(cc).split()[-1]
+                    s.info["version"] = _common.cc_version(cc).split()[-1]
                     s.info["description"] = "C, epoll"
                 servers[impl] = s
             for cfg in configs:
