@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import select
 import shlex
 import shutil
@@ -575,6 +576,50 @@ class ChildServer:
 
     proc = None
     error = None
+    missing = False
+    info = {}
+
+    def launch(self, cmd, ready_timeout, what="not listening"):
+        """Start ``cmd`` and read its ready line (one JSON object) into
+        ``info``. On failure, ``error`` says why (``missing`` when the child
+        reported its library not importable) and the child is stopped.
+        Returns True when the child is ready."""
+        self.info = {}
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=self._stderr)
+        except OSError as exc:
+            self.error = f"cannot start: {exc}"
+            return False
+        line, _ = read_line(self.proc.stdout.fileno(), b"", ready_timeout)
+        if line is None:
+            self.error = f"{what} after {ready_timeout:g} s: {self.stderr_tail()}"
+        else:
+            try:
+                self.info = json.loads(line)
+            except ValueError:
+                self.error = f"bad ready line {line!r}: {self.stderr_tail()}"
+            else:
+                if self.info.get("status") != OK:
+                    self.missing = self.info.get("status") == MISSING
+                    self.error = self.info.get("error", "?")
+        if self.error is not None:
+            self.stop()
+            return False
+        return True
+
+    def stop(self):
+        """Terminate the child (kill it if it lingers) and close its pipes."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()
 
     @property
     def ok(self):
@@ -668,6 +713,13 @@ def build_c(src, name, libs=()):
             source = f.read()
     except OSError as exc:
         return None, f"cannot read {src}: {exc}"
+    # The local headers it includes are part of what is built.
+    for header in re.findall(rb'^#include "([^"]+)"', source, re.M):
+        try:
+            with open(os.path.join(os.path.dirname(src), header.decode()), "rb") as f:
+                source += f.read()
+        except OSError as exc:
+            return None, f"cannot read {header.decode()}: {exc}"
     key = hashlib.sha256(
         source + " ".join(libs).encode() + cc_version(cc).encode()
     ).hexdigest()[:16]

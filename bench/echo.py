@@ -110,54 +110,8 @@ class Server(_common.ChildServer):
 
     def __init__(self, impl, cmd):
         self.impl = impl
-        self.proc = None
-        self.info = {}
-        self.error = None
-        self.missing = False
         self._stderr = tempfile.TemporaryFile(mode="w+")
-        try:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=self._stderr,
-            )
-        except OSError as exc:
-            self.error = f"cannot start: {exc}"
-            return
-        line = self._read_line(READY_TIMEOUT)
-        if line is None:
-            self.error = f"not listening after {READY_TIMEOUT:g} s: {self.stderr_tail()}"
-            self.stop()
-            return
-        try:
-            self.info = json.loads(line)
-        except ValueError:
-            self.error = f"bad ready line {line!r}: {self.stderr_tail()}"
-            self.stop()
-            return
-        status = self.info.get("status")
-        if status != _common.OK:
-            self.missing = status == _common.MISSING
-            self.error = self.info.get("error", "?")
-            self.stop()
-
-    def _read_line(self, timeout):
-        """The first stdout line, or None on EOF or after ``timeout`` s."""
-        line, _ = _common.read_line(self.proc.stdout.fileno(), b"", timeout)
-        return None if line is None else line.decode(errors="replace")
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._stderr.close()
+        self.launch(cmd, READY_TIMEOUT)
 
 
 def server_cmd(impl, c_server, cpu, lifetime, recv_size):

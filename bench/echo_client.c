@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #define SCRATCH (256 * 1024)
 #define STALL_SECONDS 5.0
 
@@ -58,39 +60,6 @@ static int ep;
 static uint64_t total;
 static double last_progress;
 static char errbuf[256];
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double cpu_self(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
-           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
-}
-
-/* utime + stime of a process in seconds, or -1. */
-static double cpu_of(long pid) {
-    char path[64], buf[4096];
-    if (pid <= 0) return -1;
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p) return -1;
-    /* after ") ": field 3 (state) ... field 14 utime, field 15 stime */
-    unsigned long long utime = 0, stime = 0;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-               &utime, &stime) != 2)
-        return -1;
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
 
 static void fail(const char *what) {
     printf("{\"status\": \"error\", \"error\": \"%s\"}\n", what);
@@ -122,33 +91,6 @@ static int do_send(struct conn *c) {
     }
     if (c->want_out && set_events(c, 0) < 0) return -1;
     return 0;
-}
-
-/* Busy and total jiffies of one CPU from /proc/stat; 0 or -1. Busy is
- * everything but idle and iowait: user, system, softirq (where loopback TCP
- * does much of its work, not always charged to a process) and steal. */
-static int cpu_busy(int cpu, double *busy, double *tot) {
-    char want[32], line[512];
-    if (cpu < 0) return -1;
-    snprintf(want, sizeof want, "cpu%d ", cpu);
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f) return -1;
-    int found = -1;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, want, strlen(want))) continue;
-        unsigned long long v[10] = {0};
-        int n = sscanf(line + strlen(want), "%llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
-                       &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
-        if (n < 5) break;
-        double t = 0;
-        for (int i = 0; i < 8; i++) t += v[i]; /* guest time is inside user */
-        *tot = t;
-        *busy = t - v[3] - v[4];
-        found = 0;
-        break;
-    }
-    fclose(f);
-    return found;
 }
 
 /* Read the echo; 0 on success, -1 on error. */
@@ -212,13 +154,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     alarm((unsigned)(warmup + duration + 30));
 
-    int pinned = -1;
-    if (cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        pinned = sched_setaffinity(0, sizeof set, &set) == 0 ? cpu : -1;
-    }
+    int pinned = pin_cpu(cpu);
 
     msg = malloc(size);
     scratch = malloc(SCRATCH);

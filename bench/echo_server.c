@@ -25,6 +25,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #define BUF (256 * 1024)
 
 struct conn {
@@ -92,20 +94,10 @@ int main(int argc, char **argv) {
     }
     signal(SIGPIPE, SIG_IGN);
     alarm((unsigned)lifetime);
-    if (cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        if (sched_setaffinity(0, sizeof set, &set) < 0) cpu = -1;
-    }
+    cpu = pin_cpu(cpu);
 
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sa;
-    if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(ls, 1024) < 0 ||
-        getsockname(ls, (struct sockaddr *)&sa, &sl) < 0) {
+    int one = 1, bound = 0, ls = listen_loopback(port, &bound);
+    if (ls < 0) {
         printf("{\"status\": \"error\", \"error\": \"listen: %s\"}\n", strerror(errno));
         return 1;
     }
@@ -113,7 +105,7 @@ int main(int argc, char **argv) {
     struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(ep, EPOLL_CTL_ADD, ls, &lev);
     printf("{\"status\": \"ok\", \"port\": %d, \"pid\": %d, \"cpu\": %d}\n",
-           ntohs(sa.sin_port), (int)getpid(), cpu);
+           bound, (int)getpid(), cpu);
     fflush(stdout);
 
     struct epoll_event evs[512];

@@ -239,42 +239,8 @@ class Server(_common.ChildServer):
 
     def __init__(self, impl, cmd):
         self.impl = impl
-        self.info = {}
-        self.missing = False
         self._stderr = tempfile.TemporaryFile(mode="w+")
-        try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=self._stderr)
-        except OSError as exc:
-            self.error = f"cannot start: {exc}"
-            return
-        line, _ = _common.read_line(self.proc.stdout.fileno(), b"", READY_TIMEOUT)
-        if line is None:
-            self.error = f"not listening after {READY_TIMEOUT:g} s: {self.stderr_tail()}"
-            self.stop()
-            return
-        try:
-            self.info = json.loads(line)
-        except ValueError:
-            self.error = f"bad ready line {line!r}: {self.stderr_tail()}"
-            self.stop()
-            return
-        if self.info.get("status") != _common.OK:
-            self.missing = self.info.get("status") == _common.MISSING
-            self.error = self.info.get("error", "?")
-            self.stop()
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._stderr.close()
+        self.launch(cmd, READY_TIMEOUT)
 
 
 def server_cmd(impl, c_server, cert, key, cpu, lifetime):

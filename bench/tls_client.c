@@ -47,6 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #define SCRATCH (256 * 1024)
 #define STALL_SECONDS 5.0
 #define SUITE "TLS_AES_128_GCM_SHA256"
@@ -73,63 +75,6 @@ static uint64_t total, resumed, handshakes;
 static double last_progress;
 static char errbuf[512];
 static char suite[64] = "", version[32] = "";
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double cpu_self(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
-           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
-}
-
-/* utime + stime of a process in seconds, or -1. */
-static double cpu_of(long pid) {
-    char path[64], buf[4096];
-    if (pid <= 0) return -1;
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p) return -1;
-    unsigned long long utime = 0, stime = 0;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-               &utime, &stime) != 2)
-        return -1;
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* Busy and total jiffies of one CPU from /proc/stat (as echo_client.c). */
-static int cpu_busy(int cpu, double *busy, double *tot) {
-    char want[32], line[512];
-    if (cpu < 0) return -1;
-    snprintf(want, sizeof want, "cpu%d ", cpu);
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f) return -1;
-    int found = -1;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, want, strlen(want))) continue;
-        unsigned long long v[10] = {0};
-        int n = sscanf(line + strlen(want), "%llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
-                       &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
-        if (n < 5) break;
-        double t = 0;
-        for (int i = 0; i < 8; i++) t += v[i];
-        *tot = t;
-        *busy = t - v[3] - v[4];
-        found = 0;
-        break;
-    }
-    fclose(f);
-    return found;
-}
 
 static void fail(const char *what) {
     /* JSON-safe: no quotes or backslashes in the message */
@@ -309,13 +254,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     alarm((unsigned)(warmup + duration + 30));
 
-    int pinned = -1;
-    if (cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        pinned = sched_setaffinity(0, sizeof set, &set) == 0 ? cpu : -1;
-    }
+    int pinned = pin_cpu(cpu);
 
     ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) fail("SSL_CTX_new");

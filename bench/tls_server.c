@@ -29,6 +29,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #define BUF (64 * 1024)
 
 struct conn {
@@ -101,12 +103,7 @@ int main(int argc, char **argv) {
     }
     signal(SIGPIPE, SIG_IGN);
     alarm((unsigned)lifetime);
-    if (cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        if (sched_setaffinity(0, sizeof set, &set) < 0) cpu = -1;
-    }
+    cpu = pin_cpu(cpu);
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx || !cert || !key || SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
@@ -115,13 +112,8 @@ int main(int argc, char **argv) {
     }
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sa;
-    if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(ls, 1024) < 0 ||
-        getsockname(ls, (struct sockaddr *)&sa, &sl) < 0) {
+    int one = 1, bound = 0, ls = listen_loopback(port, &bound);
+    if (ls < 0) {
         printf("{\"status\": \"error\", \"error\": \"listen: %s\"}\n", strerror(errno));
         return 1;
     }
@@ -129,7 +121,7 @@ int main(int argc, char **argv) {
     struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(ep, EPOLL_CTL_ADD, ls, &lev);
     printf("{\"status\": \"ok\", \"port\": %d, \"pid\": %d, \"cpu\": %d, \"version\": \"%s\"}\n",
-           ntohs(sa.sin_port), (int)getpid(), cpu, OpenSSL_version(OPENSSL_VERSION));
+           bound, (int)getpid(), cpu, OpenSSL_version(OPENSSL_VERSION));
     fflush(stdout);
 
     struct epoll_event evs[512];
