@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 # --------------------------------------------------------------------------
 # The skip list.
@@ -195,7 +196,6 @@ RANK = {"skipped": 0, "passed": 1, "xfail": 1, "failed": 2, "error": 3}
 
 def _child_main(args):
     import importlib
-    import unittest
 
     out = open(args.result, "a", buffering=1)
 
@@ -203,6 +203,9 @@ def _child_main(args):
         out.write(json.dumps(event) + "\n")
         out.flush()
 
+    # The tests expect Ctrl-C to raise KeyboardInterrupt even when the
+    # runner was started with SIGINT ignored (a background `make test`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     areas = [a for a in args.install.split(",") if a] if args.install else []
     installed = install(areas)
     emit(event="installed", areas=areas, names=installed)
@@ -254,8 +257,6 @@ def _child_main(args):
 
 def _select(suite, filters, skips, used):
     """Drop tests the filter excludes; mark the skip list's tests skipped."""
-    import unittest
-
     kept = []
     for test in suite:
         if isinstance(test, unittest.TestSuite):
@@ -288,75 +289,66 @@ def _mark_skipped(case, why):
         setattr(case, name, skipped)
 
 
-def _make_recorder_class():
-    import unittest
+class _Recorder(unittest.TestResult):
+    """Streams each test's start and outcome to the parent."""
 
-    class Recorder(unittest.TestResult):
-        """Streams each test's start and outcome to the parent."""
+    def __init__(self, emit):
+        super().__init__()
+        self._emit = emit
 
-        def __init__(self, emit):
-            super().__init__()
-            self._emit = emit
+    @staticmethod
+    def _id(test):
+        # A subtest reports under the test it belongs to.
+        return short_id(getattr(test, "test_case", test).id())
 
-        @staticmethod
-        def _id(test):
-            # A subtest reports under the test it belongs to.
-            return short_id(getattr(test, "test_case", test).id())
+    def _detail(self, err, test):
+        text = self._exc_info_to_string(err, getattr(test, "test_case", test))
+        return text[-6000:]
 
-        def _detail(self, err, test):
-            text = self._exc_info_to_string(err, getattr(test, "test_case", test))
-            return text[-6000:]
+    def startTest(self, test):
+        super().startTest(test)
+        self._emit(event="start", id=self._id(test))
 
-        def startTest(self, test):
-            super().startTest(test)
-            self._emit(event="start", id=self._id(test))
+    def stopTest(self, test):
+        super().stopTest(test)
+        self._emit(event="stop", id=self._id(test))
 
-        def stopTest(self, test):
-            super().stopTest(test)
-            self._emit(event="stop", id=self._id(test))
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self._emit(event="outcome", id=self._id(test), outcome="passed")
 
-        def addSuccess(self, test):
-            super().addSuccess(test)
-            self._emit(event="outcome", id=self._id(test), outcome="passed")
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._emit(event="outcome", id=self._id(test), outcome="failed",
+                   detail=self._detail(err, test))
 
-        def addFailure(self, test, err):
-            super().addFailure(test, err)
-            self._emit(event="outcome", id=self._id(test), outcome="failed",
-                       detail=self._detail(err, test))
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._emit(event="outcome", id=self._id(test), outcome="error",
+                   detail=self._detail(err, test))
 
-        def addError(self, test, err):
-            super().addError(test, err)
-            self._emit(event="outcome", id=self._id(test), outcome="error",
-                       detail=self._detail(err, test))
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self._emit(event="outcome", id=self._id(test), outcome="skipped",
+                   detail=reason)
 
-        def addSkip(self, test, reason):
-            super().addSkip(test, reason)
-            self._emit(event="outcome", id=self._id(test), outcome="skipped",
-                       detail=reason)
+    def addExpectedFailure(self, test, err):
+        super().addExpectedFailure(test, err)
+        self._emit(event="outcome", id=self._id(test), outcome="xfail")
 
-        def addExpectedFailure(self, test, err):
-            super().addExpectedFailure(test, err)
-            self._emit(event="outcome", id=self._id(test), outcome="xfail")
+    def addUnexpectedSuccess(self, test):
+        super().addUnexpectedSuccess(test)
+        self._emit(event="outcome", id=self._id(test), outcome="failed",
+                   detail="unexpected success")
 
-        def addUnexpectedSuccess(self, test):
-            super().addUnexpectedSuccess(test)
-            self._emit(event="outcome", id=self._id(test), outcome="failed",
-                       detail="unexpected success")
-
-        def addSubTest(self, test, subtest, err):
-            super().addSubTest(test, subtest, err)
-            if err is not None:
-                outcome = ("failed" if issubclass(err[0], test.failureException)
-                           else "error")
-                self._emit(event="outcome", id=self._id(test), outcome=outcome,
-                           detail=f"{subtest._subDescription()}\n"
-                           + self._detail(err, test))
-
-    return Recorder
-
-
-def _Recorder(emit):
-    return _make_recorder_class()(emit)
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            outcome = ("failed" if issubclass(err[0], test.failureException)
+                       else "error")
+            self._emit(event="outcome", id=self._id(test), outcome=outcome,
+                       detail=f"{subtest._subDescription()}\n"
+                       + self._detail(err, test))
 
 
 # --------------------------------------------------------------------------
@@ -403,10 +395,16 @@ def run_child(module, mode, opts, skips, log_dir):
     if opts.verbose:
         cmd.append("--verbose")
     run = ModuleRun(module, mode, log=log_path)
+    # Tests write their files (TESTFN) into the current directory: each
+    # child gets an empty one; the caller's stays importable, as under -m.
+    workdir = tempfile.mkdtemp(prefix=tag + ".", dir=log_dir)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (env.get("PYTHONPATH"), os.getcwd()) if p)
     started = time.monotonic()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT,
+                                stderr=subprocess.STDOUT, cwd=workdir, env=env,
                                 start_new_session=True)
         try:
             rc = proc.wait(timeout=opts.timeout)
@@ -421,6 +419,7 @@ def run_child(module, mode, opts, skips, log_dir):
                 pass
             proc.wait()
     run.seconds = time.monotonic() - started
+    shutil.rmtree(workdir, ignore_errors=True)
     running = None
     try:
         with open(result_path) as f:
