@@ -52,6 +52,37 @@ SHUTDOWN_TIMEOUT = 30.0
 _READ_TIMED_OUT = "The read operation timed out"
 _WRITE_TIMED_OUT = "The write operation timed out"
 _HANDSHAKE_TIMED_OUT = "The handshake operation timed out"
+_handshake_timed_out = []  # the interpreter's own text, found on first use
+
+
+def _handshake_timeout_error():
+    """TimeoutError with the text this interpreter's _ssl gives a handshake
+    that timed out (some versions prefix it with their source position):
+    found once, by letting a handshake over a socket pair time out."""
+    if not _handshake_timed_out:
+        import _socket
+        text = _HANDSHAKE_TIMED_OUT
+        class _Plain(_socket.socket):  # the C socket, with a weak reference
+            pass
+
+        a, b = (_Plain(fileno=s.detach()) for s in _socket.socketpair())
+        try:
+            ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = CERT_NONE
+            a.settimeout(1e-6)
+            try:
+                ctx._wrap_socket(a, False, None).do_handshake()
+            except TimeoutError as exc:
+                if str(exc).endswith(_HANDSHAKE_TIMED_OUT):
+                    text = str(exc)
+            except OSError:
+                pass
+        finally:
+            a.close()
+            b.close()
+        _handshake_timed_out.append(text)
+    return TimeoutError(_handshake_timed_out[0])
 
 
 def _acquire(lock, timeout, message):
@@ -148,6 +179,8 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
                 wait(None if deadline is None
                      else max(0.0, deadline - _monotonic()))
             except TimeoutError:
+                if timed_out is _HANDSHAKE_TIMED_OUT:
+                    raise _handshake_timeout_error() from None
                 raise TimeoutError(timed_out) from None
 
     def do_handshake(self, block=False):
