@@ -293,6 +293,19 @@ def test_handshake_timeout_leaves_other_tasklets_running(ca):
         assert counter[0] >= 10
 
 
+def test_handshake_cut_short_by_a_timeout_block_closes_what_it_made(ca):
+    # Nobody holds the half-made SSL socket: it must not stay open (the
+    # suite's fixture checks descriptors and registrations afterwards).
+    with stdsocket.create_server((LOCAL, 0)) as silent:
+        ctx = pssl.create_default_context()
+        ca.configure_trust(ctx)
+        raw = psocket.create_connection(silent.getsockname())
+        with raw, pytest.raises(ptsevent.Timeout):
+            with ptsevent.Timeout(0.2):
+                ctx.wrap_socket(raw, server_hostname="localhost")
+        assert raw.fileno() == -1
+
+
 def test_read_timeout_has_the_standard_message(serve, server_ctx, client_ctx):
     def handler(conn):
         with server_ctx.wrap_socket(conn, server_side=True) as tls:

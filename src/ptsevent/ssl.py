@@ -138,7 +138,9 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
                     raise ValueError("do_handshake_on_connect should not be "
                                      "specified for non-blocking sockets")
                 self.do_handshake()
-            except (OSError, ValueError):
+            except BaseException:
+                # Also when killed or timed out (ptsevent.Timeout) while
+                # waiting: nobody else holds the object to close it.
                 self.close()
                 raise
         return self
