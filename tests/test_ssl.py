@@ -25,25 +25,6 @@ LOCAL = "127.0.0.1"
 MiB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_ctx(ca):
-    ctx = pssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost", LOCAL).configure_cert(ctx)
-    return ctx
-
-
-@pytest.fixture(scope="module")
-def client_ctx(ca):
-    ctx = pssl.create_default_context()
-    ca.configure_trust(ctx)
-    return ctx
-
-
 class Server:
     """A ptsevent TCP listener; each accepted connection runs
     handler(conn) in its own tasklet (conn is the plain socket: the handler

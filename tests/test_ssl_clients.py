@@ -28,25 +28,6 @@ LOCAL = "127.0.0.1"
 DELAY = 0.1  # server-side think time per request or command
 
 
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_ctx(ca):
-    ctx = pssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost", LOCAL).configure_cert(ctx)
-    return ctx
-
-
-@pytest.fixture(scope="module")
-def client_ctx(ca):
-    ctx = pssl.create_default_context()
-    ca.configure_trust(ctx)
-    return ctx
-
-
 @pytest.fixture
 def serve():
     """serve(handler) -> port: a listener whose connections each run
