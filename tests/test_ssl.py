@@ -558,14 +558,18 @@ def test_sendfile_over_tls_sends_the_file(serve, server_ctx, client_ctx,
 # -- several tasklets on one TLS connection -------------------------------------------
 
 
-def test_ten_writers_of_1mib_each_arrive_whole_and_contiguous(
+def test_ten_1mib_writers_and_short_writers_never_interleave(
         serve, server_ctx, client_ctx):
+    # Ten 1 MiB messages, and between them short ones (a heartbeat's): a
+    # write that OpenSSL left unfinished must be retried with the same
+    # bytes before any other, or it fails ("bad length"/"bad write retry").
+    sizes = [MiB + i * 4099 if i % 2 == 0 else 100 + i for i in range(20)]
     received = []
 
     def handler(conn):
         with server_ctx.wrap_socket(conn, server_side=True) as tls:
             data = bytearray()
-            while len(data) < 10 * MiB:
+            while len(data) < sum(sizes):
                 # Read slowly at first so that the writers fill the buffers
                 # and wait in the middle of their messages.
                 if len(data) < MiB:
@@ -583,20 +587,23 @@ def test_ten_writers_of_1mib_each_arrive_whole_and_contiguous(
 
         def writer(i):
             try:
-                tls.sendall(bytes([65 + i]) * MiB)
+                tls.sendall(bytes([65 + i]) * sizes[i])
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
 
-        ptsevent.joinall([ptsevent.spawn(writer, i) for i in range(10)])
+        ptsevent.joinall([ptsevent.spawn(writer, i) for i in range(20)])
         assert errors == []
         assert tls.recv(10) == b"done"
     data = received[0]
-    assert len(data) == 10 * MiB
-    runs = [data[k * MiB:(k + 1) * MiB] for k in range(10)]
-    letters = sorted(run[:1] for run in runs)
-    assert letters == [bytes([65 + i]) for i in range(10)]
-    for run in runs:
-        assert run == run[:1] * MiB
+    assert len(data) == sum(sizes)
+    pos, seen = 0, []
+    while pos < len(data):
+        i = data[pos] - 65
+        run = data[pos:pos + sizes[i]]
+        assert run == bytes([65 + i]) * sizes[i], (i, pos)
+        seen.append(i)
+        pos += sizes[i]
+    assert sorted(seen) == list(range(20))
 
 
 def test_a_reader_and_a_writer_tasklet_share_one_connection(
