@@ -714,3 +714,164 @@ def test_data_before_handshake_then_close_is_refused(serve, server_ctx):
     # Never the clear-text bytes as if they came through TLS.
     assert isinstance(err, ssl.SSLError), err
     assert "before TLS handshake with data" in err.reason
+
+
+# -- the server side, SNI, the module's helpers ------------------------------------------
+
+
+def test_plain_http_client_on_the_tls_port_fails_only_its_own_tasklet(
+        serve, server_ctx, client_ctx):
+    failures = []
+
+    def handler(conn):
+        conn.settimeout(5)
+        try:
+            tls = server_ctx.wrap_socket(conn, server_side=True)
+        except ssl.SSLError as exc:
+            failures.append(exc)
+            return
+        with tls, tls.makefile("rb") as f:
+            for line in f:
+                tls.sendall(line.upper())
+
+    server = serve(handler)
+    plain = psocket.create_connection((LOCAL, server.port))
+    plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    def client(i):
+        with connect(client_ctx, server.port, timeout=5) as tls:
+            tls.sendall(b"c%d\n" % i)
+            return tls.recv(10)
+
+    clients = [ptsevent.spawn(client, i) for i in range(20)]
+    ptsevent.joinall(clients, raise_error=True)
+    assert [c.value for c in clients] == [b"C%d\n" % i for i in range(20)]
+    plain.settimeout(5)
+    try:
+        plain.recv(100)  # an alert, or nothing: the server gave up on it
+    except ConnectionResetError:
+        pass
+    plain.close()
+    assert len(failures) == 1
+    assert server.errors == []
+
+
+def test_sni_callback_receives_the_cooperative_socket(serve, ca, client_ctx):
+    seen = []
+    ctx = pssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost", LOCAL).configure_cert(ctx)
+    other = pssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("other.test").configure_cert(other)
+
+    def on_sni(sslsock, name, context):
+        seen.append((type(sslsock), name))
+        if name == "other.test":
+            sslsock.context = other
+
+    ctx.sni_callback = on_sni
+    server = serve(echo_lines(ctx))
+    raw = psocket.create_connection((LOCAL, server.port))
+    with client_ctx.wrap_socket(raw, server_hostname="other.test") as tls:
+        tls.settimeout(5)
+        cert = tls.getpeercert()
+        assert ("DNS", "other.test") in cert["subjectAltName"]
+        tls.sendall(b"sni\n")
+        assert tls.recv(10) == b"SNI\n"
+    assert seen == [(pssl.SSLSocket, "other.test")]
+
+
+def test_get_server_certificate_fetches_the_pem(serve, server_ctx, ca,
+                                                tmp_path):
+    def handler(conn):
+        conn.settimeout(5)
+        try:
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+        except OSError:
+            pass
+
+    server = serve(handler)
+    pem = pssl.get_server_certificate((LOCAL, server.port), timeout=5)
+    assert pem.startswith("-----BEGIN CERTIFICATE-----")
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    again = pssl.get_server_certificate((LOCAL, server.port),
+                                       ca_certs=str(ca_file), timeout=5)
+    assert ssl.PEM_cert_to_DER_cert(again) == ssl.PEM_cert_to_DER_cert(pem)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        other = tmp_path / "other.pem"
+        trustme.CA().cert_pem.write_to_path(str(other))
+        pssl.get_server_certificate((LOCAL, server.port),
+                                    ca_certs=str(other), timeout=5)
+
+
+def test_accept_on_a_listening_ssl_socket_wraps_cooperatively(server_ctx,
+                                                              client_ctx):
+    listener = server_ctx.wrap_socket(psocket.create_server((LOCAL, 0)),
+                                      server_side=True)
+    port = listener.getsockname()[1]
+
+    def server():
+        conn, _ = listener.accept()
+        with conn:
+            assert type(conn) is pssl.SSLSocket
+            conn.sendall(conn.recv(10).upper())
+
+    with listener:
+        s = ptsevent.spawn(server)
+        with connect(client_ctx, port, timeout=5) as tls:
+            tls.sendall(b"acc")
+            assert tls.recv(10) == b"ACC"
+        s.join()
+
+
+def test_post_handshake_client_authentication(serve, ca, client_ctx):
+    ctx = pssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost", LOCAL).configure_cert(ctx)
+    ca.configure_trust(ctx)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.post_handshake_auth = True
+    peers = []
+
+    def handler(conn):
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.settimeout(5)
+            assert tls.recv(10) == b"hello"
+            assert not tls.getpeercert()
+            tls.verify_client_post_handshake()
+            tls.sendall(b"send it")
+            assert tls.recv(10) == b"again"  # carries the certificate
+            peers.append(tls.getpeercert())
+            tls.sendall(b"ok")
+
+    server = serve(handler)
+    cctx = pssl.create_default_context()
+    ca.configure_trust(cctx)
+    ca.issue_cert("client.test").configure_cert(cctx)
+    cctx.post_handshake_auth = True
+    with connect(cctx, server.port, timeout=5) as tls:
+        tls.sendall(b"hello")
+        got = tls.recv(10)
+        assert server.errors == []
+        assert got == b"send it"
+        tls.sendall(b"again")
+        assert tls.recv(10) == b"ok"
+    assert ("DNS", "client.test") in peers[0]["subjectAltName"]
+    assert server.errors == []
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_module_helpers_give_cooperative_sockets(serve, server_ctx):
+    server = serve(echo_lines(server_ctx))
+    assert type(pssl.create_default_context()) is pssl.SSLContext
+    assert type(pssl._create_unverified_context()) is pssl.SSLContext
+    assert pssl.create_connection is psocket.create_connection
+    assert pssl.CERT_REQUIRED is ssl.CERT_REQUIRED
+    assert pssl.SSLError is ssl.SSLError
+    if hasattr(pssl, "wrap_socket"):
+        raw = psocket.create_connection((LOCAL, server.port))
+        with pssl.wrap_socket(raw) as tls:
+            assert type(tls) is pssl.SSLSocket
+            tls.settimeout(5)
+            tls.sendall(b"w\n")
+            assert tls.recv(10) == b"W\n"
