@@ -52,21 +52,56 @@ SHUTDOWN_TIMEOUT = 30.0
 _READ_TIMED_OUT = "The read operation timed out"
 _WRITE_TIMED_OUT = "The write operation timed out"
 _HANDSHAKE_TIMED_OUT = "The handshake operation timed out"
+_handshake_timed_out = []  # the interpreter's own text, found on first use
+
+
+def _handshake_timeout_error():
+    """TimeoutError with the text this interpreter's _ssl gives a handshake
+    that timed out (some versions prefix it with their source position):
+    found once, by letting a handshake over a socket pair time out."""
+    if not _handshake_timed_out:
+        import _socket
+        text = _HANDSHAKE_TIMED_OUT
+        class _Plain(_socket.socket):  # the C socket, with a weak reference
+            pass
+
+        a, b = (_Plain(fileno=s.detach()) for s in _socket.socketpair())
+        try:
+            ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = CERT_NONE
+            a.settimeout(1e-6)
+            try:
+                ctx._wrap_socket(a, False, None).do_handshake()
+            except TimeoutError as exc:
+                if str(exc).endswith(_HANDSHAKE_TIMED_OUT):
+                    text = str(exc)
+            except OSError:
+                pass
+        finally:
+            a.close()
+            b.close()
+        _handshake_timed_out.append(text)
+    return TimeoutError(_handshake_timed_out[0])
 
 
 def _acquire(lock, timeout, message):
-    """Take a direction's lock within the call's timeout. Non-blocking, a
-    direction busy in another tasklet is a Want error, as a full buffer is."""
-    if lock.acquire(False):
-        return
+    """Wait for a direction's lock, busy in another tasklet, within the
+    call's timeout; returns what is left of it. Non-blocking, a busy
+    direction is a Want error, as a full buffer is."""
     if timeout == 0.0:
         if message is _WRITE_TIMED_OUT:
             raise SSLWantWriteError(_ssl.SSL_ERROR_WANT_WRITE,
                                     "another tasklet is writing")
         raise SSLWantReadError(_ssl.SSL_ERROR_WANT_READ,
                                "another tasklet is reading")
-    if not lock.acquire(True, -1 if timeout is None else timeout):
-        raise TimeoutError(message)
+    if timeout is None:
+        lock.acquire()
+        return None
+    start = _monotonic()
+    if not lock.acquire(True, timeout):
+        raise TimeoutError(message or _WRITE_TIMED_OUT)
+    return max(0.0, timeout - (_monotonic() - start))
 
 
 class SSLSocket(_ssl.SSLSocket, _psocket.socket):
@@ -107,47 +142,61 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
                     raise ValueError("do_handshake_on_connect should not be "
                                      "specified for non-blocking sockets")
                 self.do_handshake()
-            except (OSError, ValueError):
+            except BaseException:
+                # Also when killed or timed out (ptsevent.Timeout) while
+                # waiting: nobody else holds the object to close it.
                 self.close()
                 raise
         return self
 
     # -- the OpenSSL calls, waiting on SSLWantRead/WriteError -----------------
+    # The common case, a call that needs no wait, costs one Python frame:
+    # read() and write() try it themselves with their direction's lock.
 
     def _ssl_call(self, call, args, lock, message, timeout=False):
-        """call(*args) until it stops asking to wait; lock (if any) is held
-        meanwhile. The timeout bounds the whole call; 0 means non-blocking:
-        the Want errors reach the caller as with the standard library."""
+        """call(*args) until it stops asking to wait, with lock (if any)
+        held meanwhile. The timeout bounds the whole call, waiting for the
+        lock included; 0 means non-blocking: the Want errors reach the
+        caller, as with the standard library."""
         if timeout is False:
             timeout = self._ptimeout
-        deadline = None if timeout is None else _monotonic() + timeout
-        if lock is not None:
-            _acquire(lock, timeout, message)
-            try:
-                return self._ssl_loop(call, args, message, timeout, deadline)
-            finally:
-                lock.release()
-        return self._ssl_loop(call, args, message, timeout, deadline)
+        if lock is None:
+            return self._ssl_loop(call, args, message, timeout)
+        if not lock.acquire(False):
+            timeout = _acquire(lock, timeout, message)
+        try:
+            return self._ssl_loop(call, args, message, timeout)
+        finally:
+            lock.release()
 
-    def _ssl_loop(self, call, args, message, timeout, deadline):
+    def _ssl_loop(self, call, args, message, timeout, want=None):
+        """The retry loop; want: the Want error the caller's own first try
+        raised, to wait on before calling again."""
         io = self._io
+        deadline = False  # set at the first wait
         while True:
-            try:
-                return call(*args)
-            except SSLWantReadError:
-                if timeout == 0.0:
-                    raise
+            if want is None:
+                try:
+                    return call(*args)
+                except (SSLWantReadError, SSLWantWriteError) as exc:
+                    want = exc
+            if timeout == 0.0:
+                raise want
+            if isinstance(want, SSLWantReadError):
                 wait = io.wait_read
                 timed_out = message or _READ_TIMED_OUT
-            except SSLWantWriteError:
-                if timeout == 0.0:
-                    raise
+            else:
                 wait = io.wait_write
                 timed_out = message or _WRITE_TIMED_OUT
+            want = None
+            if deadline is False:
+                deadline = None if timeout is None else _monotonic() + timeout
             try:
                 wait(None if deadline is None
                      else max(0.0, deadline - _monotonic()))
             except TimeoutError:
+                if timed_out is _HANDSHAKE_TIMED_OUT:
+                    raise _handshake_timeout_error() from None
                 raise TimeoutError(timed_out) from None
 
     def do_handshake(self, block=False):
@@ -161,52 +210,69 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
 
     def read(self, len=1024, buffer=None):
         """Read up to len bytes (into buffer if given) from the TLS channel."""
-        self._checkClosed()
         sslobj = self._sslobj
         if sslobj is None:
             raise ValueError("Read on closed or unwrapped SSL socket.")
         args = (len,) if buffer is None else (len, buffer)
+        lock = self._rlock
         try:
-            return self._ssl_call(sslobj.read, args, self._rlock,
-                                  _READ_TIMED_OUT)
+            if not lock.acquire(False):  # another reader is waiting
+                return self._ssl_call(sslobj.read, args, lock,
+                                      _READ_TIMED_OUT)
+            try:
+                return sslobj.read(*args)
+            except (SSLWantReadError, SSLWantWriteError) as want:
+                return self._ssl_loop(sslobj.read, args, _READ_TIMED_OUT,
+                                      self._ptimeout, want)
+            finally:
+                lock.release()
         except SSLError as exc:
             if exc.args[0] == SSL_ERROR_EOF and self.suppress_ragged_eofs:
                 return b"" if buffer is None else 0
             raise
 
+    def recv(self, buflen=1024, flags=0):
+        if self._sslobj is None or flags:
+            return super().recv(buflen, flags)
+        return self.read(buflen)
+
     def write(self, data):
         """Write data to the TLS channel; returns the number of bytes."""
-        self._checkClosed()
         sslobj = self._sslobj
         if sslobj is None:
             raise ValueError("Write on closed or unwrapped SSL socket.")
-        return self._ssl_call(sslobj.write, (data,), self._wlock,
-                              _WRITE_TIMED_OUT)
+        lock = self._wlock
+        if not lock.acquire(False):  # another writer is waiting
+            return self._ssl_call(sslobj.write, (data,), lock,
+                                  _WRITE_TIMED_OUT)
+        try:
+            return sslobj.write(data)
+        except (SSLWantReadError, SSLWantWriteError) as want:
+            # OpenSSL keeps what it could not send: the same call again,
+            # before any other writer's, finishes it.
+            return self._ssl_loop(sslobj.write, (data,), _WRITE_TIMED_OUT,
+                                  self._ptimeout, want)
+        finally:
+            lock.release()
 
     def send(self, data, flags=0):
-        self._checkClosed()
-        if self._sslobj is None:
+        if self._sslobj is None or flags:
             return super().send(data, flags)
-        if flags != 0:
-            raise ValueError(
-                f"non-zero flags not allowed in calls to send() on "
-                f"{self.__class__}")
         return self.write(data)
 
     def sendall(self, data, flags=0):
         """Send all of data; no other tasklet's data is interleaved."""
-        self._checkClosed()
-        if self._sslobj is None:
+        if self._sslobj is None or flags:
             return super().sendall(data, flags)
-        if flags != 0:
-            raise ValueError(
-                f"non-zero flags not allowed in calls to sendall() on "
-                f"{self.__class__}")
-        # One SSL_write takes the whole buffer (no partial writes): with the
-        # writers' lock held, the message goes out contiguous.
-        with memoryview(data) as view, view.cast("B") as byte_view:
-            if len(byte_view):
-                self.write(byte_view)
+        # One SSL_write takes the whole buffer (the socket does not enable
+        # partial writes) and write() holds the writers' lock until it is
+        # done: the message goes out in one piece.
+        if type(data) is not bytes:
+            with memoryview(data) as view, view.cast("B") as byte_view:
+                if byte_view.nbytes:
+                    self.write(byte_view)
+        elif data:
+            self.write(data)
 
     def unwrap(self):
         """Shut TLS down and return the socket, usable in the clear.
@@ -220,12 +286,7 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
             timeout = SHUTDOWN_TIMEOUT
         # After the writer in progress, if any: OpenSSL must finish a write
         # it started before it sends close_notify.
-        _acquire(self._wlock, timeout, _WRITE_TIMED_OUT)
-        try:
-            sock = self._ssl_loop(sslobj.shutdown, (), None, timeout,
-                                  _monotonic() + timeout)
-        finally:
-            self._wlock.release()
+        sock = self._ssl_call(sslobj.shutdown, (), self._wlock, None, timeout)
         self._sslobj = None
         return sock
 
