@@ -357,6 +357,36 @@ def test_settimeout_zero_gives_the_standard_nonblocking_behaviour(
                 ptsevent.wait_read(tls.fileno(), 5)
 
 
+def test_nonblocking_write_raises_want_write_when_the_peer_does_not_read(
+        serve, server_ctx, client_ctx):
+    release = ptsevent.Event()
+
+    def handler(conn):
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.settimeout(10)
+            release.wait(10)
+            data = bytearray()
+            while not data.endswith(b"END"):
+                data += tls.recv(65536)
+            tls.sendall(b"%d" % (len(data) - 3))
+
+    server = serve(handler)
+    with connect(client_ctx, server.port, timeout=5) as tls:
+        tls.setblocking(False)
+        sent = 0
+        block = b"z" * 16384
+        with pytest.raises(ssl.SSLWantWriteError):
+            for _ in range(100000):
+                sent += tls.send(block)
+        assert sent > 0
+        # The standard contract: after the Want error, the same data again.
+        release.set()
+        tls.settimeout(10)
+        sent += tls.send(block)
+        tls.sendall(b"END")
+        assert int(tls.recv(20)) == sent
+
+
 def test_do_handshake_after_nonblocking_connect_ex(serve, server_ctx,
                                                    client_ctx):
     server = serve(echo_lines(server_ctx))
