@@ -180,7 +180,7 @@ def test_silent_client_is_cut_off_at_its_timeout_while_100_others_are_served(
     cut = []
 
     def handler(conn):
-        conn.settimeout(1.0)
+        conn.settimeout(2.0)
         start = time.monotonic()
         try:
             tls = server_ctx.wrap_socket(conn, server_side=True)
@@ -206,14 +206,14 @@ def test_silent_client_is_cut_off_at_its_timeout_while_100_others_are_served(
     ptsevent.joinall([ptsevent.spawn(client, i) for i in range(100)])
     assert len(served) == 100
     assert not cut  # all served before the silent one's timeout
-    assert max(served) - start < 1.0
+    assert max(served) - start < 2.0
     silent.settimeout(5)
     assert silent.recv(10) == b""  # the server closed it
     silent.close()
     assert len(cut) == 1
     message, waited = cut[0]
     assert message == _stdlib_handshake_timeout_text()
-    assert 0.9 < waited < 2.0
+    assert 1.9 < waited < 4.0
     assert server.errors == []
 
 

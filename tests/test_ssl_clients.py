@@ -138,7 +138,7 @@ def test_urllib_request_urlopen_with_a_context_in_concurrent_tasklets(
         with urllib.request.urlopen(url, context=client_ctx) as r:
             return r.status, r.read()
 
-    results = run_concurrently(client, 20, limit=20 * DELAY / 3)
+    results = run_concurrently(client, 20, limit=20 * DELAY / 2)
     assert results == [(200, b"GET /item/%d 0" % i) for i in range(20)]
 
 
