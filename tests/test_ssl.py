@@ -907,3 +907,21 @@ def test_module_helpers_give_cooperative_sockets(serve, server_ctx):
             tls.settimeout(5)
             tls.sendall(b"w\n")
             assert tls.recv(10) == b"W\n"
+
+
+def test_a_wrap_refused_before_it_starts_leaves_the_socket_as_it_was(
+        serve, server_ctx, client_ctx):
+    server = serve(echo_lines(server_ctx))
+    raw = psocket.create_connection((LOCAL, server.port))
+    raw.settimeout(5)
+    io = raw._io
+    with raw:
+        with pytest.raises(ValueError, match="check_hostname requires"):
+            client_ctx.wrap_socket(raw)  # no server_hostname
+        assert raw._io is io and raw.fileno() >= 0
+        assert raw.gettimeout() == 5
+        # Still this socket's: wrapping it properly works.
+        tls = client_ctx.wrap_socket(raw, server_hostname="localhost")
+    with tls:
+        tls.sendall(b"again\n")
+        assert tls.recv(10) == b"AGAIN\n"
