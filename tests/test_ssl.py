@@ -167,10 +167,12 @@ def test_200_concurrent_handshakes_while_a_ticker_keeps_its_schedule(
                                           for i in range(200)]
     assert server.errors == []
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-    # The ticker waits behind at most one round of handshake steps (each a
-    # millisecond or so of OpenSSL work), never behind whole handshakes.
-    assert len(gaps) >= 3
-    assert max(gaps) < 0.3, max(gaps)
+    # The ticker waits behind at most one round of the 400 tasklets'
+    # handshake steps (each well under a millisecond of OpenSSL work), never
+    # behind whole handshakes. (A handshake that blocked the thread would
+    # never end: its peer runs in this thread.)
+    assert len(gaps) >= 1
+    assert max(gaps) < 0.5, max(gaps)
 
 
 def test_silent_client_is_cut_off_at_its_timeout_while_100_others_are_served(
@@ -178,7 +180,7 @@ def test_silent_client_is_cut_off_at_its_timeout_while_100_others_are_served(
     cut = []
 
     def handler(conn):
-        conn.settimeout(1.0)
+        conn.settimeout(2.0)
         start = time.monotonic()
         try:
             tls = server_ctx.wrap_socket(conn, server_side=True)
@@ -204,14 +206,14 @@ def test_silent_client_is_cut_off_at_its_timeout_while_100_others_are_served(
     ptsevent.joinall([ptsevent.spawn(client, i) for i in range(100)])
     assert len(served) == 100
     assert not cut  # all served before the silent one's timeout
-    assert max(served) - start < 1.0
+    assert max(served) - start < 2.0
     silent.settimeout(5)
     assert silent.recv(10) == b""  # the server closed it
     silent.close()
     assert len(cut) == 1
     message, waited = cut[0]
     assert message == _stdlib_handshake_timeout_text()
-    assert 0.9 < waited < 2.0
+    assert 1.9 < waited < 4.0
     assert server.errors == []
 
 
@@ -353,6 +355,36 @@ def test_settimeout_zero_gives_the_standard_nonblocking_behaviour(
                 got += tls.recv(10)
             except ssl.SSLWantReadError:
                 ptsevent.wait_read(tls.fileno(), 5)
+
+
+def test_nonblocking_write_raises_want_write_when_the_peer_does_not_read(
+        serve, server_ctx, client_ctx):
+    release = ptsevent.Event()
+
+    def handler(conn):
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.settimeout(10)
+            release.wait(10)
+            data = bytearray()
+            while not data.endswith(b"END"):
+                data += tls.recv(65536)
+            tls.sendall(b"%d" % (len(data) - 3))
+
+    server = serve(handler)
+    with connect(client_ctx, server.port, timeout=5) as tls:
+        tls.setblocking(False)
+        sent = 0
+        block = b"z" * 16384
+        with pytest.raises(ssl.SSLWantWriteError):
+            for _ in range(100000):
+                sent += tls.send(block)
+        assert sent > 0
+        # The standard contract: after the Want error, the same data again.
+        release.set()
+        tls.settimeout(10)
+        sent += tls.send(block)
+        tls.sendall(b"END")
+        assert int(tls.recv(20)) == sent
 
 
 def test_do_handshake_after_nonblocking_connect_ex(serve, server_ctx,
@@ -875,3 +907,21 @@ def test_module_helpers_give_cooperative_sockets(serve, server_ctx):
             tls.settimeout(5)
             tls.sendall(b"w\n")
             assert tls.recv(10) == b"W\n"
+
+
+def test_a_wrap_refused_before_it_starts_leaves_the_socket_as_it_was(
+        serve, server_ctx, client_ctx):
+    server = serve(echo_lines(server_ctx))
+    raw = psocket.create_connection((LOCAL, server.port))
+    raw.settimeout(5)
+    io = raw._io
+    with raw:
+        with pytest.raises(ValueError, match="check_hostname requires"):
+            client_ctx.wrap_socket(raw)  # no server_hostname
+        assert raw._io is io and raw.fileno() >= 0
+        assert raw.gettimeout() == 5
+        # Still this socket's: wrapping it properly works.
+        tls = client_ctx.wrap_socket(raw, server_hostname="localhost")
+    with tls:
+        tls.sendall(b"again\n")
+        assert tls.recv(10) == b"AGAIN\n"

@@ -20,6 +20,7 @@ every context of that class, old or new, wrap cooperatively.
 `wrap_bio()`/`SSLObject` do no I/O and stay the standard ones.
 """
 
+import _socket as _c_socket
 import socket as _socket
 import ssl as _ssl
 from ssl import *  # noqa: F401,F403 - constants, exceptions, helpers
@@ -60,12 +61,12 @@ def _handshake_timeout_error():
     that timed out (some versions prefix it with their source position):
     found once, by letting a handshake over a socket pair time out."""
     if not _handshake_timed_out:
-        import _socket
         text = _HANDSHAKE_TIMED_OUT
-        class _Plain(_socket.socket):  # the C socket, with a weak reference
+
+        class _Plain(_c_socket.socket):  # the C socket, with a weak reference
             pass
 
-        a, b = (_Plain(fileno=s.detach()) for s in _socket.socketpair())
+        a, b = (_Plain(fileno=s.detach()) for s in _c_socket.socketpair())
         try:
             ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
@@ -301,7 +302,7 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
         """Accept a connection and wrap it server-side, cooperatively (the
         handshake, if done on connect, runs in the calling tasklet)."""
         newsock, addr = _psocket.socket.accept(self)
-        newsock = SSLSocket._create(
+        newsock = type(self)._create(
             newsock, server_side=True, context=self.context,
             do_handshake_on_connect=self.do_handshake_on_connect,
             suppress_ragged_eofs=self.suppress_ragged_eofs)
