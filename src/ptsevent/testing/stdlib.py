@@ -197,7 +197,7 @@ RANK = {"skipped": 0, "passed": 1, "xfail": 1, "failed": 2, "error": 3}
 def _child_main(args):
     import importlib
 
-    out = open(args.result, "a", buffering=1)
+    out = open(args.result, "w", buffering=1)
 
     def emit(**event):
         out.write(json.dumps(event) + "\n")
@@ -574,7 +574,8 @@ def build_parser():
         description="Run CPython's test modules unpatched and with ptsevent's "
         "modules installed; compare.")
     p.add_argument("modules", nargs="+", metavar="MODULE",
-                   help="test_ssl, ... (from the `test` package) or a dotted name")
+                   help="test_ssl, ... (from the `test` package), or any importable "
+                   "module of unittest tests")
     p.add_argument("--baseline", action="store_true",
                    help="only the unpatched run")
     p.add_argument("-k", dest="filter", action="append", metavar="PATTERN",
