@@ -23,7 +23,12 @@ from ptsevent.threadpool import run_in_thread as _run_in_thread
 
 __all__ = [name for name in dir(_socket) if not name.startswith("_")]
 
+# The standard functions this module builds on, bound at import: once
+# ptsevent.patch has installed this module's functions in `socket`, looking
+# them up there at call time would find these very functions again.
 _std_socket = _socket.socket
+_std_getaddrinfo = _socket.getaddrinfo
+_std_create_server = _socket.create_server
 _MISSING = object()
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
 
@@ -256,7 +261,7 @@ def socketpair(family=None, type=_socket.SOCK_STREAM, proto=0):
     """A pair of connected cooperative sockets (as socket.socketpair)."""
     if family is None:
         family = getattr(_socket, "AF_UNIX", _socket.AF_INET)
-    a, b = _socket.socketpair(family, type, proto)
+    a, b = _c_socket.socketpair(family, type, proto)
     return (socket(family, type, proto, a.detach()),
             socket(family, type, proto, b.detach()))
 
@@ -272,33 +277,41 @@ def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
     A numeric host (or None) needs no lookup and is answered in place."""
     if host is None or isinstance(host, (str, bytes)):
         try:
-            return _socket.getaddrinfo(host, port, family, type, proto,
-                                       flags | _socket.AI_NUMERICHOST)
+            return _std_getaddrinfo(host, port, family, type, proto,
+                                    flags | _socket.AI_NUMERICHOST)
         except _socket.gaierror:
             pass
-    return _run_in_thread(_socket.getaddrinfo, host, port, family, type,
+    return _run_in_thread(_std_getaddrinfo, host, port, family, type,
                           proto, flags)
 
 
 def gethostbyname(hostname):
-    return _run_in_thread(_socket.gethostbyname, hostname)
+    return _run_in_thread(_c_socket.gethostbyname, hostname)
 
 
 def gethostbyname_ex(hostname):
-    return _run_in_thread(_socket.gethostbyname_ex, hostname)
+    return _run_in_thread(_c_socket.gethostbyname_ex, hostname)
 
 
 def gethostbyaddr(ip_address):
-    return _run_in_thread(_socket.gethostbyaddr, ip_address)
+    return _run_in_thread(_c_socket.gethostbyaddr, ip_address)
 
 
 def getnameinfo(sockaddr, flags):
-    return _run_in_thread(_socket.getnameinfo, sockaddr, flags)
+    return _run_in_thread(_c_socket.getnameinfo, sockaddr, flags)
 
 
 def getfqdn(name=""):
-    """As socket.getfqdn, resolving in the thread pool."""
-    return _run_in_thread(_socket.getfqdn, name)
+    """As socket.getfqdn: the first name with a dot among the host's name
+    and aliases (from gethostbyaddr, in the thread pool), else its name."""
+    name = name.strip()
+    if not name or name in ("0.0.0.0", "::"):
+        name = _c_socket.gethostname()
+    try:
+        hostname, aliases, _addresses = gethostbyaddr(name)
+    except OSError:
+        return name
+    return next((n for n in [hostname, *aliases] if "." in n), hostname)
 
 
 def create_connection(address, timeout=_MISSING, source_address=None, *,
@@ -337,9 +350,11 @@ def create_connection(address, timeout=_MISSING, source_address=None, *,
 def create_server(address, *, family=_socket.AF_INET, backlog=None,
                   reuse_port=False, dualstack_ipv6=False):
     """As socket.create_server, returning a cooperative listening socket."""
-    std = _socket.create_server(address, family=family, backlog=backlog,
-                                reuse_port=reuse_port,
-                                dualstack_ipv6=dualstack_ipv6)
+    std = _std_create_server(address, family=family, backlog=backlog,
+                             reuse_port=reuse_port,
+                             dualstack_ipv6=dualstack_ipv6)
+    if isinstance(std, socket):  # `socket.socket` is ours (patched)
+        return std
     return socket(std.family, std.type, std.proto, std.detach())
 
 
