@@ -1,0 +1,266 @@
+"""Unmodified standard-library code under ptsevent.patch.patch_all(), many
+calls at once on loopback; each program runs in an interpreter of its own
+(tests/_patched.py), and the command line runner is tried as a user would."""
+
+import json
+
+import ptsevent
+from _patched import run_json, run_snippet
+
+PATCH = """
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+import ptsevent, ptsevent.patch
+ptsevent.patch.patch_all()
+"""
+
+
+def slow_app(environ, start_response):
+    ptsevent.sleep(0.2)
+    body = environ["PATH_INFO"].encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def test_urllib_and_http_client_fetch_200_slow_urls_at_once(serve_app):
+    # The server (in this process's hub) takes 0.2 s per request: 200 of
+    # them one after the other would take 40 s.
+    port = serve_app(slow_app).server_port
+    out = run_json(PATCH + f"""
+import http.client, urllib.request
+PORT = {port}
+def by_urllib(i):
+    with urllib.request.urlopen(f"http://127.0.0.1:{{PORT}}/u{{i}}", timeout=30) as r:
+        return r.status, r.read().decode()
+def by_http_client(i):
+    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+    try:
+        conn.request("GET", f"/h{{i}}")
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+out = {{}}
+for fetch in (by_urllib, by_http_client):
+    t0 = time.monotonic()
+    tasklets = [ptsevent.spawn(fetch, i) for i in range(200)]
+    ptsevent.joinall(tasklets)
+    took = time.monotonic() - t0
+    errors = [repr(t.exception) for t in tasklets if t.exception is not None]
+    ok = sum(t.value == (200, "/" + fetch.__name__[3] + str(i))
+             for i, t in enumerate(tasklets) if t.exception is None)
+    out[fetch.__name__] = [ok, took, errors[:3]]
+print(json.dumps(out))
+""", timeout=60)
+    for name, (ok, took, errors) in out.items():
+        assert errors == [] and ok == 200, (name, out)
+        assert took < 2.0, (name, out)  # about 0.2 s; 40 s if serial
+
+
+SOCKETSERVER = PATCH + """
+import socket, socketserver
+class Echo(socketserver.StreamRequestHandler):
+    def handle(self):
+        line = self.rfile.readline()
+        time.sleep(0.2)                     # a slow client's request
+        self.wfile.write(line.upper())
+
+class TaskletServer(socketserver.TCPServer):
+    # One tasklet per connection, in the way ThreadingMixIn starts a thread.
+    request_queue_size = 128
+    allow_reuse_address = True
+    def process_request(self, request, client_address):
+        ptsevent.spawn(self._serve_one, request, client_address)
+    def _serve_one(self, request, client_address):
+        try:
+            self.finish_request(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+server = TaskletServer(("127.0.0.1", 0), Echo)
+port = server.server_address[1]
+loop = ptsevent.spawn(server.serve_forever, 0.5)
+
+def client(i):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"hello %d\\n" % i)
+        return s.makefile("rb").readline()
+"""
+
+
+def test_socketserver_serve_forever_in_a_tasklet_serves_100_slow_clients():
+    out = run_json(SOCKETSERVER + """
+t0 = time.monotonic()
+clients = [ptsevent.spawn(client, i) for i in range(100)]
+ptsevent.joinall(clients)
+took = time.monotonic() - t0
+ok = sum(c.value == b"HELLO %d\\n" % i for i, c in enumerate(clients))
+# Without patch_thread, shutdown() waits on a threading.Event with a real
+# lock: called from an OS thread, as threading code does.
+t1 = time.monotonic()
+ptsevent.run_in_thread(server.shutdown)
+stopped = time.monotonic() - t1
+loop.join(5)
+server.server_close()
+print(json.dumps({"ok": ok, "took": took, "stopped": stopped, "dead": loop.dead}))
+""")
+    assert out["ok"] == 100
+    assert out["took"] < 2.0, out  # 20 s if the 100 were served in turn
+    # serve_forever's select waits 0.5 s at a time: shutdown is noticed
+    # within one wait, and the loop (a tasklet) has returned.
+    assert out["stopped"] < 1.5 and out["dead"] is True, out
+
+
+def test_threading_http_server_serves_100_slow_clients():
+    # Without patch_thread its handlers run in OS threads; their sockets
+    # (accepted by the patched listener) and time.sleep are cooperative
+    # in each thread, and the clients are tasklets.
+    out = run_json(PATCH + """
+import http.server, urllib.request
+class Slow(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(0.2)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.path)))
+        self.end_headers()
+        self.wfile.write(self.path.encode())
+    def log_message(self, *args):
+        pass
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 128
+server = Server(("127.0.0.1", 0), Slow)
+loop = ptsevent.spawn(server.serve_forever, 0.5)
+url = "http://127.0.0.1:%d/p%d"
+def get(i):
+    with urllib.request.urlopen(url % (server.server_address[1], i), timeout=10) as r:
+        return r.read()
+t0 = time.monotonic()
+clients = [ptsevent.spawn(get, i) for i in range(100)]
+ptsevent.joinall(clients)
+took = time.monotonic() - t0
+ok = sum(c.value == b"/p%d" % i for i, c in enumerate(clients))
+ptsevent.run_in_thread(server.shutdown)
+server.server_close()
+print(json.dumps({"ok": ok, "took": took}))
+""")
+    assert out["ok"] == 100
+    assert out["took"] < 2.0, out
+
+
+def test_50_subprocess_runs_in_tasklets_take_about_one_run():
+    out = run_json(PATCH + """
+import subprocess
+t0 = time.monotonic()
+runs = [ptsevent.spawn(subprocess.run, ["sleep", "0.2"]) for _ in range(50)]
+ptsevent.joinall(runs)
+took = time.monotonic() - t0
+print(json.dumps({"took": took,
+                  "codes": sorted({r.value.returncode for r in runs if r.exception is None}),
+                  "errors": [repr(r.exception) for r in runs if r.exception][:3]}))
+""")
+    assert out["errors"] == [] and out["codes"] == [0]
+    assert out["took"] < 1.5, out  # 10 s one after the other
+
+
+def test_communicate_and_wait_timeouts_block_only_the_tasklet():
+    out = run_json(PATCH + """
+import subprocess
+ticks = []
+def ticker():
+    while True:
+        ticks.append(1); ptsevent.sleep(0.01)
+t = ptsevent.spawn(ticker)
+out = {}
+# One pipe: the standard communicate() would read it with one blocking call.
+out["check_output"] = subprocess.check_output(["sh", "-c", "sleep 0.3; echo hi"]).decode()
+out["ticks_output"] = len(ticks); del ticks[:]
+out["input"] = subprocess.run(["sh", "-c", "sleep 0.3; cat"], input="data",
+                              capture_output=True, text=True).stdout
+out["ticks_input"] = len(ticks); del ticks[:]
+p = subprocess.Popen(["sleep", "5"])
+try:
+    p.wait(timeout=0.3)
+except subprocess.TimeoutExpired as e:
+    out["timeout"] = str(e)
+out["ticks_wait"] = len(ticks)
+p.kill()
+out["killed"] = p.wait()
+# Two tasklets waiting for one child both get its status.
+p = subprocess.Popen(["sleep", "0.2"])
+waiters = [ptsevent.spawn(p.wait) for _ in range(2)]
+ptsevent.joinall(waiters)
+out["both"] = [w.value for w in waiters]
+t.kill()
+print(json.dumps(out))
+""")
+    assert out["check_output"] == "hi\n" and out["input"] == "data"
+    assert out["timeout"] == "Command '['sleep', '5']' timed out after 0.3 seconds"
+    assert out["killed"] == -9 and out["both"] == [0, 0]
+    for key in ("ticks_output", "ticks_input", "ticks_wait"):
+        assert out[key] >= 15, (key, out)  # 0.3 s of 10 ms ticks
+
+
+# -- python -m ptsevent.patch ----------------------------------------------------
+
+PROGRAM = """
+import json, os, socket, sys, time
+print(json.dumps({"name": __name__, "argv": sys.argv, "path0": sys.path[0],
+                  "sleep": time.sleep.__module__,
+                  "socket": socket.socket.__module__}))
+"""
+
+
+def test_runner_runs_a_script_patched_with_its_argv(tmp_path):
+    script = tmp_path / "prog.py"
+    script.write_text(PROGRAM)
+    proc = run_snippet(None, str(script), "a", "--b",
+                       python_args=["-m", "ptsevent.patch"])
+    out = json.loads(proc.stdout)
+    assert out == {"name": "__main__", "argv": [str(script), "a", "--b"],
+                   "path0": str(tmp_path), "sleep": "ptsevent.patch",
+                   "socket": "ptsevent.socket"}
+    # The one warning of this version (TLS is not cooperative), one line.
+    assert proc.stderr.count("\n") == 1 and "ssl is not" in proc.stderr
+
+
+def test_runner_runs_a_module_with_dash_m(tmp_path):
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tool.py").write_text(PROGRAM)
+    proc = run_snippet(None, "-m", "mypkg.tool", "x",
+                       python_args=["-m", "ptsevent.patch"], cwd=tmp_path)
+    out = json.loads(proc.stdout)
+    assert out["name"] == "__main__"
+    assert out["argv"] == [str(pkg / "tool.py"), "x"]
+    assert out["sleep"] == "ptsevent.patch" and out["socket"] == "ptsevent.socket"
+
+
+def test_runner_says_in_one_line_what_it_cannot_run(tmp_path):
+    missing = run_snippet(None, str(tmp_path / "nope.py"), check=False,
+                          python_args=["-m", "ptsevent.patch"])
+    assert missing.returncode == 2
+    assert missing.stderr == (f"ptsevent.patch: can't open file "
+                              f"'{tmp_path / 'nope.py'}': No such file or directory\n")
+    no_module = run_snippet(None, "-m", "no_such_module_here", check=False,
+                            python_args=["-W", "ignore", "-m", "ptsevent.patch"])
+    assert no_module.returncode == 1
+    assert no_module.stderr == "ptsevent.patch: No module named 'no_such_module_here'\n"
+    usage = run_snippet(None, check=False, python_args=["-m", "ptsevent.patch"])
+    assert usage.returncode == 2 and usage.stderr.startswith("usage: ")
+
+
+def test_runner_leaves_the_programs_own_errors_and_exit_codes_alone(tmp_path):
+    script = tmp_path / "fails.py"
+    script.write_text("import sys\nif sys.argv[1] == 'exit':\n    sys.exit(5)\n"
+                      "raise RuntimeError('from the program')\n")
+    raised = run_snippet(None, str(script), "raise", check=False,
+                         python_args=["-W", "ignore", "-m", "ptsevent.patch"])
+    assert raised.returncode == 1
+    assert "Traceback" in raised.stderr
+    assert raised.stderr.rstrip().endswith("RuntimeError: from the program")
+    exited = run_snippet(None, str(script), "exit", check=False,
+                         python_args=["-W", "ignore", "-m", "ptsevent.patch"])
+    assert exited.returncode == 5 and exited.stderr == ""
+
