@@ -403,3 +403,16 @@ def test_selectors_patched_in_place_wait_cooperatively():
     assert out.pop("ready") == ["d"]
     for kind, ticks in out.items():
         assert ticks >= 10, (kind, out)  # 0.2 s of 10 ms ticks
+
+
+def test_epoll_closed_while_a_tasklet_waits_ends_that_wait_empty(socketpair):
+    a, _ = socketpair
+    sel = pselect.DefaultSelector()
+    sel.register(a, selectors.EVENT_READ)
+    waiter = ptsevent.spawn(sel.select, 5)
+    ptsevent.sleep(0.02)
+    t0 = time.monotonic()
+    sel.close()
+    waiter.join(2)
+    assert waiter.dead and waiter.exception is None and waiter.value == []
+    assert time.monotonic() - t0 < 1.0

@@ -179,6 +179,13 @@ class epoll:
                 self._wait(left)
             except TimeoutError:
                 return []
+            except OSError:
+                # Closed by another tasklet or thread meanwhile: the wait
+                # ends with nothing ready, as epoll_wait(2) on a closed
+                # epoll would; the next poll() raises ValueError.
+                if self._ep.closed:
+                    return []
+                raise
             ready = self._ep.poll(0, maxevents)
             if ready:
                 return ready

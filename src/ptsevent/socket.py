@@ -29,7 +29,9 @@ __all__ = [name for name in dir(_socket) if not name.startswith("_")]
 _std_socket = _socket.socket
 _std_getaddrinfo = _socket.getaddrinfo
 _std_create_server = _socket.create_server
-_MISSING = object()
+# "No timeout given": the standard sentinel itself, which callers of
+# socket.create_connection (http.client, urllib) pass along explicitly.
+_MISSING = _socket._GLOBAL_DEFAULT_TIMEOUT
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
 
 
