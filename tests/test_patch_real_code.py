@@ -265,3 +265,37 @@ def test_runner_leaves_the_programs_own_errors_and_exit_codes_alone(tmp_path):
                          python_args=["-W", "ignore", "-m", "ptsevent.patch"])
     assert exited.returncode == 5 and exited.stderr == ""
 
+
+
+def test_child_waits_without_pidfd_fall_back_and_stay_cooperative():
+    # A kernel older than 5.3 has no pidfd_open: waits fall back to the
+    # thread pool (no timeout) or to polling with the cooperative sleep.
+    out = run_json(PATCH + """
+import os, subprocess
+def no_pidfd(pid):
+    raise OSError(38, "Function not implemented")
+os.pidfd_open = no_pidfd
+ticks = []
+def ticker():
+    while True:
+        ticks.append(1); ptsevent.sleep(0.01)
+t = ptsevent.spawn(ticker)
+t0 = time.monotonic()
+runs = [ptsevent.spawn(subprocess.run, ["sleep", "0.2"]) for _ in range(8)]
+ptsevent.joinall(runs)
+took = time.monotonic() - t0
+p = subprocess.Popen(["sleep", "5"])
+try:
+    p.wait(timeout=0.2)
+except subprocess.TimeoutExpired as e:
+    timeout = str(e)
+p.kill()
+code = p.wait()
+t.kill()
+print(json.dumps({"took": took, "codes": [r.value.returncode for r in runs],
+                  "timeout": timeout, "code": code, "ticks": len(ticks)}))
+""")
+    assert out["codes"] == [0] * 8 and out["code"] == -9
+    assert out["took"] < 1.5, out
+    assert out["timeout"] == "Command '['sleep', '5']' timed out after 0.2 seconds"
+    assert out["ticks"] >= 20, out

@@ -36,6 +36,7 @@ def _wait(self, timeout):
     delay = 0.0005
     while True:
         pidfd = None
+        no_pidfd = False
         if self._waitpid_lock.acquire(False):
             try:
                 if self.returncode is not None:
@@ -49,9 +50,18 @@ def _wait(self, timeout):
                 try:
                     pidfd = os.pidfd_open(self.pid)
                 except OSError:
-                    return _std_wait(self, timeout)  # no pidfd: poll
+                    no_pidfd = True
             finally:
                 self._waitpid_lock.release()
+        if no_pidfd:
+            # The standard wait (it takes the lock itself): with a timeout
+            # it polls with time.sleep, without one it calls os.waitpid,
+            # cooperative when those are patched.
+            left = None if deadline is None else max(deadline - monotonic(), 0)
+            try:
+                return _std_wait(self, left)
+            except subprocess.TimeoutExpired:
+                raise subprocess.TimeoutExpired(self.args, timeout) from None
         left = None if deadline is None else deadline - monotonic()
         if left is not None and left <= 0:
             if pidfd is not None:
