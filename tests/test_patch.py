@@ -26,6 +26,8 @@ def test_is_patched_and_original_follow_each_replacement():
         import ptsevent.patch as P
         before = [P.is_patched("time", "sleep"), P.original("time", "sleep") is time.sleep]
         std_sleep, std_socket, std_wait = time.sleep, socket.socket, subprocess.Popen._wait
+        import select, selectors
+        std_epoll = select.epoll
         P.patch_all()
         print(json.dumps({
             "before": before,
@@ -38,6 +40,10 @@ def test_is_patched_and_original_follow_each_replacement():
             "popen": [P.is_patched("subprocess", "Popen._wait"),
                       P.original("subprocess", "Popen._wait") is std_wait,
                       subprocess.Popen._wait is not std_wait],
+            "epoll": [P.original("select", "epoll") is std_epoll,
+                      P.original("selectors", "EpollSelector._selector_cls") is std_epoll,
+                      selectors.EpollSelector._selector_cls is select.epoll,
+                      select.epoll is not std_epoll],
             "stage2": [P.is_patched("threading", "Thread"),
                        P.is_patched("queue", "Queue"),
                        P.is_patched("signal", "signal"),
@@ -49,6 +55,7 @@ def test_is_patched_and_original_follow_each_replacement():
     assert out["sleep"] == [True, True, True, True]
     assert out["socket"] == [True, True, "ptsevent.socket"]
     assert out["popen"] == [True, True, True]
+    assert out["epoll"] == [True, True, True, True]
     assert out["stage2"] == [False] * 5
     assert out["names"] >= 20
 
