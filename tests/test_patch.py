@@ -368,12 +368,16 @@ def test_epoll_poll_times_out_and_closes_its_registration():
 def test_selectors_patched_in_place_wait_cooperatively():
     # Selector classes bound before patching (as socketserver, subprocess
     # and multiprocessing.connection bind PollSelector at import) and the
-    # select module's functions all let a ticker run while they wait.
-    # (A selector *object* made before patching keeps its real poll or
-    # epoll object: that is late patching.)
+    # select module's functions all let a ticker run while they wait, and
+    # so do selector objects made (and registered with) before patching.
     out = run_json("""
         import json, os, selectors, time, warnings
         BoundEarly = selectors.PollSelector
+        r, w = os.pipe()
+        early = {"early " + c.__name__: c() for c in (
+            selectors.PollSelector, selectors.EpollSelector, selectors.SelectSelector)}
+        for sel in early.values():
+            sel.register(r, selectors.EVENT_READ, "early")
         warnings.simplefilter("ignore")
         import ptsevent, ptsevent.patch; ptsevent.patch.patch_all()
         import select
@@ -382,7 +386,6 @@ def test_selectors_patched_in_place_wait_cooperatively():
             while True:
                 ticks.append(1); ptsevent.sleep(0.01)
         t = ptsevent.spawn(ticker)
-        r, w = os.pipe()
         def waits(kind):
             if kind == "select":
                 return select.select([r], [], [], 0.2)
@@ -391,12 +394,15 @@ def test_selectors_patched_in_place_wait_cooperatively():
             if kind == "epoll":
                 with select.epoll() as p:
                     p.register(r, select.EPOLLIN); return p.poll(0.2)
+            if kind in early:
+                return early[kind].select(0.2)
             cls = BoundEarly if kind == "PollSelector" else getattr(selectors, kind)
             with cls() as sel:
                 sel.register(r, selectors.EVENT_READ); return sel.select(0.2)
         out = {}
         for kind in ("select", "poll", "epoll", "PollSelector",
-                     "SelectSelector", "EpollSelector", "DefaultSelector"):
+                     "SelectSelector", "EpollSelector", "DefaultSelector",
+                     *early):
             del ticks[:]
             waits(kind)
             out[kind] = len(ticks)
@@ -404,10 +410,15 @@ def test_selectors_patched_in_place_wait_cooperatively():
         with selectors.PollSelector() as sel:
             sel.register(r, selectors.EVENT_READ, "d")
             out["ready"] = [k.data for k, ev in sel.select(1)]
+        for kind, sel in early.items():
+            out["ready " + kind] = [k.data for k, ev in sel.select(1)]
+            sel.close()
         t.kill()
         print(json.dumps(out))
     """)
     assert out.pop("ready") == ["d"]
+    for kind in ("PollSelector", "EpollSelector", "SelectSelector"):
+        assert out.pop("ready early " + kind) == ["early"]
     for kind, ticks in out.items():
         assert ticks >= 10, (kind, out)  # 0.2 s of 10 ms ticks
 

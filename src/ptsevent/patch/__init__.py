@@ -110,8 +110,10 @@ def patch_selectors():
     ``selectors.PollSelector`` when imported, and PollSelector bound
     ``select.poll`` when it was created: so the classes themselves are
     given the cooperative poll, epoll and select (their ``_selector_cls``
-    and ``_select``), and every selector, made before patching or after,
-    of a subclass or not, waits cooperatively. DefaultSelector is
+    and ``_select``), and every selector made from now on, of a subclass
+    or not, waits cooperatively. A selector made before patching holds a
+    standard poll or epoll object: its next select() swaps in a
+    cooperative one with the same registrations. DefaultSelector is
     EpollSelector, which sees registrations made while it waits."""
     import selectors
 
@@ -120,8 +122,42 @@ def patch_selectors():
     _replace("selectors", "SelectSelector._select",
              staticmethod(pselect.select))
     _replace("selectors", "PollSelector._selector_cls", pselect.poll)
+    _replace("selectors", "PollSelector.select",
+             _adopting(selectors.PollSelector.select, pselect.poll,
+                       _adopt_poll))
     if hasattr(selectors, "EpollSelector"):
         _replace("selectors", "EpollSelector._selector_cls", pselect.epoll)
+        _replace("selectors", "EpollSelector.select",
+                 _adopting(selectors.EpollSelector.select, pselect.epoll,
+                           lambda sel: pselect.epoll(_ep=sel._selector)))
+
+
+def _adopting(std_select, cooperative, adopt):
+    # The standard select(), after replacing a standard poll object (of
+    # a selector made before patching) by a cooperative one.
+    def select(self, timeout=None):
+        if not isinstance(self._selector, cooperative):
+            self._selector = adopt(self)
+        return std_select(self, timeout)
+
+    select.__doc__ = std_select.__doc__
+    return select
+
+
+def _adopt_poll(sel):
+    import selectors
+
+    import ptsevent.select as pselect
+
+    poll = pselect.poll()
+    for key in sel._fd_to_key.values():
+        mask = 0
+        if key.events & selectors.EVENT_READ:
+            mask |= pselect.POLLIN
+        if key.events & selectors.EVENT_WRITE:
+            mask |= pselect.POLLOUT
+        poll.register(key.fd, mask)
+    return poll
 
 
 def _sleep(secs):
