@@ -223,6 +223,15 @@ def test_runner_runs_a_script_patched_with_its_argv(tmp_path):
                    "socket": "ptsevent.socket"}
     # The one warning of this version (TLS is not cooperative), one line.
     assert proc.stderr.count("\n") == 1 and "ssl is not" in proc.stderr
+    # A directory with a __main__.py, as python runs one: the directory
+    # itself first on sys.path.
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__main__.py").write_text(PROGRAM)
+    out = json.loads(run_snippet(None, str(app), "c", python_args=[
+        "-W", "ignore", "-m", "ptsevent.patch"]).stdout)
+    assert (out["name"], out["argv"], out["path0"]) == ("__main__", [str(app), "c"],
+                                                        str(app))
 
 
 def test_runner_runs_a_module_with_dash_m(tmp_path):
@@ -243,7 +252,13 @@ def test_runner_says_in_one_line_what_it_cannot_run(tmp_path):
                           python_args=["-m", "ptsevent.patch"])
     assert missing.returncode == 2
     assert missing.stderr == (f"ptsevent.patch: can't open file "
-                              f"'{tmp_path / 'nope.py'}': No such file or directory\n")
+                              f"'{tmp_path / 'nope.py'}': [Errno 2] No such file "
+                              "or directory\n")
+    no_main = run_snippet(None, str(tmp_path), check=False,
+                          python_args=["-m", "ptsevent.patch"])
+    assert no_main.returncode == 1
+    assert no_main.stderr == (f"ptsevent.patch: can't find '__main__' module "
+                              f"in '{tmp_path}'\n")
     no_module = run_snippet(None, "-m", "no_such_module_here", check=False,
                             python_args=["-W", "ignore", "-m", "ptsevent.patch"])
     assert no_module.returncode == 1

@@ -10,6 +10,7 @@ The runner's own errors (no such script or module) are one line on stderr.
 import os
 import runpy
 import sys
+import zipfile
 
 USAGE = "usage: python -m ptsevent.patch [-m module | script.py] [args...]"
 
@@ -33,12 +34,27 @@ def main(argv):
 
 
 def _run_script(path, args):
-    if not os.path.exists(path):
-        return _fail(f"can't open file {os.path.abspath(path)!r}: "
-                     "No such file or directory", 2)
+    # The checks python itself makes before running a script, a directory
+    # or a zip file, and its exit codes.
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "__main__.py")):
+            return _fail(f"can't find '__main__' module in {path!r}", 1)
+    else:
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            return _fail(f"can't open file {os.path.abspath(path)!r}: "
+                         f"[Errno {exc.errno}] {exc.strerror}", 2)
     _patch()
     sys.argv = [path, *args]
-    sys.path[0] = os.path.dirname(os.path.abspath(path))
+    # sys.path[0] is the current directory (we run under -m); python puts
+    # a script's own directory there instead, and for a directory or zip
+    # file the path itself, which run_path inserts.
+    if os.path.isdir(path) or zipfile.is_zipfile(path):
+        del sys.path[0]
+    else:
+        sys.path[0] = os.path.dirname(os.path.abspath(path))
     runpy.run_path(path, run_name="__main__")
     return 0
 
