@@ -183,3 +183,33 @@ def connect():
     yield make
     for conn in conns:
         conn.close()
+
+
+# -- TLS: a certificate authority and contexts made at test time --------------
+
+
+@pytest.fixture(scope="session")
+def ca():
+    """A trustme CA; its certificate for localhost and 127.0.0.1 serves."""
+    trustme = pytest.importorskip("trustme")
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_ctx(ca):
+    import ssl
+
+    import ptsevent.ssl
+
+    ctx = ptsevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def client_ctx(ca):
+    import ptsevent.ssl
+
+    ctx = ptsevent.ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return ctx

@@ -83,7 +83,8 @@ from ptsevent.os import fdopen, file_compat, open  # noqa: E402,A001
 # well (``ptsevent.socket.create_connection``), imported on first use so that
 # ``import ptsevent`` stays cheap. ptsevent.gunicorn is only for gunicorn's
 # -k option and needs gunicorn installed: it is imported by name only.
-_SUBMODULES = frozenset({"hub", "os", "select", "socket", "stackless", "wsgi"})
+_SUBMODULES = frozenset({"hub", "os", "select", "socket", "ssl", "stackless",
+                         "wsgi"})
 
 
 def __getattr__(name):

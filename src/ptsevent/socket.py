@@ -29,9 +29,13 @@ __all__ = [name for name in dir(_socket) if not name.startswith("_")]
 _std_socket = _socket.socket
 _std_getaddrinfo = _socket.getaddrinfo
 _std_create_server = _socket.create_server
-# "No timeout given": the standard sentinel itself, which callers of
-# socket.create_connection (http.client, urllib) pass along explicitly.
+# create_connection's "no timeout given": the standard library's own marker,
+# which its callers (http.client, ftplib, smtplib ...) pass explicitly.
 _MISSING = _socket._GLOBAL_DEFAULT_TIMEOUT
+# In _restore_flags: the descriptor, its registration and its saved flags
+# now belong to another object over the same descriptor (an SSL socket);
+# this one's detach() or close() leaves the descriptor's mode alone.
+_HANDED_OVER = object()
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
 
 
@@ -209,9 +213,32 @@ class socket(_std_socket):
 
     # -- lifetime ------------------------------------------------------------
 
+    def _hand_over(self):
+        """Give this socket's registration and saved blocking flags to a new
+        object over the same descriptor, which must install them (see
+        ptsevent.ssl): returns (IoHandle, saved flags). This socket keeps a
+        stand-in handle (never registered) for its detach() to close, and
+        neither detach() nor close() touches the descriptor's mode: it never
+        flickers to blocking mode, and the flags are restored once, by the
+        new owner. _take_back() undoes it if the new owner never took over.
+        """
+        handed = self._io, self._restore_flags
+        self._io = _core.IoHandle(_std_socket.fileno(self),
+                                  self.type == _socket.SOCK_STREAM)
+        self._io.timeout = self._ptimeout
+        self._restore_flags = _HANDED_OVER
+        return handed
+
+    def _take_back(self, handed):
+        self._io.close()
+        self._io, self._restore_flags = handed
+
     def _give_back_blocking_mode(self):
         fd = _std_socket.fileno(self)
         if fd < 0:
+            return
+        if self._restore_flags is _HANDED_OVER:
+            self._restore_flags = None
             return
         if self._restore_flags is not None:
             _fcntl.fcntl(fd, _fcntl.F_SETFL, self._restore_flags)
