@@ -74,9 +74,10 @@ def test_patch_all_again_changes_nothing_and_says_nothing():
             P.patch_time()
             P.patch_select()
         print(json.dumps({"same": time.sleep is sleep and P.patched_names() == names,
+                          "first": [str(w.message) for w in first],
                           "again": [str(w.message) for w in again]}))
     """)
-    assert out == {"same": True, "again": []}
+    assert out == {"same": True, "first": [], "again": []}
 
 
 def test_patch_all_with_other_arguments_warns_once_naming_the_difference():
@@ -119,19 +120,52 @@ def test_patching_socket_without_ssl_warns_that_tls_blocks():
     out = run_json("""
         import json, warnings
         import ptsevent.patch as P
-        with warnings.catch_warnings(record=True) as other:
-            warnings.simplefilter("always")
-            P.patch_time(); P.patch_select(); P.patch_os()
-        with warnings.catch_warnings(record=True) as sock:
-            warnings.simplefilter("always")
-            P.patch_socket()
-        print(json.dumps({"other": len(other),
-                          "socket": [(w.category.__name__, str(w.message)) for w in sock]}))
+        def caught(fn, **kwargs):
+            with warnings.catch_warnings(record=True) as got:
+                warnings.simplefilter("always")
+                fn(**kwargs)
+            return [(w.category.__name__, str(w.message)) for w in got]
+        out = {"other": caught(P.patch_time) + caught(P.patch_select) + caught(P.patch_os),
+               "socket": caught(P.patch_socket),
+               "again": caught(P.patch_socket)}
+        print(json.dumps(out))
     """)
-    assert out["other"] == 0
+    assert out["other"] == [] and out["again"] == []  # said once
     assert len(out["socket"]) == 1
     category, message = out["socket"][0]
     assert category == "PatchWarning" and "ssl is not" in message
+    assert "patch_ssl()" in message
+
+
+def test_patch_all_patches_ssl_in_place_and_warns_only_without_it():
+    out = run_json("""
+        import json, ssl, warnings
+        before = ssl.create_default_context()
+        std_class, std_socket_class = ssl.SSLContext, ssl.SSLContext.sslsocket_class
+        import ptsevent.patch as P, ptsevent.ssl
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            P.patch_all()
+        after = ssl.create_default_context()
+        for ctx in (before, after):
+            ctx.options |= ssl.OP_NO_TICKET  # the class and its properties intact
+        print(json.dumps({
+            "warnings": [str(w.message) for w in got],
+            "class_kept": ssl.SSLContext is std_class and type(before) is std_class,
+            "socket_class": [c.sslsocket_class is ptsevent.ssl.SSLSocket for c in (before, after)],
+            "original": P.original("ssl", "SSLContext.sslsocket_class") is std_socket_class,
+            "subclass": issubclass(ptsevent.ssl.SSLSocket, ssl.SSLSocket),
+        }))
+    """)
+    assert out == {"warnings": [], "class_kept": True, "socket_class": [True, True],
+                   "original": True, "subclass": True}
+    without = run_snippet("""
+        import warnings
+        import ptsevent.patch as P
+        warnings.simplefilter("always")
+        P.patch_all(ssl=False)
+    """)
+    assert without.stderr.count("PatchWarning") == 1 and "ssl is not" in without.stderr
 
 
 def test_socket_type_stays_the_c_type_and_socket_becomes_ptsevents():

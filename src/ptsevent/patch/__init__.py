@@ -6,8 +6,8 @@
 or, for a whole program: ``python -m ptsevent.patch script.py args...`` or
 ``python -m ptsevent.patch -m module args...``.
 
-Each area has its own function (patch_socket, patch_dns, patch_select,
-patch_selectors, patch_time, patch_os, patch_subprocess); each is
+Each area has its own function (patch_socket, patch_dns, patch_ssl,
+patch_select, patch_selectors, patch_time, patch_os, patch_subprocess); each is
 idempotent and patching only grows: nothing is ever put back. Modules are
 changed in place where other modules hold on to their objects (selector
 classes, Popen), so that code which bound them at import (socketserver,
@@ -28,7 +28,8 @@ from ptsevent.patch._registry import replace as _replace
 
 __all__ = ["PatchWarning", "is_patched", "original", "patch_all",
            "patch_dns", "patch_os", "patch_select", "patch_selectors",
-           "patch_socket", "patch_subprocess", "patch_time", "patched_names"]
+           "patch_socket", "patch_ssl", "patch_subprocess", "patch_time",
+           "patched_names"]
 
 
 class PatchWarning(RuntimeWarning):
@@ -58,9 +59,9 @@ def patch_socket():
     fromfd, create_connection, create_server) become ptsevent's.
 
     ``socket.SocketType`` stays the C type ``_socket.socket``, as the
-    standard library has it. Warns (PatchWarning) while ssl is not
-    cooperative: an ssl.SSLSocket over a cooperative socket would wait
-    with a blocking call, stalling every tasklet of the thread."""
+    standard library has it. Warns (PatchWarning) unless ssl is patched
+    too: a standard ssl.SSLSocket over a cooperative socket would wait
+    with blocking calls, stalling every tasklet of the thread."""
     _patch_socket()
     _warn_ssl_not_patched(stacklevel=2)
 
@@ -76,10 +77,22 @@ def _warn_ssl_not_patched(stacklevel):
     if _ssl_warned or is_patched("ssl", "SSLContext.sslsocket_class"):
         return
     _ssl_warned = True
-    _warn("ptsevent.patch: socket is patched but ssl is not (this version of "
-          "ptsevent has no cooperative ssl): a TLS connection (https, "
-          "smtplib's starttls, TLS database drivers) waits with blocking "
-          "calls and stalls every tasklet of its thread", stacklevel + 1)
+    _warn("ptsevent.patch: socket is patched but ssl is not: a TLS "
+          "connection (https, smtplib's starttls, TLS database drivers) "
+          "would wait with blocking calls and stall every tasklet of its "
+          "thread; call patch_ssl() too", stacklevel + 1)
+
+
+def patch_ssl():
+    """Every ssl.SSLContext wraps sockets cooperatively: the standard
+    class's ``sslsocket_class`` becomes ``ptsevent.ssl.SSLSocket`` (a
+    subclass of ssl.SSLSocket). The class itself is never replaced, so
+    contexts made before patching (a urllib3 pool's, truststore's) become
+    cooperative too, and ``isinstance`` and the context's properties work
+    as before. wrap_bio()/SSLObject do no I/O and are unchanged."""
+    import ptsevent.ssl as pssl
+
+    _replace("ssl", "SSLContext.sslsocket_class", pssl.SSLSocket)
 
 
 def patch_dns():
@@ -208,6 +221,7 @@ _AREAS = ("socket", "dns", "ssl", "select", "selectors", "time", "os",
 _IMPLEMENTED = {
     "socket": _patch_socket,
     "dns": patch_dns,
+    "ssl": patch_ssl,
     "select": patch_select,
     "selectors": patch_selectors,
     "time": patch_time,
@@ -225,13 +239,14 @@ def patch_all(socket=True, dns=True, ssl=True, select=True, selectors=True,
     patches nothing back, and one asking for something different warns
     (PatchWarning) naming the difference.
 
-    This version patches socket, dns, select, selectors, time, os and
-    subprocess. ``ssl``, ``thread``, ``queue`` and ``signal`` are accepted
-    but not patched yet: threading.Thread still starts OS threads, and
+    This version patches socket, dns, ssl, select, selectors, time, os
+    and subprocess. ``thread``, ``queue`` and ``signal`` are accepted but
+    not patched yet: threading.Thread still starts OS threads, and
     threading's and queue's locks block the whole thread (a tasklet that
     waits on one stalls the others of its thread until an OS thread
     releases it); signal handlers run as the standard library runs them.
-    With socket patched and ssl not, a PatchWarning says that TLS blocks.
+    With socket patched and ssl not (``ssl=False``), a PatchWarning says
+    that TLS blocks.
     """
     global _requested
     asked = {"socket": socket, "dns": dns, "ssl": ssl, "select": select,
