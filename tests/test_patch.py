@@ -245,10 +245,12 @@ def test_internal_resolvers_and_socketpair_do_not_call_themselves():
         print(json.dumps({
             "pair": b.recv(1).decode(),
             "server": type(srv).__module__,
-            "addrinfo": sorted({ai[4][0] for ai in socket.getaddrinfo("localhost", 80, socket.AF_INET)}),
+            "addrinfo": sorted({ai[4][0] for ai in
+                                socket.getaddrinfo("localhost", 80, socket.AF_INET)}),
             "byname": socket.gethostbyname("localhost"),
             "ex": socket.gethostbyname_ex("localhost")[2],
-            "nameinfo": socket.getnameinfo(("127.0.0.1", 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV),
+            "nameinfo": socket.getnameinfo(("127.0.0.1", 80),
+                                           socket.NI_NUMERICHOST | socket.NI_NUMERICSERV),
             "fqdn": bool(socket.getfqdn("localhost")),
             "pool": ptsevent.hub_stats()["thread_jobs"],
         }))

@@ -267,7 +267,7 @@ def fdopen(fd, mode="r", buffering=-1, encoding=None, errors=None,
 file_compat = open
 
 
-# -- waiting for child processes ------------------------------------------------
+# -- waiting for child processes ---------------------------------------------
 # A child's exit makes its pidfd (Linux 5.3) readable: the hub waits for that,
 # and the standard call, made with WNOHANG, then reaps it. No SIGCHLD handler
 # is involved, so nothing else in the process (a library's own handler, a

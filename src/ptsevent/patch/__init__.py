@@ -7,8 +7,8 @@ or, for a whole program: ``python -m ptsevent.patch script.py args...`` or
 ``python -m ptsevent.patch -m module args...``.
 
 Each area has its own function (patch_socket, patch_dns, patch_ssl,
-patch_select, patch_selectors, patch_time, patch_os, patch_subprocess); each is
-idempotent and patching only grows: nothing is ever put back. Modules are
+patch_select, patch_selectors, patch_time, patch_os, patch_subprocess);
+each is idempotent and patching only grows: nothing is ever put back. Modules are
 changed in place where other modules hold on to their objects (selector
 classes, Popen), so that code which bound them at import (socketserver,
 subprocess, multiprocessing.connection) becomes cooperative too.
@@ -40,7 +40,7 @@ def _warn(message, stacklevel):
     warnings.warn(message, PatchWarning, stacklevel=stacklevel + 1)
 
 
-# -- the areas -------------------------------------------------------------------
+# -- the areas ---------------------------------------------------------------
 
 _SOCKET_NAMES = ("socket", "socketpair", "fromfd", "create_connection",
                  "create_server")
@@ -214,7 +214,7 @@ def patch_subprocess():
     _replace("subprocess", "_PopenSelector", PtseventSelector)
 
 
-# -- everything ----------------------------------------------------------------
+# -- everything --------------------------------------------------------------
 
 _AREAS = ("socket", "dns", "ssl", "select", "selectors", "time", "os",
           "thread", "queue", "subprocess", "signal")
