@@ -16,9 +16,9 @@
 //    a small strict RFC 9112 parser written here (CRLF only, no NUL, no
 //    obs-fold, token names, field values without controls); it must accept,
 //    see the same method/target/fields, and the framing rules of the
-//    checklist must hold (one Host on 1.1, never CL with TE, TE exactly
-//    "chunked", a single all-digit CL, Expect only 100-continue, "close"
-//    never kept alive, limits).
+//    checklist (docs/http-checklist.md) must hold (one Host on 1.1, never CL
+//    with TE, TE exactly "chunked", a single all-digit CL, Expect only
+//    100-continue, "close" never kept alive, limits).
 //    Every accepted body is checked against the raw bytes: a Content-Length
 //    body is the next CL bytes; a chunked body is re-decoded by a strict
 //    reference decoder (1-16 hex digits, token/quoted-string extensions, CRLF
@@ -475,7 +475,7 @@ class Connection {
     for (const auto& [name, value] : ref.fields)
       CHECK(name.size() + value.size() <= limits_.max_header_line);
 
-    // Semantics (HTTP_CHECKLIST 1-3, 10, 16).
+    // Semantics (docs/http-checklist.md, items 1-3, 10, 16).
     CHECK(ref.major == 1 && (ref.minor == 0 || ref.minor == 1));
     CHECK(ref.method != "CONNECT");
     if (ref.target == "*")

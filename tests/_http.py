@@ -1,11 +1,18 @@
-"""Raw HTTP/1.1 exchanges over real loopback sockets, for the server tests.
+"""The client side of the HTTP server tests, over real loopback sockets.
 
-The client side uses ptsevent.socket, so it runs cooperatively next to the
-server in the same hub: the test's main tasklet sends and reads while the
-hub serves.
+The client uses ptsevent.socket, so it runs cooperatively next to the server
+in the same hub: the test's main tasklet (or a spawned one) sends and reads
+while the hub serves.
+
+* Raw exchanges for hostile input: `splits`, `exchange`, `parse_responses`.
+* A connection with an incremental response reader (`Conn`, behind the
+  `connect` fixture of conftest.py), the bytes of one request (`request`,
+  `chunked`), and the small apps several test files share.
 """
 
+import json
 import random
+import time
 
 import ptsevent
 import ptsevent.socket as psocket
@@ -109,3 +116,216 @@ def parse_responses(data):
             body, data = rest, b""
         out.append((status, headers, body))
     return out
+
+
+# --- a connection with a response reader, and shared apps --------------------
+
+
+HOST = "127.0.0.1"
+
+
+def request(path="/", method="GET", headers=(), body=b"", version="HTTP/1.1",
+            host="x"):
+    """The bytes of one request. `headers` is a list of (name, value)."""
+    lines = [f"{method} {path} {version}"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    lines += [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def chunked(*pieces, trailers=b""):
+    out = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p)
+    return out + b"0\r\n" + trailers + b"\r\n"
+
+
+class Response:
+    def __init__(self, version, status, reason, headers, body):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # [(lower-case name, value)] in order
+        self.body = body
+
+    def get(self, name):
+        values = [v for n, v in self.headers if n == name.lower()]
+        return ",".join(values) if values else None
+
+    def count(self, name):
+        return sum(1 for n, _ in self.headers if n == name.lower())
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.headers} {self.body[:80]!r}>"
+
+
+class Conn:
+    """A cooperative client connection with an incremental response reader."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = psocket.create_connection((HOST, port), timeout=timeout)
+        self.buf = bytearray()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _more(self):
+        chunk = self.sock.recv(1 << 18)
+        if not chunk:
+            raise EOFError("the server closed the connection")
+        self.buf += chunk
+
+    def read_until(self, sep):
+        start = 0
+        while True:
+            i = self.buf.find(sep, start)
+            if i >= 0:
+                out = bytes(self.buf[:i + len(sep)])
+                del self.buf[:i + len(sep)]
+                return out
+            start = max(0, len(self.buf) - len(sep) + 1)
+            self._more()
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self._more()
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def read_to_eof(self):
+        """Everything until the server closes (a reset counts as a close)."""
+        try:
+            while True:
+                self._more()
+        except (EOFError, ConnectionResetError):
+            pass
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+    def response(self, head_request=False):
+        raw = self.read_until(b"\r\n\r\n")
+        lines = raw[:-4].decode("latin-1").split("\r\n")
+        version, status, reason = (lines[0].split(" ", 2) + [""])[:3]
+        status = int(status)
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers.append((name.strip().lower(), value.strip()))
+        r = Response(version, status, reason, headers, b"")
+        if head_request or status < 200 or status in (204, 304):
+            return r
+        te = r.get("transfer-encoding")
+        if te is not None:
+            assert te.lower() == "chunked", r
+            assert r.get("content-length") is None, r
+            body = bytearray()
+            while True:
+                size = int(self.read_until(b"\r\n").split(b";")[0], 16)
+                if size == 0:
+                    while self.read_until(b"\r\n") != b"\r\n":
+                        pass  # trailer fields
+                    break
+                body += self.read_exact(size)
+                assert self.read_exact(2) == b"\r\n"
+            r.body = bytes(body)
+        elif r.get("content-length") is not None:
+            r.body = self.read_exact(int(r.get("content-length")))
+        else:
+            r.body = self.read_to_eof()
+        return r
+
+    def wait_closed(self, timeout):
+        """(bytes received, closed?) within `timeout` seconds."""
+        self.sock.settimeout(timeout)
+        data = bytes(self.buf)
+        self.buf.clear()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return data, True
+                data += chunk
+        except ConnectionResetError:
+            return data, True
+        except TimeoutError:
+            return data, False
+
+    def close(self):
+        self.sock.close()
+
+
+def get(conn, path="/", **kwargs):
+    conn.send(request(path, **kwargs))
+    return conn.response(head_request=kwargs.get("method") == "HEAD")
+
+
+def text_app(body=b"ok", status="200 OK", extra=()):
+    def app(environ, start_response):
+        start_response(status, [("Content-Type", "text/plain"),
+                                ("Content-Length", str(len(body))), *extra])
+        return [body]
+
+    return app
+
+
+def path_app(environ, start_response):
+    """Answers with its PATH_INFO (and a Content-Length)."""
+    body = environ["PATH_INFO"].encode("latin-1")
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def read_all_input(inp):
+    """The whole request body through read(n) only (wsgiref.validate allows
+    nothing else)."""
+    out = bytearray()
+    while True:
+        chunk = inp.read(65536)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+
+
+def echo_app(environ, start_response):
+    """Echoes the request as JSON: what a client sent, as the app saw it."""
+    body = read_all_input(environ["wsgi.input"])
+    info = {
+        "method": environ["REQUEST_METHOD"],
+        "path": environ["PATH_INFO"],
+        "query": environ["QUERY_STRING"],
+        "protocol": environ["SERVER_PROTOCOL"],
+        "remote_port": environ["REMOTE_PORT"],
+        "content_length": environ.get("CONTENT_LENGTH"),
+        "content_type": environ.get("CONTENT_TYPE"),
+        "transfer_encoding": environ.get("HTTP_TRANSFER_ENCODING"),
+        "expect": environ.get("HTTP_EXPECT"),
+        "body": body.decode("latin-1"),
+    }
+    out = json.dumps(info).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(out)))])
+    return [out]
+
+
+def capture_app(seen):
+    def app(environ, start_response):
+        seen.append(dict(environ))
+        body = b"captured"
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
+def wait_for(predicate, timeout=5.0, step=0.01):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        ptsevent.sleep(step)
+    return True

@@ -14,6 +14,7 @@ import textwrap
 import pytest
 
 import ptsevent
+from _http import Conn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CRASH_DIR = os.path.join(HERE, "crash")
@@ -167,6 +168,21 @@ def serve_app():
     for server in servers:
         server.close()
     settle()
+
+
+@pytest.fixture
+def connect():
+    """connect(port) -> Conn; every connection is closed after the test."""
+    conns = []
+
+    def make(port, timeout=5.0):
+        conn = Conn(port, timeout)
+        conns.append(conn)
+        return conn
+
+    yield make
+    for conn in conns:
+        conn.close()
 
 
 # -- TLS: a certificate authority and contexts made at test time --------------

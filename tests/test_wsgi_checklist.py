@@ -1,4 +1,5 @@
-"""Regression tests for lines 1-25 of HTTP_CHECKLIST.md (the HTTP server).
+"""Regression tests for items 1-25 of docs/http-checklist.md (the HTTP server);
+each test is named after its item (`test_line07_…` covers item 7).
 
 Every test talks raw bytes to a real ptsevent.wsgi server over loopback. The
 client runs in the main tasklet on ptsevent.socket and yields to the hub after
@@ -6,7 +7,7 @@ every piece it sends, so that the server really parses each piece on its own:
 hostile inputs go whole, one byte at a time, and cut at seeded random points
 (tests/_http.SPLITS).
 
-Unless a line says otherwise, a bad request must get exactly one 4xx response
+Unless an item says otherwise, a bad request must get exactly one 4xx response
 with `Connection: close`, the server must close the socket, and the valid
 request pipelined behind it (`GET /after`) must never reach the application.
 
@@ -389,8 +390,8 @@ def test_line03_valid_chunked(serve_app, value, how):
 @pytest.mark.parametrize("field", [b"Transfer_Encoding: chunked", b"Transfer_Encoding: gzip"],
                          ids=["chunked", "gzip"])
 def test_line03_transfer_underscore_encoding_is_not_framing(serve_app, field, how):
-    # Not Transfer-Encoding: the request has no body (line 7), the field is
-    # dropped from the environ (line 15), and the next request is parsed
+    # Not Transfer-Encoding: the request has no body (item 7), the field is
+    # dropped from the environ (item 15), and the next request is parsed
     # right after the head.
     app = Recorder()
     server = serve_app(app)
@@ -702,7 +703,7 @@ def test_line10_continue_when_the_app_reads(serve_app, how):
 def test_line10_no_continue_when_the_app_does_not_read(serve_app, how):
     # The client waits for 100 Continue that never comes; the final answer
     # arrives instead, and the connection (whose body was never sent) is
-    # closed (line 9).
+    # closed (item 9).
     app = Recorder(read=False)
     server = serve_app(app)
     out, closed = talk(server.server_port, EXPECT_HEAD.replace(b"Connection: close\r\n", b""),

@@ -10,8 +10,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
+
+import ptsevent
 
 HOST = "127.0.0.1"
 
@@ -154,6 +157,52 @@ def free_port():
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+CRASH_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crash")
+
+
+# --- one app served, then SIGTERM ----------------------------------------------
+
+
+def test_cli_serves_an_app_and_exits_0_on_sigterm():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ptsevent.wsgi", "wsgi_cli_app:app", "--port", "0"],
+        cwd=CRASH_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    try:
+        def banner():
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stderr, selectors.EVENT_READ)
+                line = b""
+                deadline = time.monotonic() + 15
+                while not line.endswith(b"\n") and time.monotonic() < deadline:
+                    if sel.select(timeout=0.5):
+                        ch = os.read(proc.stderr.fileno(), 1)
+                        if not ch:
+                            break
+                        line += ch
+                return line.decode()
+
+        line = ptsevent.run_in_thread(banner)
+        m = re.search(r"serving wsgi_cli_app:app on http://127\.0\.0\.1:(\d+)/", line)
+        assert m, line
+        port = int(m.group(1))
+        assert port != 0
+
+        def fetch():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/cli?z=9", timeout=5) as r:
+                return r.status, r.read()
+
+        assert ptsevent.run_in_thread(fetch) == (200, b"cli GET /cli z=9")
+        proc.send_signal(signal.SIGTERM)
+        rc = ptsevent.run_in_thread(proc.wait, 10)
+        assert rc == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
 
 
 # --- graceful stop on SIGTERM and SIGINT ---------------------------------------

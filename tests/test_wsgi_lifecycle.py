@@ -1,5 +1,6 @@
-"""The WSGI server's life cycle: signals while requests run, stop(), fork,
-Unix socket files. Servers that must die or fork run in a subprocess."""
+"""The WSGI server's life cycle: signals while requests run, stop(), close()
+and serve_forever() (from another tasklet or thread), fork, Unix socket
+files. Servers that must die or fork run in a subprocess."""
 
 import concurrent.futures
 import os
@@ -9,10 +10,12 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 
 import pytest
 
 import ptsevent
+from _http import get, path_app, request, text_app
 from ptsevent import socket as psocket
 from ptsevent.wsgi import WSGIServer
 
@@ -368,6 +371,141 @@ def test_stop_closes_keep_alive_connections_after_their_answer(serve_app, client
     assert time.monotonic() - t0 < 0.8  # before /long ends
     assert long.until_closed().endswith(b"\r\n\r\nok")
     stopper.get(timeout=5)
+
+
+# --- stop(), close() and serve_forever() with clients connected ----------------
+
+
+def test_stop_closes_idle_lets_inflight_finish_and_refuses_new(serve_app, connect):
+    big = b"slow-done;" * 10000
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/slow":
+            ptsevent.sleep(0.3)
+            body = big
+        else:
+            body = b"quick"
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    server = serve_app(app)
+    port = server.server_port
+    idle = connect(port)
+    assert get(idle, "/").body == b"quick"
+    busy = connect(port)
+    busy.send(request("/slow"))
+    assert wait_for(lambda: server.stats()["active"] == 1, timeout=2)
+
+    t0 = time.monotonic()
+    stopper = ptsevent.spawn(server.stop, 5)
+    ptsevent.sleep(0.02)
+    # The idle keep-alive connection is closed at once.
+    assert idle.wait_closed(0.2) == (b"", True)
+    assert time.monotonic() - t0 < 0.25
+    # A new connection is refused or never served.
+    try:
+        late = connect(port, timeout=0.2)
+    except (ConnectionRefusedError, TimeoutError):
+        pass
+    else:
+        try:
+            late.send(request("/"))
+        except OSError:
+            pass
+        data, _ = late.wait_closed(0.2)
+        assert not data.startswith(b"HTTP/"), data
+    # The request in flight finishes and its response arrives whole.
+    r = busy.response()
+    assert r.status == 200 and r.body == big
+    stopper.get(timeout=5)
+    assert time.monotonic() - t0 < 2.0
+    assert server.stats()["accepting"] is False
+    with pytest.raises(ConnectionRefusedError):
+        psocket.create_connection((HOST, port), timeout=1).close()
+
+
+def test_stop_timeout_cuts_a_request_that_takes_too_long(serve_app, connect):
+    def app(environ, start_response):
+        ptsevent.sleep(10)
+        return text_app()(environ, start_response)
+
+    server = serve_app(app)
+    busy = connect(server.server_port)
+    busy.send(request("/"))
+    assert wait_for(lambda: server.stats()["active"] == 1, timeout=2)
+    t0 = time.monotonic()
+    server.stop(timeout=0.3)
+    assert 0.25 <= time.monotonic() - t0 < 1.5
+    data, closed = busy.wait_closed(2.0)
+    assert closed and not data.startswith(b"HTTP/1.1 200")
+    # Nothing of the server is left running: the cut request's tasklet ends
+    # too, instead of running the app on for the rest of its 10 s.
+    assert wait_for(lambda: server.stats()["connections"] == 0, timeout=2), server.stats()
+    assert server.stats()["active"] == 0
+    assert ptsevent.hub_stats()["tasklets"] == 0
+
+
+@pytest.mark.parametrize("how", ["stop", "close"])
+def test_serve_forever_returns_after_stop_or_close_from_another_tasklet(serve_app, connect,
+                                                                        how):
+    server = WSGIServer((HOST, 0), path_app)
+    try:
+        runner = ptsevent.spawn(server.serve_forever)
+        ptsevent.sleep(0.02)
+        assert get(connect(server.server_port), "/up").body == b"/up"
+        assert not runner.dead
+        getattr(server, how)()
+        runner.get(timeout=2)
+        assert runner.dead
+    finally:
+        server.close()
+    assert server.socket.fileno() == -1  # the listener it made is closed
+
+
+@pytest.mark.parametrize("how", ["stop", "close"])
+def test_stop_or_close_from_another_thread_runs_in_the_servers_thread(how):
+    # The usual shape of a test harness: serve_forever() in a thread, stop()
+    # from the main thread, which waits until the server is down.
+    import threading
+
+    ready = threading.Event()
+    box = {}
+
+    def serve():
+        box["server"] = WSGIServer((HOST, 0), path_app)
+        ready.set()
+        box["server"].serve_forever()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    assert ready.wait(5)
+    server = box["server"]
+    with urllib.request.urlopen(f"http://{HOST}:{server.server_port}/hi", timeout=5) as r:
+        assert r.read() == b"/hi"
+    getattr(server, how)()
+    assert server.socket.fileno() == -1  # done when stop()/close() returned
+    thread.join(5)
+    assert not thread.is_alive()
+    with pytest.raises(OSError):
+        stdsocket.create_connection((HOST, server.server_port), timeout=1).close()
+
+
+def test_close_from_another_thread_after_the_servers_thread_ended_says_so():
+    import threading
+
+    box = {}
+
+    def run():
+        box["server"] = WSGIServer((HOST, 0), path_app)
+        box["server"].start()  # and the thread ends with the server open
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(5)
+    with pytest.raises(RuntimeError, match="no running ptsevent hub"):
+        box["server"].close()
+    box["server"].socket.close()
 
 
 # --- os.fork() while the server runs ------------------------------------------

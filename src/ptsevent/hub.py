@@ -11,6 +11,11 @@ from ptsevent import _core
 
 logger = logging.getLogger("ptsevent")
 
+# The real signal.signal, bound before any patching: ptsevent.patch may make
+# the module's one install handlers that run in tasklets, while this module
+# installs the handler that the hub itself calls.
+_signal_signal = _signal.signal
+
 
 def _report_error(tasklet, exc):
     # Through logging, so an application redirects or silences it as any
@@ -127,7 +132,7 @@ class SignalHandler:
         self.handler = handler
         self.args = args
         self.kwargs = kwargs
-        self._previous = _signal.signal(signum, self._on_signal)
+        self._previous = _signal_signal(signum, self._on_signal)
         self._active = True
         _core._add_signal_handlers(1)
 
@@ -139,7 +144,7 @@ class SignalHandler:
         if self._active:
             self._active = False
             _core._add_signal_handlers(-1)
-            _signal.signal(self.signum, self._previous)
+            _signal_signal(self.signum, self._previous)
 
     def __repr__(self):
         return f"<SignalHandler {self.signum} -> {self.handler!r}>"

@@ -21,9 +21,16 @@ import os as _os
 import stat as _stat
 
 from ptsevent import _core
+from ptsevent.threadpool import run_in_thread as _run_in_thread
+
+# The standard child waits, bound before ptsevent.patch may replace them.
+_std_waitpid = _os.waitpid
+_std_wait3 = _os.wait3
+_std_wait4 = _os.wait4
 
 __all__ = ["pipe", "read", "write", "open", "fdopen", "file_compat",
-           "set_nonblocking"]
+           "set_nonblocking", "waitpid", "wait", "wait3", "wait4",
+           "wait_child_exit"]
 
 _restore = {}  # fd -> original flags, for descriptors we did not create
 
@@ -258,3 +265,62 @@ def fdopen(fd, mode="r", buffering=-1, encoding=None, errors=None,
 
 
 file_compat = open
+
+
+# -- waiting for child processes ---------------------------------------------
+# A child's exit makes its pidfd (Linux 5.3) readable: the hub waits for that,
+# and the standard call, made with WNOHANG, then reaps it. No SIGCHLD handler
+# is involved, so nothing else in the process (a library's own handler, a
+# waitpid in another thread) is disturbed. What a pidfd cannot express (any
+# child, a process group, stops and continues) runs the blocking call in the
+# thread pool.
+
+def wait_child_exit(pid, timeout=None):
+    """Block the calling tasklet until child `pid` has exited (it is not
+    reaped) or `timeout` seconds pass (TimeoutError). False if no pidfd can
+    be had for it (too old a kernel, no such process): the caller falls back
+    to another way of waiting."""
+    try:
+        fd = _os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return False
+    try:
+        _core.wait_read(fd, timeout)
+    finally:
+        _os.close(fd)
+    return True
+
+
+def _child_wait(call, pid, options, *args):
+    # call(*args, options) is one of the standard waits, whose result
+    # starts with the pid (0: nothing to report yet, with WNOHANG).
+    if options & _os.WNOHANG:
+        return call(*args, options)
+    if pid <= 0 or options & (_os.WUNTRACED | _os.WCONTINUED):
+        return _run_in_thread(call, *args, options)
+    while True:
+        result = call(*args, options | _os.WNOHANG)
+        if result[0]:
+            return result
+        if not wait_child_exit(pid):
+            return _run_in_thread(call, *args, options)
+
+
+def waitpid(pid, options):
+    """os.waitpid that blocks only the calling tasklet."""
+    return _child_wait(_std_waitpid, pid, options, pid)
+
+
+def wait():
+    """os.wait (any child), waited for in the thread pool."""
+    return _run_in_thread(_std_waitpid, -1, 0)
+
+
+def wait3(options):
+    """os.wait3 (any child): blocking calls run in the thread pool."""
+    return _child_wait(_std_wait3, -1, options)
+
+
+def wait4(pid, options):
+    """os.wait4 that blocks only the calling tasklet."""
+    return _child_wait(_std_wait4, pid, options, pid)

@@ -1,22 +1,32 @@
 """Cooperative `select`: select(), poll() and a selectors selector.
 
-All three stand on one C++ primitive that first asks poll(2) without
-waiting, then lets only the calling tasklet wait for any of the descriptors
-and takes the exact revents from poll(2) again. They validate their
-arguments as the standard `select` module does.
+select() and poll() stand on one C++ primitive that first asks poll(2)
+without waiting, then lets only the calling tasklet wait for any of the
+descriptors and takes the exact revents from poll(2) again; like their
+standard counterparts they see the descriptors given when the call starts.
+epoll (and the selector, which is the standard EpollSelector over it) waits
+for the epoll descriptor itself, so it sees registrations made while it
+waits, as the standard epoll does. They validate their arguments as the
+standard `select` module does.
 """
 
 import errno as _errno
 import os as _os
 import select as _select
 import selectors as _selectors
+from _thread import get_ident as _get_ident
+from time import monotonic as _monotonic
 from select import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT,  # noqa: F401
                     POLLPRI, POLLRDNORM, POLLWRNORM, error)
 
 from ptsevent import _core
 
-__all__ = ["select", "poll", "error", "PtseventSelector", "DefaultSelector",
+__all__ = ["select", "poll", "epoll", "error", "PtseventSelector",
+           "DefaultSelector",
            "POLLIN", "POLLOUT", "POLLPRI", "POLLERR", "POLLHUP", "POLLNVAL"]
+
+# Bound at import: ptsevent.patch puts this module's epoll in `select`.
+_std_epoll = _select.epoll
 
 _READ = POLLIN | POLLHUP | POLLERR
 _WRITE = POLLOUT | POLLERR
@@ -109,34 +119,120 @@ class poll:
         return eventmask - 0x10000 if eventmask & 0x8000 else eventmask
 
 
-class PtseventSelector(_selectors._BaseSelectorImpl):
-    """A selectors selector that blocks only the calling tasklet."""
+class epoll:
+    """A cooperative select.epoll: the kernel's epoll object, whose poll()
+    blocks only the calling tasklet.
 
-    def select(self, timeout=None):
+    The epoll descriptor is itself readable while any registered descriptor
+    is ready, so poll() waits for that through the hub, then asks the
+    kernel without waiting. A descriptor registered, modified or removed by
+    another tasklet (or thread) while a poll() waits therefore counts at
+    once, as with the standard epoll.
+    """
+
+    def __init__(self, sizehint=-1, flags=0, *, _ep=None):
+        self._ep = _std_epoll(sizehint, flags) if _ep is None else _ep
+        self._io = None  # the hub's registration, made on the first wait
+        self._io_thread = None
+
+    @classmethod
+    def fromfd(cls, fd):
+        return cls(_ep=_std_epoll.fromfd(fd))
+
+    def fileno(self):
+        return self._ep.fileno()
+
+    @property
+    def closed(self):
+        return self._ep.closed
+
+    def close(self):
+        if self._io is not None:
+            self._io.close()
+            self._io = None
+        self._ep.close()
+
+    def register(self, fd, eventmask=POLLIN | POLLPRI | POLLOUT):
+        self._ep.register(fd, eventmask)
+
+    def modify(self, fd, eventmask):
+        self._ep.modify(fd, eventmask)
+
+    def unregister(self, fd):
+        self._ep.unregister(fd)
+
+    def poll(self, timeout=None, maxevents=-1):
+        """Events ready within timeout seconds (None or < 0: forever)."""
         if timeout is not None:
-            timeout = max(timeout, 0)
-        fds = []
-        for key in self._fd_to_key.values():
-            mask = 0
-            if key.events & _selectors.EVENT_READ:
-                mask |= POLLIN
-            if key.events & _selectors.EVENT_WRITE:
-                mask |= POLLOUT
-            fds.append((key.fd, mask))
-        ready = []
-        for fd, revents in _core.poll_fds(fds, timeout):
-            key = self._fd_to_key.get(fd)
-            if key is None:
-                continue
-            events = 0
-            if revents & ~POLLOUT:
-                events |= _selectors.EVENT_READ
-            if revents & (POLLOUT | POLLERR | POLLHUP):
-                events |= _selectors.EVENT_WRITE
-            events &= key.events
-            if events:
-                ready.append((key, events))
-        return ready
+            timeout = _timeout_arg(timeout)
+            if timeout < 0:
+                timeout = None
+        ready = self._ep.poll(0, maxevents)  # validates maxevents, closed
+        if ready or timeout == 0:
+            return ready
+        deadline = None if timeout is None else _monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - _monotonic()
+            if left is not None and left <= 0:
+                return []
+            try:
+                self._wait(left)
+            except TimeoutError:
+                return []
+            except OSError:
+                # Closed by another tasklet or thread meanwhile: the wait
+                # ends with nothing ready, as epoll_wait(2) on a closed
+                # epoll would; the next poll() raises ValueError.
+                if self._ep.closed:
+                    return []
+                raise
+            ready = self._ep.poll(0, maxevents)
+            if ready:
+                return ready
+
+    def _wait(self, timeout):
+        # The epoll descriptor stays registered with this thread's hub
+        # while the object lives (no registration per wait); a poll from
+        # another thread waits through that thread's hub instead.
+        if self._io is None:
+            self._io = _core.IoHandle(self._ep.fileno())
+            self._io_thread = _get_ident()
+        elif self._io_thread != _get_ident():
+            _core.wait_read(self._ep.fileno(), timeout)
+            return
+        self._io.wait_read(timeout)
+
+    def __enter__(self):
+        if self._ep.closed:
+            raise ValueError("I/O operation on closed epoll object")
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_io", None) is not None:
+            try:
+                self._io.close()
+            except Exception:  # noqa: BLE001 - finalizer
+                pass
+
+
+def _timeout_arg(timeout):
+    if isinstance(timeout, (str, bytes)) or not hasattr(type(timeout),
+                                                         "__float__"):
+        raise TypeError("timeout must be an integer or None")
+    return float(timeout)
+
+
+class PtseventSelector(_selectors.EpollSelector):
+    """A selectors selector that blocks only the calling tasklet.
+
+    The standard EpollSelector over the cooperative epoll: it sees
+    descriptors registered while it waits (a server loop in select() while
+    other tasklets or threads hand connections back to it)."""
+
+    _selector_cls = epoll
 
 
 DefaultSelector = PtseventSelector

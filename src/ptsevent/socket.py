@@ -23,7 +23,12 @@ from ptsevent.threadpool import run_in_thread as _run_in_thread
 
 __all__ = [name for name in dir(_socket) if not name.startswith("_")]
 
+# The standard functions this module builds on, bound at import: once
+# ptsevent.patch has installed this module's functions in `socket`, looking
+# them up there at call time would find these very functions again.
 _std_socket = _socket.socket
+_std_getaddrinfo = _socket.getaddrinfo
+_std_create_server = _socket.create_server
 # create_connection's "no timeout given": the standard library's own marker,
 # which its callers (http.client, ftplib, smtplib ...) pass explicitly.
 _MISSING = _socket._GLOBAL_DEFAULT_TIMEOUT
@@ -32,18 +37,6 @@ _MISSING = _socket._GLOBAL_DEFAULT_TIMEOUT
 # this one's detach() or close() leaves the descriptor's mode alone.
 _HANDED_OVER = object()
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
-
-# The standard module's functions, bound once: when patching puts this
-# module's functions in their place, a call through `_socket.<name>` would
-# come back here and recurse.
-_std_socketpair = _socket.socketpair
-_std_getaddrinfo = _socket.getaddrinfo
-_std_gethostbyname = _socket.gethostbyname
-_std_gethostbyname_ex = _socket.gethostbyname_ex
-_std_gethostbyaddr = _socket.gethostbyaddr
-_std_getnameinfo = _socket.getnameinfo
-_std_getfqdn = _socket.getfqdn
-_std_create_server = _socket.create_server
 
 
 
@@ -297,7 +290,7 @@ def socketpair(family=None, type=_socket.SOCK_STREAM, proto=0):
     """A pair of connected cooperative sockets (as socket.socketpair)."""
     if family is None:
         family = getattr(_socket, "AF_UNIX", _socket.AF_INET)
-    a, b = _std_socketpair(family, type, proto)
+    a, b = _c_socket.socketpair(family, type, proto)
     return (socket(family, type, proto, a.detach()),
             socket(family, type, proto, b.detach()))
 
@@ -322,24 +315,32 @@ def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
 
 
 def gethostbyname(hostname):
-    return _run_in_thread(_std_gethostbyname, hostname)
+    return _run_in_thread(_c_socket.gethostbyname, hostname)
 
 
 def gethostbyname_ex(hostname):
-    return _run_in_thread(_std_gethostbyname_ex, hostname)
+    return _run_in_thread(_c_socket.gethostbyname_ex, hostname)
 
 
 def gethostbyaddr(ip_address):
-    return _run_in_thread(_std_gethostbyaddr, ip_address)
+    return _run_in_thread(_c_socket.gethostbyaddr, ip_address)
 
 
 def getnameinfo(sockaddr, flags):
-    return _run_in_thread(_std_getnameinfo, sockaddr, flags)
+    return _run_in_thread(_c_socket.getnameinfo, sockaddr, flags)
 
 
 def getfqdn(name=""):
-    """As socket.getfqdn, resolving in the thread pool."""
-    return _run_in_thread(_std_getfqdn, name)
+    """As socket.getfqdn: the first name with a dot among the host's name
+    and aliases (from gethostbyaddr, in the thread pool), else its name."""
+    name = name.strip()
+    if not name or name in ("0.0.0.0", "::"):
+        name = _c_socket.gethostname()
+    try:
+        hostname, aliases, _addresses = gethostbyaddr(name)
+    except OSError:
+        return name
+    return next((n for n in [hostname, *aliases] if "." in n), hostname)
 
 
 def create_connection(address, timeout=_MISSING, source_address=None, *,
@@ -381,6 +382,8 @@ def create_server(address, *, family=_socket.AF_INET, backlog=None,
     std = _std_create_server(address, family=family, backlog=backlog,
                              reuse_port=reuse_port,
                              dualstack_ipv6=dualstack_ipv6)
+    if isinstance(std, socket):  # `socket.socket` is ours (patched)
+        return std
     return socket(std.family, std.type, std.proto, std.detach())
 
 

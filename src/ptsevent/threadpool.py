@@ -1,8 +1,17 @@
-"""run_in_thread: blocking work in OS threads, waited for cooperatively."""
+"""run_in_thread: blocking work in OS threads, waited for cooperatively.
+
+The pool must stay made of real OS threads whatever has been patched:
+patching `threading`, `queue` or `time` turns their names into cooperative
+ones, and a pool built from those would run its jobs as tasklets of the
+very hub they were meant to keep free. So the thread starter, the lock and
+the job queue are the C primitives, bound here when the module is imported
+(before any patching) and used again when the pool is rebuilt after fork.
+"""
 
 import os
-import queue
-import threading
+from _queue import SimpleQueue as _SimpleQueue
+from _thread import allocate_lock as _allocate_lock
+from _thread import start_new_thread as _start_new_thread
 
 from ptsevent import _core
 
@@ -12,8 +21,8 @@ MAX_THREADS = int(os.environ.get("PTSEVENT_THREADS", "10"))
 class _Pool:
     def __init__(self, maxthreads):
         self.maxthreads = maxthreads
-        self._jobs = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._jobs = _SimpleQueue()
+        self._lock = _allocate_lock()
         self._threads = 0
         self._idle = 0
 
@@ -21,8 +30,10 @@ class _Pool:
         with self._lock:
             if self._idle == 0 and self._threads < self.maxthreads:
                 self._threads += 1
-                threading.Thread(target=self._work, daemon=True,
-                                 name=f"ptsevent-pool-{self._threads}").start()
+                # A bare OS thread: not a threading.Thread, so it needs no
+                # threading lock to start and is not joined at exit (the
+                # daemon behaviour the pool wants).
+                _start_new_thread(self._work, ())
             else:
                 self._idle -= 1 if self._idle else 0
         self._jobs.put((waiter, fn, args, kwargs))

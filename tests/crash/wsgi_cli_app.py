@@ -1,5 +1,5 @@
 """A tiny WSGI application for the `python -m ptsevent.wsgi` command-line test
-(tests/test_wsgi.py); run with this directory as the working directory."""
+(tests/test_wsgi_cli.py); run with this directory as the working directory."""
 
 
 def app(environ, start_response):

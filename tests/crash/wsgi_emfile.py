@@ -1,4 +1,5 @@
-"""ptsevent.wsgi under descriptor exhaustion (EMFILE), for tests/test_wsgi.py.
+"""ptsevent.wsgi under descriptor exhaustion (EMFILE), for
+tests/test_wsgi_server.py.
 
 The process serves a WSGI app, holds one keep-alive client connection, then
 lowers RLIMIT_NOFILE and fills every free descriptor number so that the
