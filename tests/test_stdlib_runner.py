@@ -198,7 +198,7 @@ def test_contexts_made_by_the_standard_module_wrap_cooperatively(
         sample_dir, tmp_path):
     proc, data = run_runner(
         [SAMPLE, "-k", "test_context_wraps_cooperatively", "--install",
-         "socket,ssl"], sample_dir, tmp_path)
+         "ssl,socket"], sample_dir, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tid = sample_id("test_context_wraps_cooperatively")
     assert outcomes(data, "baseline")["outcomes"][tid] == "failed"

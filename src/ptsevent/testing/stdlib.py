@@ -20,9 +20,9 @@ Tests that cannot work with ptsevent are named in ``SKIPS`` below, each with
 the reason; an entry without one is rejected.
 
 What gets installed for a module comes from ``INSTALLERS`` and
-``MODULE_AREAS``: a table of small functions, each putting one area's
-cooperative objects in place, so that a wider patching (``patch_all``) can
-be plugged in as one more entry.
+``MODULE_AREAS``: one entry per area of ``ptsevent.patch`` (``socket``,
+``dns``, ``ssl``, ``select``, ...), and ``all`` for ``patch_all()``, the
+default.
 """
 
 import argparse
@@ -86,52 +86,37 @@ SKIP_PREFIX = "ptsevent skip list: "
 # What is installed in a child, per area.
 
 
-def _install_socket():
-    """ptsevent's socket class and module functions on the `socket` module.
+def _area(function_name):
+    """An installer calling ptsevent.patch's function of that name; it
+    returns the names the call replaced (module.attribute)."""
 
-    ``socket.SocketType`` stays ``_socket.socket``: it names the C type,
-    and the standard library's tests assert so."""
-    import socket
+    def install():
+        from ptsevent import patch
 
-    import ptsevent.socket as cooperative
+        before = set(patch.patched_names())
+        getattr(patch, function_name)()
+        return sorted(f"{module}.{name}" for module, name
+                      in set(patch.patched_names()) - before)
 
-    socket.socket = cooperative.socket
-    for name in ("socketpair", "fromfd", "create_connection", "create_server",
-                 "getaddrinfo", "gethostbyname", "gethostbyname_ex",
-                 "gethostbyaddr", "getnameinfo"):
-        setattr(socket, name, getattr(cooperative, name))
-    return ["socket.socket", "socket.socketpair", "socket.fromfd",
-            "socket.create_connection", "socket.create_server",
-            "socket.getaddrinfo", "socket.gethostbyname",
-            "socket.gethostbyname_ex", "socket.gethostbyaddr",
-            "socket.getnameinfo"]
+    install.__name__ = f"install_{function_name}"
+    return install
 
 
-def _install_ssl():
-    """ptsevent's SSLSocket as the class every SSLContext wraps with.
-
-    The ``ssl.SSLContext`` class itself is kept (contexts made before stay
-    the same objects, of the same type); its ``sslsocket_class`` attribute
-    is set in place. The module's functions stay the standard ones: they
-    make their sockets and contexts through the two names installed here,
-    so they run cooperatively as they are and are tested as they are.
-    """
-    import ptsevent.ssl as cooperative
-
-    cooperative._install()
-    return ["ssl.SSLContext.sslsocket_class"]
-
-
-# area name -> function installing it, returning what it set (for the log).
+# area name -> function installing it, returning what it replaced. One
+# entry per ptsevent.patch area, and "all" for patch_all().
 INSTALLERS = {
-    "socket": _install_socket,
-    "ssl": _install_ssl,
+    area: _area(f"patch_{area}")
+    for area in ("socket", "dns", "ssl", "select", "selectors", "time", "os",
+                 "subprocess")
 }
+INSTALLERS["all"] = _area("patch_all")
 
 # Areas installed for a module; a module not named here gets DEFAULT_AREAS.
-DEFAULT_AREAS = ("socket", "ssl")
+# test_ssl runs with what cooperative TLS is made of: ssl first, so that
+# patching socket finds it done and has nothing to warn about.
+DEFAULT_AREAS = ("all",)
 MODULE_AREAS = {
-    "test_ssl": ("socket", "ssl"),
+    "test_ssl": ("ssl", "socket", "dns"),
 }
 
 
