@@ -77,6 +77,12 @@ SKIPS = (
 # stays on this machine. "network" and "urlfetch" reach the internet.
 DEFAULT_RESOURCES = ("subprocess", "walltime", "decimal", "cpu")
 
+# Modules whose "network" is the loopback only get it too (checked by
+# reading them: every address is socket_helper.HOST or a Unix socket).
+MODULE_RESOURCES = {
+    "test_socketserver": ("network",),
+}
+
 DEFAULT_TIMEOUT = 600.0  # seconds per module and run
 
 SKIP_PREFIX = "ptsevent skip list: "
@@ -371,7 +377,8 @@ def run_child(module, mode, opts, skips, log_dir):
         opts.install.split(",") if opts.install else areas_for(module))
     cmd = [sys.executable, "-m", "ptsevent.testing.stdlib", "--child", module,
            "--result", result_path, "--install", install_areas,
-           "--use", opts.use, "--timeout", repr(opts.timeout),
+           "--use", ",".join([opts.use, *MODULE_RESOURCES.get(module, ())]),
+           "--timeout", repr(opts.timeout),
            # The skip list is ptsevent's: the baseline runs every test.
            "--skips", json.dumps([] if mode == "baseline" else
                                  [dataclasses.asdict(s) for s in skips])]
