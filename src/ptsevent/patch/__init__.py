@@ -7,7 +7,8 @@ or, for a whole program: ``python -m ptsevent.patch script.py args...`` or
 ``python -m ptsevent.patch -m module args...``.
 
 Each area has its own function (patch_socket, patch_dns, patch_ssl,
-patch_select, patch_selectors, patch_time, patch_os, patch_subprocess);
+patch_select, patch_selectors, patch_time, patch_os, patch_thread,
+patch_queue, patch_subprocess);
 each is idempotent and patching only grows: nothing is ever put back. Modules are
 changed in place where other modules hold on to their objects (selector
 classes, Popen), so that code which bound them at import (socketserver,
@@ -311,14 +312,15 @@ def patch_all(socket=True, dns=True, ssl=True, select=True, selectors=True,
     patches nothing back, and one asking for something different warns
     (PatchWarning) naming the difference.
 
-    This version patches socket, dns, ssl, select, selectors, time, os
-    and subprocess. ``thread``, ``queue`` and ``signal`` are accepted but
-    not patched yet: threading.Thread still starts OS threads, and
-    threading's and queue's locks block the whole thread (a tasklet that
-    waits on one stalls the others of its thread until an OS thread
-    releases it); signal handlers run as the standard library runs them.
-    With socket patched and ssl not (``ssl=False``), a PatchWarning says
-    that TLS blocks.
+    This version patches socket, dns, ssl, select, selectors, time, os,
+    thread, queue and subprocess; ``signal`` is accepted but not patched
+    yet. Once patched, every loaded module is checked for what was there
+    first (see ptsevent.patch._late): names bound to originals are rebound
+    and one LatePatchWarning names each module and attribute that was, or
+    that still blocks; a C extension doing its own I/O (grpc, mysqlclient,
+    confluent_kafka, pylibmc) gives an UnpatchableWarning, now or when it
+    is imported later. With socket patched and ssl not (``ssl=False``), a
+    PatchWarning says that TLS blocks.
     """
     global _requested
     asked = {"socket": socket, "dns": dns, "ssl": ssl, "select": select,

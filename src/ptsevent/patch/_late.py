@@ -3,8 +3,10 @@
 After patch_all() every loaded module is looked at for what patching could
 not reach because it was there first:
 
-- a module-level name bound to an original (``from socket import socket``,
-  ``from time import sleep as _sleep``): rebound to the cooperative object;
+- a module-level name bound to an original under its own name (``from
+  socket import socket``, ``from time import sleep as _sleep``): rebound
+  to the cooperative object; under another name (``real_sleep =
+  time.sleep``, kept on purpose): reported only;
 - a class attribute bound to one (``SocketCls = socket.socket``, also as
   a staticmethod): rebound;
 - a class that subclasses an original class: reported (its instances
@@ -133,11 +135,9 @@ def scan():
                 continue
             hit = originals.get(id(value))
             if hit is not None and hit[0] is value:
-                setattr(module, attr, _current(hit[1]))
+                line = _rebind(module, modname, attr, hit[1])
                 if not quiet and hit[1] not in _HARMLESS:
-                    lines.append(f"{modname}.{attr} was the blocking "
-                                 f"{'.'.join(hit[1])}: rebound to the "
-                                 "cooperative one")
+                    lines.append(line)
                 continue
             if quiet:
                 continue
@@ -150,6 +150,18 @@ def scan():
                 lines += _scan_class(modname, attr, value, originals,
                                      lock_types, orig_classes)
     return lines
+
+
+def _rebind(module, modname, attr, key):
+    # `from time import sleep` and `from time import sleep as _sleep`
+    # are rebound; another name (`real_sleep = time.sleep`) says the
+    # original was kept on purpose, and is only reported.
+    if attr.lstrip("_") != key[1].lstrip("_"):
+        return (f"{modname}.{attr} holds the blocking {'.'.join(key)} "
+                "under another name: left as it is")
+    setattr(module, attr, _current(key))
+    return (f"{modname}.{attr} was the blocking {'.'.join(key)}: rebound "
+            "to the cooperative one")
 
 
 def _scan_class(modname, attr, cls, originals, lock_types, orig_classes):
