@@ -50,6 +50,7 @@ _KEEP = {("ssl", "socket")}
 _IN_PLACE = {("subprocess", "_PopenSelector")}
 
 _warned_c = set()
+_reported = set()  # lines already in a warning: a later patch_all is quiet
 _finder = None
 
 
@@ -220,7 +221,8 @@ def after_patch_all(warn, stacklevel):
     global _finder
     from ptsevent.patch import LatePatchWarning
 
-    lines = scan()
+    lines = [line for line in scan() if line not in _reported]
+    _reported.update(lines)
     if lines:
         warn("ptsevent.patch: patched after these were imported or made:\n  "
              + "\n  ".join(lines) + "\ncall patch_all() before importing "
