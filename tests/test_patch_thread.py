@@ -270,3 +270,21 @@ print(json.dumps({"before": before, "child": after,
     assert out["child"] == [True, True]
     assert out["old_kept"] is True
     assert out["orig_ident"] is False
+
+
+def test_call_threadsafe_with_a_patched_thread_reaches_its_hub():
+    out = run_json(PATCH + """
+done = threading.Event()
+ran = []
+def body():
+    done.wait(5)
+t = threading.Thread(target=body); t.start()
+def from_os_thread():
+    ptsevent.call_threadsafe(t, lambda: (ran.append(threading.get_native_id()),
+                                         done.set()))
+ptsevent.run_in_thread(from_os_thread)
+t.join(5)
+print(json.dumps({"ran": ran, "main": threading.get_native_id(),
+                  "alive": t.is_alive()}))
+""")
+    assert out == {"ran": [out["main"]], "main": out["main"], "alive": False}

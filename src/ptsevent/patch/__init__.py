@@ -267,6 +267,7 @@ def patch_thread():
                         ("BoundedSemaphore", plocks.BoundedSemaphore),
                         ("local", local)):
         _replace("threading", name, value)
+    _replace("threading", "Thread._set_ident", _thread.thread_set_ident)
     current_thread = _thread._make_current_thread(threading)
     _replace("threading", "current_thread", current_thread)
     _replace("threading", "currentThread", current_thread)

@@ -106,3 +106,14 @@ def _make_current_thread(threading):
         return thread
 
     return current_thread
+
+
+def thread_set_ident(self):
+    """Thread._set_ident: the tasklet's ident, and the OS thread's for
+    ptsevent.call_threadsafe(thread, ...)."""
+    self._ident = get_ident()
+    self._ptsevent_os_ident = _os_get_ident()
+
+
+thread_set_ident.__name__ = "_set_ident"
+thread_set_ident.__qualname__ = "Thread._set_ident"
