@@ -96,6 +96,7 @@ bench: setup
 	$(PY) bench/echo.py --duration 2
 	$(MAKE) --no-print-directory bench-wsgi
 	$(PY) bench/channels.py
+	$(PY) bench/patched.py
 
 # The WSGI benchmarks. Their peers live in venvs of their own under bench/:
 # bjoern builds against libev-dev; meinheld pins greenlet<0.5, which does not
