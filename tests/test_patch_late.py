@@ -13,6 +13,7 @@ import queue, socket, threading, time
 from socket import socket, create_connection
 from time import sleep
 from time import sleep as _sleep
+from threading import Lock, local   # Lock is _thread.allocate_lock too
 real_sleep = time.sleep          # kept on purpose under another name
 LOCK = threading.Lock()
 RLOCK = threading.RLock()
@@ -22,6 +23,7 @@ class Client:
     QueueCls = queue.LifoQueue   # cooperative: the class changes in place
     SockCls = socket
     pause = staticmethod(sleep)
+    lock_class = Lock
     lock = threading.Lock()
 
 class MySock(socket):
@@ -50,7 +52,7 @@ import ptsevent.patch as P
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     P.patch_all()
-import socket, time, ptsevent
+import socket, threading, time, ptsevent
 t0 = time.monotonic()
 ptsevent.spawn(latemod.Client.pause, 0.1)
 latemod.sleep(0.1)              # cooperative: overlaps the tasklet's
@@ -63,7 +65,9 @@ print(json.dumps({
                 latemod.create_connection is socket.create_connection,
                 latemod.sleep is time.sleep, latemod._sleep is time.sleep,
                 latemod.Client.SockCls is socket.socket,
-                latemod.Client.pause is time.sleep],
+                latemod.Client.pause is time.sleep,
+                latemod.Lock is threading.Lock, latemod.local is threading.local,
+                type(latemod.Client.lock_class()) is type(threading.Lock())],
     "kept": [latemod.real_sleep is P.original("time", "sleep"),
              latemod.LOCK is old_lock],
     "both": both, "queue": q.get(timeout=2),
@@ -81,6 +85,9 @@ print(json.dumps({
                  "another name",
                  "latemod.Client.SockCls was the blocking socket.socket",
                  "latemod.Client.pause was the blocking time.sleep",
+                 "latemod.Lock was the blocking threading.Lock",
+                 "latemod.local was the blocking _thread._local",
+                 "latemod.Client.lock_class was the blocking",
                  "latemod.MySock subclasses the blocking socket.socket",
                  "latemod.LOCK is a lock made before patching",
                  "latemod.RLOCK is a RLock made before patching",
@@ -90,7 +97,7 @@ print(json.dumps({
     assert "QueueCls" not in msg
     # the standard library's own references are not the program's doing
     assert "\n  ssl." not in msg and "\n  threading." not in msg
-    assert out["rebound"] == [True] * 6
+    assert out["rebound"] == [True] * 9
     assert out["kept"] == [True, True]
     assert out["both"] < 0.18, out
     assert out["queue"] == "x"

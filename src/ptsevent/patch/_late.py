@@ -39,7 +39,7 @@ C_LEVEL_IO = {
 # reported.
 _HARMLESS = {("threading", "Condition"), ("threading", "Event"),
              ("threading", "Semaphore"), ("threading", "BoundedSemaphore"),
-             ("threading", "RLock"), ("threading", "local"),
+             ("threading", "RLock"),
              ("threading", "current_thread"), ("threading", "currentThread")}
 
 # References the standard library holds on purpose.
@@ -69,7 +69,9 @@ def _skip(modname, patched_modules):
 
 
 def _originals():
-    """id(original) -> (original, (module, name)), for module-level names."""
+    """id(original) -> (original, [(module, name)...]) for module-level
+    names (one original may be several: threading.Lock is
+    _thread.allocate_lock)."""
     from ptsevent.patch import _registry
 
     found = {}
@@ -77,8 +79,16 @@ def _originals():
         if ("." in key[1] or before is _registry._ABSENT
                 or key in _IN_PLACE):
             continue
-        found.setdefault(id(before), (before, key))
+        found.setdefault(id(before), (before, []))[1].append(key)
     return found
+
+
+def _pick(keys, attr):
+    """The key whose name attr is (``_sleep`` is ``sleep``), else None."""
+    for key in keys:
+        if attr.lstrip("_") == key[1].lstrip("_"):
+            return key
+    return None
 
 
 def _blocking_types():
@@ -120,8 +130,8 @@ def scan():
         return []
     patched_modules = {m for m, _ in _registry._originals}
     lock_types = _blocking_types()
-    orig_classes = [(v, k) for v, k in originals.values()
-                    if isinstance(v, type) and k not in _HARMLESS]
+    orig_classes = [(v, ks[0]) for v, ks in originals.values()
+                    if isinstance(v, type) and not set(ks) & _HARMLESS]
     lines = []
     for modname, module in list(sys.modules.items()):
         if module is None or _skip(modname, patched_modules):
@@ -136,8 +146,10 @@ def scan():
                 continue
             hit = originals.get(id(value))
             if hit is not None and hit[0] is value:
-                line = _rebind(module, modname, attr, hit[1])
-                if not quiet and hit[1] not in _HARMLESS:
+                key = _pick(hit[1], attr)
+                line = _rebind(module, modname, attr, key or hit[1][0],
+                               key is not None)
+                if not quiet and (key or hit[1][0]) not in _HARMLESS:
                     lines.append(line)
                 continue
             if quiet:
@@ -153,16 +165,22 @@ def scan():
     return lines
 
 
-def _rebind(module, modname, attr, key):
+def _rebind(owner, where, attr, key, same_name, wrap=None):
     # `from time import sleep` and `from time import sleep as _sleep`
     # are rebound; another name (`real_sleep = time.sleep`) says the
     # original was kept on purpose, and is only reported.
-    if attr.lstrip("_") != key[1].lstrip("_"):
-        return (f"{modname}.{attr} holds the blocking {'.'.join(key)} "
-                "under another name: left as it is")
-    setattr(module, attr, _current(key))
-    return (f"{modname}.{attr} was the blocking {'.'.join(key)}: rebound "
-            "to the cooperative one")
+    name = f"{where}.{attr}"
+    if not same_name:
+        return (f"{name} holds the blocking {'.'.join(key)} under another "
+                "name: left as it is")
+    new = _current(key)
+    try:
+        setattr(owner, attr, new if wrap is None else wrap(new))
+    except (AttributeError, TypeError):
+        return (f"{name} is the blocking {'.'.join(key)} and cannot be "
+                "rebound")
+    return (f"{name} was the blocking {'.'.join(key)}: rebound to the "
+            "cooperative one")
 
 
 def _scan_class(modname, attr, cls, originals, lock_types, orig_classes):
@@ -176,13 +194,13 @@ def _scan_class(modname, attr, cls, originals, lock_types, orig_classes):
         inner = value.__func__ if isinstance(value, staticmethod) else value
         hit = originals.get(id(inner))
         if hit is not None and hit[0] is inner:
-            new = _current(hit[1])
-            setattr(cls, name, staticmethod(new) if inner is not value
-                    else new)
-            if hit[1] not in _HARMLESS:
-                lines.append(f"{where}.{name} was the blocking "
-                             f"{'.'.join(hit[1])}: rebound to the "
-                             "cooperative one")
+            # A class attribute names what it is for (QueueCls,
+            # lock_class): rebound whatever its name.
+            key = _pick(hit[1], name) or hit[1][0]
+            line = _rebind(cls, where, name, key, True,
+                           staticmethod if inner is not value else None)
+            if key not in _HARMLESS:
+                lines.append(line)
         elif isinstance(value, lock_types) or _real_lock_queue(
                 value, lock_types):
             lines.append(f"{where}.{name} is a {type(value).__name__} made "
