@@ -205,6 +205,26 @@ threading.Thread(target=forever, daemon=True).start()
 print("main done", flush=True)
 """, timeout=20)
     assert proc.stdout.split() == ["main", "done", "non-daemon", "done"]
+    # the daemon thread ends with the interpreter, silently
+    assert proc.stderr == ""
+
+
+def test_a_killed_thread_ends_silently_and_join_returns():
+    out = run_json(PATCH + """
+import io, sys, contextlib
+err = io.StringIO()
+def forever():
+    time.sleep(30)
+with contextlib.redirect_stderr(err):
+    t = threading.Thread(target=forever); t.start()
+    time.sleep(0.01)
+    tasklet = [g for g in ptsevent._core._live_tasklets()
+               if id(g) == t.ident][0]
+    tasklet.kill()
+    t.join(2)
+print(json.dumps({"alive": t.is_alive(), "stderr": err.getvalue()}))
+""")
+    assert out == {"alive": False, "stderr": ""}
 
 
 def test_uncaught_exception_in_a_thread_goes_to_excepthook():

@@ -268,6 +268,8 @@ def patch_thread():
                         ("local", local)):
         _replace("threading", name, value)
     _replace("threading", "Thread._set_ident", _thread.thread_set_ident)
+    _replace("threading", "_make_invoke_excepthook",
+             _thread.make_invoke_excepthook(threading._make_invoke_excepthook))
     current_thread = _thread._make_current_thread(threading)
     _replace("threading", "current_thread", current_thread)
     _replace("threading", "currentThread", current_thread)

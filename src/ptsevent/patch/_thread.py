@@ -46,7 +46,7 @@ def get_ident():
 def _run(function, args, kwargs):
     try:
         function(*args, **kwargs)
-    except SystemExit:
+    except (SystemExit, _core.TaskletExit):
         pass
     except BaseException:  # noqa: BLE001 - reported as _thread reports it
         print(f"Exception ignored in thread started by: {function!r}",
@@ -69,6 +69,24 @@ def start_new_thread(function, args, kwargs=None):
     t = _Tasklet(_run, function, args, kwargs)
     t.start()
     return id(t)
+
+
+def make_invoke_excepthook(std_make):
+    """threading._make_invoke_excepthook, whose hook says nothing about a
+    thread's tasklet that was killed (TaskletExit: a kill(), or the
+    interpreter's exit ending a daemon thread), as nothing is said about a
+    killed tasklet or a daemon OS thread that stops at exit."""
+    def _make_invoke_excepthook():
+        invoke = std_make()
+
+        def invoke_excepthook(thread):
+            if isinstance(sys.exc_info()[1], _core.TaskletExit):
+                return
+            invoke(thread)
+
+        return invoke_excepthook
+
+    return _make_invoke_excepthook
 
 
 def _set_sentinel():
