@@ -46,8 +46,11 @@ def test_module_and_class_references_reported_once_and_rebound(tmp_path):
     out = run_json(REPORT + """
 import json, sys, warnings
 sys.path.insert(0, sys.argv[1])
-import latemod
+import latemod, threading
 old_lock = latemod.LOCK
+stop = threading.Event()
+early = threading.Thread(target=stop.wait, name="early-worker")
+early.start()
 import ptsevent.patch as P
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -57,6 +60,8 @@ t0 = time.monotonic()
 ptsevent.spawn(latemod.Client.pause, 0.1)
 latemod.sleep(0.1)              # cooperative: overlaps the tasklet's
 both = time.monotonic() - t0
+stop.set()
+early.join()
 q = latemod.Client.QueueCls()
 ptsevent.spawn_later(0.05, q.put, "x")
 print(json.dumps({
@@ -92,7 +97,9 @@ print(json.dumps({
                  "latemod.LOCK is a lock made before patching",
                  "latemod.RLOCK is a RLock made before patching",
                  "latemod.Q is a Queue made before patching",
-                 "latemod.Client.lock is a lock made before patching"):
+                 "latemod.Client.lock is a lock made before patching",
+                 "thread 'early-worker' (threading.Thread) was started "
+                 "before patching: it stays an OS thread"):
         assert name in msg, (name, msg)
     assert "QueueCls" not in msg
     # the standard library's own references are not the program's doing

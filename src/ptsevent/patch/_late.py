@@ -14,6 +14,8 @@ not reach because it was there first:
 - a lock, condition, event, semaphore or queue made before patching, at
   module level or as a class attribute: reported, never replaced (objects
   other code already holds cannot be swapped safely);
+- a threading.Thread started before patching: reported (it stays an OS
+  thread);
 - a C extension that does its own blocking I/O, which no patch reaches:
   reported at patch time if imported, and when it is imported later.
 
@@ -162,7 +164,32 @@ def scan():
             elif isinstance(value, type) and value.__module__ == modname:
                 lines += _scan_class(modname, attr, value, originals,
                                      lock_types, orig_classes)
+    return lines + _os_threads()
+
+
+def _os_threads():
+    # Threads started before patching run on as OS threads.
+    import threading
+
+    if "threading" not in {m for m, _ in _registry_keys()}:
+        return []
+    lines = []
+    for t in list(threading._active.values()):
+        if (t is threading.main_thread()
+                or isinstance(t, threading._DummyThread)
+                or hasattr(t, "_ptsevent_os_ident")):
+            continue
+        lines.append(f"thread {t.name!r} ({type(t).__module__}."
+                     f"{type(t).__qualname__}) was started before patching:"
+                     " it stays an OS thread (see the rules for OS threads "
+                     "sharing ptsevent objects)")
     return lines
+
+
+def _registry_keys():
+    from ptsevent.patch import _registry
+
+    return list(_registry._originals)
 
 
 def _rebind(owner, where, attr, key, same_name, wrap=None):

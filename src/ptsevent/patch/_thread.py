@@ -11,10 +11,10 @@ The standard ``threading.Thread`` class is kept (subclasses and objects
 made before patching keep working): it starts, identifies and joins its
 thread through ``threading``'s module-level names (``_start_new_thread``,
 ``get_ident``, ``_set_sentinel``, ``Lock`` ...), and those are the names
-patching replaces. ``_set_sentinel`` returns a lock that the thread holds while its
-tasklet runs, released when the tasklet ends: ``Thread.join`` and the interpreter's
-``threading._shutdown`` (which joins non-daemon threads at exit) wait for it
-cooperatively.
+patching replaces. ``_set_sentinel`` returns a lock that the thread
+holds while its tasklet runs, released when the tasklet ends:
+``Thread.join`` and the interpreter's ``threading._shutdown`` (which
+joins non-daemon threads at exit) wait for it cooperatively.
 """
 
 import sys
