@@ -9,9 +9,10 @@ or, for a whole program: ``python -m ptsevent.patch script.py args...`` or
 Each area has its own function (patch_socket, patch_dns, patch_ssl,
 patch_select, patch_selectors, patch_time, patch_os, patch_thread,
 patch_queue, patch_subprocess); each is idempotent and patching only
-grows: nothing is ever put back. Modules are changed in place where other modules hold on to their objects (selector
-classes, Popen), so that code which bound them at import (socketserver,
-subprocess, multiprocessing.connection) becomes cooperative too.
+grows: nothing is ever put back. Modules are changed in place where other
+modules hold on to their objects (selector classes, Popen, Queue,
+threading.Thread), so that code which bound them at import (socketserver,
+subprocess, multiprocessing.connection, urllib3) becomes cooperative too.
 
 `is_patched(module, name)` says whether a name was replaced, and
 `original(module, name)` gives what was there before (``original("time",
