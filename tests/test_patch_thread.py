@@ -308,3 +308,18 @@ print(json.dumps({"ran": ran, "main": threading.get_native_id(),
                   "alive": t.is_alive()}))
 """)
     assert out == {"ran": [out["main"]], "main": out["main"], "alive": False}
+
+
+def test_stackless_imported_after_patching_keeps_os_thread_ids():
+    out = run_json(PATCH + """
+from ptsevent import stackless
+ids = []
+def make():  # in a tasklet: get_ident() is the tasklet's own there
+    t = stackless.tasklet(lambda: ids.append(stackless.getcurrent().thread_id))
+    ids.append(t.thread_id)
+    t()
+ptsevent.spawn(make).join()
+stackless.run()
+print(json.dumps({"ids": ids, "main": threading.main_thread().ident}))
+""")
+    assert out["ids"] == [out["main"], out["main"]]
