@@ -115,6 +115,7 @@ bench: setup
 	@$(MAKE) --no-print-directory bench-tls
 	$(MAKE) --no-print-directory bench-wsgi
 	$(PY) bench/channels.py
+	$(PY) bench/patched.py
 
 # TLS: the openssl command makes the certificates; the C load generator and
 # the C ceiling server link against libssl.

@@ -101,10 +101,9 @@ clients = [ptsevent.spawn(client, i) for i in range(100)]
 ptsevent.joinall(clients)
 took = time.monotonic() - t0
 ok = sum(c.value == b"HELLO %d\\n" % i for i, c in enumerate(clients))
-# Without patch_thread, shutdown() waits on a threading.Event with a real
-# lock: called from an OS thread, as threading code does.
+# shutdown() from a tasklet: its threading.Event is cooperative.
 t1 = time.monotonic()
-ptsevent.run_in_thread(server.shutdown)
+server.shutdown()
 stopped = time.monotonic() - t1
 loop.join(5)
 server.server_close()
@@ -118,14 +117,15 @@ print(json.dumps({"ok": ok, "took": took, "stopped": stopped, "dead": loop.dead}
 
 
 def test_threading_http_server_serves_100_slow_clients():
-    # Without patch_thread its handlers run in OS threads; their sockets
-    # (accepted by the patched listener) and time.sleep are cooperative
-    # in each thread, and the clients are tasklets.
+    # Its handler threads are tasklets of the main OS thread, as are the
+    # clients; shutdown() from a tasklet returns.
     out = run_json(PATCH + """
-import http.server, urllib.request
+import http.server, threading, urllib.request
+natives = set()
 class Slow(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         time.sleep(0.2)
+        natives.add(threading.get_native_id())
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.path)))
         self.end_headers()
@@ -145,12 +145,17 @@ clients = [ptsevent.spawn(get, i) for i in range(100)]
 ptsevent.joinall(clients)
 took = time.monotonic() - t0
 ok = sum(c.value == b"/p%d" % i for i, c in enumerate(clients))
-ptsevent.run_in_thread(server.shutdown)
+server.shutdown()
+loop.join(5)
 server.server_close()
-print(json.dumps({"ok": ok, "took": took}))
+print(json.dumps({"ok": ok, "took": took, "dead": loop.dead,
+                  "natives": sorted(natives),
+                  "main": threading.get_native_id()}))
 """)
     assert out["ok"] == 100
     assert out["took"] < 2.0, out
+    assert out["dead"] is True
+    assert out["natives"] == [out["main"]]
 
 
 def test_50_subprocess_runs_in_tasklets_take_about_one_run():

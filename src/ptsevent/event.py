@@ -29,7 +29,9 @@ def call_threadsafe(thread, fn, *args):
     (``threading.get_ident()``). Any thread may call it; it returns at once.
     RuntimeError if that thread has no running ptsevent hub."""
     if isinstance(thread, _threading.Thread):
-        ident = thread.ident
+        # A Thread started under ptsevent.patch is a tasklet: its hub is
+        # that of the OS thread it runs in.
+        ident = getattr(thread, "_ptsevent_os_ident", None) or thread.ident
         if ident is None:
             raise RuntimeError(f"{thread!r} has not been started")
     else:

@@ -97,12 +97,16 @@ These remain, by design or because the core has no way to do otherwise:
 
 import gc
 import threading
-from _thread import get_ident as _get_ident
 
 import greenlet as _greenlet
 
 from ptsevent import _core
 from ptsevent._core import BlockingSwitchOutError, LoopExit, TaskletExit
+from ptsevent.patch._registry import original as _original
+
+# The OS thread's identifier, also when this module is imported after
+# ptsevent.patch made _thread.get_ident per tasklet.
+_get_ident = _original("_thread", "get_ident")
 
 __all__ = [
     "LoopExit",

@@ -7,11 +7,12 @@ or, for a whole program: ``python -m ptsevent.patch script.py args...`` or
 ``python -m ptsevent.patch -m module args...``.
 
 Each area has its own function (patch_socket, patch_dns, patch_ssl,
-patch_select, patch_selectors, patch_time, patch_os, patch_subprocess);
-each is idempotent and patching only grows: nothing is ever put back. Modules are
-changed in place where other modules hold on to their objects (selector
-classes, Popen), so that code which bound them at import (socketserver,
-subprocess, multiprocessing.connection) becomes cooperative too.
+patch_select, patch_selectors, patch_time, patch_os, patch_thread,
+patch_queue, patch_subprocess); each is idempotent and patching only
+grows: nothing is ever put back. Modules are changed in place where other
+modules hold on to their objects (selector classes, Popen, Queue,
+threading.Thread), so that code which bound them at import (socketserver,
+subprocess, multiprocessing.connection, urllib3) becomes cooperative too.
 
 `is_patched(module, name)` says whether a name was replaced, and
 `original(module, name)` gives what was there before (``original("time",
@@ -27,17 +28,29 @@ from ptsevent.patch._registry import is_patched, original, patched_names
 from ptsevent.patch._registry import replace as _replace
 
 __all__ = ["PatchWarning", "is_patched", "original", "patch_all",
-           "patch_dns", "patch_os", "patch_select", "patch_selectors",
+           "LatePatchWarning", "patch_dns", "patch_os", "patch_queue",
+           "patch_select", "patch_selectors", "patch_thread",
            "patch_socket", "patch_ssl", "patch_subprocess", "patch_time",
-           "patched_names"]
+           "patched_names", "UnpatchableWarning"]
 
 
 class PatchWarning(RuntimeWarning):
     """Patching left something blocking, or was asked to do two things."""
 
 
-def _warn(message, stacklevel):
-    warnings.warn(message, PatchWarning, stacklevel=stacklevel + 1)
+class LatePatchWarning(PatchWarning):
+    """Something was imported or made before patching and stays blocking:
+    a module holds an original (repaired), a class subclasses one, a lock
+    exists, or a C extension does I/O that no patch reaches."""
+
+
+class UnpatchableWarning(PatchWarning):
+    """A C extension that does its own blocking I/O (grpc, mysqlclient,
+    confluent_kafka, pylibmc) is imported: no patch reaches it."""
+
+
+def _warn(message, stacklevel, category=PatchWarning):
+    warnings.warn(message, category, stacklevel=stacklevel + 1)
 
 
 # -- the areas ---------------------------------------------------------------
@@ -214,6 +227,67 @@ def patch_subprocess():
     _replace("subprocess", "_PopenSelector", PtseventSelector)
 
 
+_THREAD_NAMES = ("start_new_thread", "start_new", "allocate_lock", "allocate",
+                 "get_ident", "_set_sentinel")
+
+
+def patch_thread():
+    """``threading.Thread`` (the standard class, kept) runs its target in a
+    tasklet; Lock, RLock, Condition, Event, Semaphore, BoundedSemaphore and
+    local become ptsevent's, so Barrier, Timer and everything built on
+    them (queue, concurrent.futures.ThreadPoolExecutor) wait cooperatively.
+
+    get_ident() is per tasklet; the main tasklet of the main thread keeps
+    the main thread's identifier, so ``main_thread() is current_thread()``
+    there. get_native_id() stays the OS thread's. At exit the interpreter
+    joins non-daemon tasklet threads. Lock objects made before patching
+    are never replaced; ``original("_thread", "get_ident")`` is the OS
+    thread's identifier (for profilers)."""
+    import threading
+
+    import ptsevent.locks as plocks
+    from ptsevent._local import local
+    from ptsevent.event import Event
+    from ptsevent.patch import _thread
+
+    for name in _THREAD_NAMES:
+        alias = {"start_new": "start_new_thread", "allocate": "allocate_lock"}
+        _replace("_thread", name, getattr(_thread, alias.get(name, name)))
+    _replace("_thread", "LockType", plocks.Lock)
+    _replace("_thread", "RLock", plocks.RLock)
+    _replace("_thread", "_local", local)
+    for name, value in (("_start_new_thread", _thread.start_new_thread),
+                        ("_allocate_lock", _thread.allocate_lock),
+                        ("_set_sentinel", _thread._set_sentinel),
+                        ("get_ident", _thread.get_ident),
+                        ("Lock", plocks.Lock), ("_CRLock", plocks.RLock),
+                        ("RLock", plocks.RLock),
+                        ("Condition", plocks.Condition), ("Event", Event),
+                        ("Semaphore", plocks.Semaphore),
+                        ("BoundedSemaphore", plocks.BoundedSemaphore),
+                        ("local", local)):
+        _replace("threading", name, value)
+    _replace("threading", "Thread._set_ident", _thread.thread_set_ident)
+    _replace("threading", "_make_invoke_excepthook",
+             _thread.make_invoke_excepthook(threading._make_invoke_excepthook))
+    current_thread = _thread._make_current_thread(threading)
+    _replace("threading", "current_thread", current_thread)
+    _replace("threading", "currentThread", current_thread)
+
+
+def patch_queue():
+    """queue.Queue, LifoQueue and PriorityQueue (the standard classes,
+    changed in place: subclasses and class attributes made before patching
+    follow) wait cooperatively, with their usual attributes (mutex,
+    not_empty, not_full, all_tasks_done, queue, unfinished_tasks);
+    queue.SimpleQueue becomes a cooperative class. Queues made before
+    patching keep their blocking locks."""
+    from ptsevent.patch import _queue
+
+    _replace("queue", "Queue.__init__", _queue.queue_init)
+    _replace("queue", "SimpleQueue", _queue.SimpleQueue)
+
+
 # -- everything --------------------------------------------------------------
 
 _AREAS = ("socket", "dns", "ssl", "select", "selectors", "time", "os",
@@ -227,6 +301,8 @@ _IMPLEMENTED = {
     "time": patch_time,
     "os": patch_os,
     "subprocess": patch_subprocess,
+    "thread": patch_thread,
+    "queue": patch_queue,
 }
 _requested = None  # the union of what patch_all calls asked for
 
@@ -239,14 +315,15 @@ def patch_all(socket=True, dns=True, ssl=True, select=True, selectors=True,
     patches nothing back, and one asking for something different warns
     (PatchWarning) naming the difference.
 
-    This version patches socket, dns, ssl, select, selectors, time, os
-    and subprocess. ``thread``, ``queue`` and ``signal`` are accepted but
-    not patched yet: threading.Thread still starts OS threads, and
-    threading's and queue's locks block the whole thread (a tasklet that
-    waits on one stalls the others of its thread until an OS thread
-    releases it); signal handlers run as the standard library runs them.
-    With socket patched and ssl not (``ssl=False``), a PatchWarning says
-    that TLS blocks.
+    This version patches socket, dns, ssl, select, selectors, time, os,
+    thread, queue and subprocess; ``signal`` is accepted but not patched
+    yet. Once patched, every loaded module is checked for what was there
+    first (see ptsevent.patch._late): names bound to originals are rebound
+    and one LatePatchWarning names each module and attribute that was, or
+    that still blocks; a C extension doing its own I/O (grpc, mysqlclient,
+    confluent_kafka, pylibmc) gives an UnpatchableWarning, now or when it
+    is imported later. With socket patched and ssl not (``ssl=False``), a
+    PatchWarning says that TLS blocks.
     """
     global _requested
     asked = {"socket": socket, "dns": dns, "ssl": ssl, "select": select,
@@ -269,3 +346,6 @@ def patch_all(socket=True, dns=True, ssl=True, select=True, selectors=True,
             _IMPLEMENTED[area]()
     if _requested["socket"]:
         _warn_ssl_not_patched(stacklevel=2)
+    from ptsevent.patch import _late
+
+    _late.after_patch_all(_warn, stacklevel=2)
