@@ -1,4 +1,5 @@
 #include "http/server.h"
+#include "http/cgi.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
