@@ -14,6 +14,14 @@ namespace ptsevent::http {
 
 Keys K;
 
+// wsgi.multithread is True: the app object is called again, for another
+// request, before an earlier call has returned (requests interleave at
+// every wait, in one OS thread), and per-thread state (threading.local
+// without ptsevent.patch) is shared between those concurrent requests: the
+// hazard the flag exists to announce. The built-in server and the gunicorn
+// worker (which runs it) both take it from here.
+constexpr bool kMultithread = true;
+
 namespace {
 
 struct Method {
@@ -247,7 +255,7 @@ PyObject* make_environ_template(Server* s) {
       PyDict_SetItem(d, K.wsgi_version, K.version_tuple) < 0 ||
       PyDict_SetItem(d, K.wsgi_url_scheme, s->url_scheme_.get()) < 0 ||
       PyDict_SetItem(d, K.wsgi_errors, s->errors_.get()) < 0 ||
-      PyDict_SetItem(d, K.wsgi_multithread, Py_False) < 0 ||
+      PyDict_SetItem(d, K.wsgi_multithread, kMultithread ? Py_True : Py_False) < 0 ||
       PyDict_SetItem(d, K.wsgi_multiprocess, s->options_.multiprocess ? Py_True : Py_False) < 0 ||
       PyDict_SetItem(d, K.wsgi_run_once, Py_False) < 0 ||
       PyDict_SetItem(d, K.wsgi_input_terminated, Py_True) < 0 ||
