@@ -545,6 +545,34 @@ int RequestParser::on_message_complete(llhttp_t* p) {
   return HPE_PAUSED;
 }
 
+// An error llhttp found (none of our checks did first): its status.
+void RequestParser::fail_llhttp(llhttp_errno_t err) noexcept {
+  switch (err) {
+    case HPE_INVALID_VERSION:
+      fail(505, "HTTP version not supported");
+      break;
+    case HPE_INVALID_METHOD:
+      fail(400, "invalid method");
+      break;
+    case HPE_INVALID_URL:
+      fail(400, "invalid request target");
+      break;
+    case HPE_INVALID_CONTENT_LENGTH:
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
+      fail(400, "invalid Content-Length");
+      break;
+    case HPE_INVALID_TRANSFER_ENCODING:
+      fail(400, "invalid Transfer-Encoding");
+      break;
+    case HPE_INVALID_CHUNK_SIZE:
+      fail(400, "invalid chunk size");
+      break;
+    default:
+      fail(400, llhttp_errno_name(err));
+      break;
+  }
+}
+
 RequestParser::Status RequestParser::feed(const char* data, size_t len,
                                           size_t* consumed, std::string* body) {
   *consumed = 0;
@@ -641,32 +669,7 @@ RequestParser::Status RequestParser::feed(const char* data, size_t len,
       }
     }
     body_ = nullptr;
-    if (error_status_ == 0) {
-      switch (err) {
-        case HPE_INVALID_VERSION:
-          fail(505, "HTTP version not supported");
-          break;
-        case HPE_INVALID_METHOD:
-          fail(400, "invalid method");
-          break;
-        case HPE_INVALID_URL:
-          fail(400, "invalid request target");
-          break;
-        case HPE_INVALID_CONTENT_LENGTH:
-        case HPE_UNEXPECTED_CONTENT_LENGTH:
-          fail(400, "invalid Content-Length");
-          break;
-        case HPE_INVALID_TRANSFER_ENCODING:
-          fail(400, "invalid Transfer-Encoding");
-          break;
-        case HPE_INVALID_CHUNK_SIZE:
-          fail(400, "invalid chunk size");
-          break;
-        default:
-          fail(400, llhttp_errno_name(err));
-          break;
-      }
-    }
+    if (error_status_ == 0) fail_llhttp(err);
     phase_ = Phase::kError;
     return Status::kError;
   }

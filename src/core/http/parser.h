@@ -106,6 +106,7 @@ class RequestParser {
     return std::string_view(head_.data() + off, len);
   }
   int fail(int status, const char* reason) noexcept;
+  void fail_llhttp(llhttp_errno_t err) noexcept;
   int append_span(Span span, const char* at, size_t len);
   int scan_head_bytes(const char* data, size_t len);
   int scan_chunk_size(const char* data, size_t len, size_t* scanned);
