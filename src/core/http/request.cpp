@@ -36,16 +36,12 @@ void callback_failed(PyObject* callback) {
   PyErr_WriteUnraisable(callback);
 }
 
-}  // namespace
-
 void log_error(Server* s, const char* message, PyObject* exc) {
   if (!s->log_error_ || s->log_error_.get() == Py_None) return;
   py::Ref r = py::Ref::steal(PyObject_CallFunction(s->log_error_.get(), "sO", message,
                                                    exc ? exc : Py_None));
   if (!r) callback_failed(s->log_error_.get());
 }
-
-namespace {
 
 void escape_into(std::string* out, std::string_view v) {
   static const char hex[] = "0123456789abcdef";

@@ -54,7 +54,4 @@ struct Request {
 extern PyObject* request_entry;
 int make_request_entry();
 
-// Reports an error to the server's log_error callable, if any (request.cpp).
-void log_error(Server* s, const char* message, PyObject* exc);
-
 }  // namespace ptsevent::http
