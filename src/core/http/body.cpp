@@ -41,9 +41,9 @@ int continue_if_expected(Connection* c, Request* req) {
 ssize_t recv_body(Connection* c, Request* req, char* buf, size_t cap) {
   for (;;) {
     if (!c->readable && !c->peer_closed && !c->unconfirmed) {
-      int w = wait_io(c, false, c->server->options_.body_timeout);
-      if (w < 0) return -1;
-      if (w == 1) {
+      Wait w = wait_io(c, false, c->server->options_.body_timeout);
+      if (w == Wait::kError) return -1;
+      if (w == Wait::kTimedOut) {
         req->client_gone = true;  // nothing sensible left to answer
         PyErr_SetString(PyExc_TimeoutError, "timed out reading the request body");
         return -1;

@@ -400,22 +400,20 @@ NextRequest after_app(Connection* c, AppOutcome outcome) {
 
 // ----------------------------------------------------- tasklet-side I/O
 
-// Waits for the connection to become readable or writable. 0 ready, 1 timed
-// out, -1 error (exception set: interrupted, or the server aborted it).
-int wait_io(Connection* c, bool write, double timeout) {
+Wait wait_io(Connection* c, bool write, double timeout) {
   if (c->aborted) {
     PyErr_SetString(PyExc_ConnectionAbortedError, "the server closed the connection");
-    return -1;
+    return Wait::kError;
   }
   // The app may hand wsgi.input or write() to another tasklet: whoever
   // calls waits, one at a time.
   if (c->waiter) {
     PyErr_SetString(PyExc_RuntimeError,
                     "another tasklet is already waiting on this connection");
-    return -1;
+    return Wait::kError;
   }
   Tasklet* t = c->hub->current();
-  if (!t) return -1;
+  if (!t) return Wait::kError;
   if (timeout > 0) arm_timer(c, timeout);
   (write ? c->waiting_write : c->waiting_read) = true;
   c->waiter = t;
@@ -425,13 +423,13 @@ int wait_io(Connection* c, bool write, double timeout) {
   bool timed_out = c->timed_out;
   c->timed_out = false;
   disarm_timer(c);
-  if (rc < 0) return -1;
+  if (rc < 0) return Wait::kError;
   if (c->aborted) {
     PyErr_SetString(PyExc_ConnectionAbortedError, "the server closed the connection");
-    return -1;
+    return Wait::kError;
   }
-  if (timed_out && !(write ? c->writable : c->readable)) return 1;
-  return 0;
+  if (timed_out && !(write ? c->writable : c->readable)) return Wait::kTimedOut;
+  return Wait::kReady;
 }
 
 // Writes every byte of iov (modified). -1 with an exception set.
@@ -446,9 +444,9 @@ int send_iov(Connection* c, struct iovec* iov, int cnt) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         c->writable = false;
-        int w = wait_io(c, true, c->server->options_.write_timeout);
-        if (w < 0) return -1;
-        if (w == 1) {
+        Wait w = wait_io(c, true, c->server->options_.write_timeout);
+        if (w == Wait::kError) return -1;
+        if (w == Wait::kTimedOut) {
           c->send_failed = true;
           PyErr_SetString(PyExc_TimeoutError, "timed out writing the response");
           return -1;

@@ -129,9 +129,13 @@ NextRequest after_app(Connection* c, AppOutcome outcome);
 // ------------------------------------------- tasklet-side I/O (the tasklet
 // that runs the app; they suspend it while the socket is not ready)
 
-// Waits for the connection to become readable or writable. 0 ready, 1 timed
-// out, -1 error (exception set: interrupted, or the server aborted it).
-int wait_io(Connection* c, bool write, double timeout);
+enum class Wait : uint8_t {
+  kReady,     // readable (or writable): try the call again
+  kTimedOut,  // the timeout passed and it is still not ready
+  kError,     // exception set: interrupted, or the server aborted it
+};
+// Waits for the connection to become readable or writable.
+Wait wait_io(Connection* c, bool write, double timeout);
 // Writes every byte of iov (modified), waiting up to write_timeout at a
 // time. -1 with an exception set.
 int send_iov(Connection* c, struct iovec* iov, int cnt);

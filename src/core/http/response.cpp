@@ -527,9 +527,9 @@ FileSent send_file(Connection* c, Request* req, FileWrapper* fw) {
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       c->writable = false;
-      int w = wait_io(c, true, c->server->options_.write_timeout);
-      if (w < 0) return FileSent::kError;
-      if (w == 1) {
+      Wait w = wait_io(c, true, c->server->options_.write_timeout);
+      if (w == Wait::kError) return FileSent::kError;
+      if (w == Wait::kTimedOut) {
         c->send_failed = true;
         PyErr_SetString(PyExc_TimeoutError, "timed out writing the response");
         return FileSent::kError;
