@@ -198,13 +198,19 @@ $(FUZZ_DIR)/parser.o: src/core/http/parser.cpp src/core/http/parser.h
 	  -fsanitize=fuzzer-no-link -DLLHTTP_STRICT_MODE=1 -Isrc/core -I$(LLHTTP_INC) \
 	  -c $< -o $@
 
-$(FUZZ_DIR)/request_fuzzer.o: fuzz/request_fuzzer.cpp src/core/http/parser.h
+$(FUZZ_DIR)/cgi.o: src/core/http/cgi.cpp src/core/http/cgi.h
+	@mkdir -p $(FUZZ_DIR)
+	clang++-14 -std=c++17 -Wall -Wextra -Werror $(FUZZ_SAN) \
+	  -fsanitize=fuzzer-no-link -Isrc/core -c $< -o $@
+
+$(FUZZ_DIR)/request_fuzzer.o: fuzz/request_fuzzer.cpp src/core/http/parser.h \
+    src/core/http/cgi.h
 	@mkdir -p $(FUZZ_DIR)
 	clang++-14 -std=c++17 -Wall -Wextra -Werror $(FUZZ_SAN) \
 	  -fsanitize=fuzzer-no-link -DLLHTTP_STRICT_MODE=1 -Isrc/core -I$(LLHTTP_INC) \
 	  -c $< -o $@
 
-$(FUZZ_BIN): $(FUZZ_DIR)/request_fuzzer.o $(FUZZ_DIR)/parser.o \
+$(FUZZ_BIN): $(FUZZ_DIR)/request_fuzzer.o $(FUZZ_DIR)/parser.o $(FUZZ_DIR)/cgi.o \
     $(FUZZ_DIR)/llhttp_llhttp.o $(FUZZ_DIR)/llhttp_api.o $(FUZZ_DIR)/llhttp_http.o
 	clang++-14 $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@
 

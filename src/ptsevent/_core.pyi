@@ -1,10 +1,13 @@
 """Type stubs for the C++ extension ptsevent._core."""
 
+from types import MappingProxyType
 from typing import Any, Callable
 
 _ExcArg = type[BaseException] | BaseException
 
 LIBEVENT_VERSION: str
+# HttpServer's tunable options (limits, timeouts) -> their defaults.
+HTTP_OPTIONS: MappingProxyType[str, int | float]
 _ASSERTS: bool
 
 class LoopExit(Exception): ...

@@ -40,21 +40,17 @@ RequestEntityTooLarge = _core.RequestEntityTooLarge
 log = logging.getLogger("ptsevent.wsgi")
 access_logger = logging.getLogger("ptsevent.wsgi.access")
 
-#: Limits and timeouts, with their defaults (keyword arguments of WSGIServer).
-DEFAULTS = {
-    "max_request_line": 8190,  # bytes: else 414
-    "max_header_line": 8190,  # bytes of one field: else 431
-    "max_header_block": 65536,  # bytes of the whole head: else 431
-    "max_headers": 100,  # fields: else 431
-    "max_body": 1 << 30,  # decoded body bytes: else 413
-    "max_trailer_block": 8192,  # bytes of trailer fields: else 431
-    "max_drain": 65536,  # unread body bytes drained to keep a connection
-    "header_timeout": 10.0,  # seconds from a head's first byte to its end
-    "body_timeout": 30.0,  # seconds per wait for body bytes
-    "keepalive_timeout": 30.0,  # seconds a connection may idle between requests
-    "write_timeout": 30.0,  # seconds per wait to write the response
-    "accept_backoff": 0.1,  # seconds without accept() after EMFILE/ENFILE
-}
+#: Limits and timeouts, with their defaults (keyword arguments of WSGIServer):
+#: a copy of ``_core.HTTP_OPTIONS``, the C++ server's own table, which also
+#: decides which of these names WSGIServer accepts. Sizes are in bytes (or
+#: fields), timeouts in seconds: ``max_request_line`` (414),
+#: ``max_header_line``, ``max_header_block``, ``max_headers`` (431),
+#: ``max_body`` (413), ``max_trailer_block``, ``max_drain`` (unread body bytes
+#: drained to keep a connection), ``header_timeout`` (first byte of a head to
+#: its end), ``body_timeout`` and ``write_timeout`` (each wait),
+#: ``keepalive_timeout`` (idle between requests), ``accept_backoff`` (no
+#: accept() after EMFILE/ENFILE).
+DEFAULTS = dict(_core.HTTP_OPTIONS)
 
 
 def _log_error(message, exc):
@@ -161,9 +157,6 @@ class WSGIServer:
             raise TypeError("application must be callable")
         if not isinstance(backlog, int) or isinstance(backlog, bool):
             raise TypeError("backlog must be an int")
-        unknown = set(limits) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         self.application = application
         self.socket, self._owns_socket = _listener(listener, backlog, reuse_port)
         # A socket file this server made is removed when it closes.

@@ -106,6 +106,7 @@ class RequestParser {
     return std::string_view(head_.data() + off, len);
   }
   int fail(int status, const char* reason) noexcept;
+  void fail_llhttp(llhttp_errno_t err) noexcept;
   int append_span(Span span, const char* at, size_t len);
   int scan_head_bytes(const char* data, size_t len);
   int scan_chunk_size(const char* data, size_t len, size_t* scanned);
@@ -176,21 +177,9 @@ class RequestParser {
   bool pause_trailers_ = false;
 };
 
-// Splits a request target into PATH_INFO (percent-decoded; the path of an
-// absolute-form target) and QUERY_STRING (raw). The asterisk-form gives
-// path "*". False for a malformed percent escape.
-bool split_target(std::string_view target, std::string* path,
-                  std::string_view* query);
-
 // The authority of an absolute-form target ("http://host:port/p" ->
 // "host:port"), or empty for any other form.
 std::string_view target_authority(std::string_view target);
-
-// The CGI name of a request header ("HTTP_" + upper case, '-' -> '_'), or
-// false when the name contains '_' (such fields are dropped: they could
-// otherwise impersonate the '-' spelling) or is Content-Type/-Length (they
-// have keys of their own).
-bool cgi_header_key(std::string_view name, std::string* key);
 
 // The reason phrase of a status code the server sends itself.
 const char* reason_phrase(int status) noexcept;
