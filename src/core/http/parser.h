@@ -1,8 +1,8 @@
 // RequestParser: one HTTP/1.x request stream of a server connection.
 //
 // llhttp (strict mode, no lenient flag) does the tokenising; this class adds
-// what llhttp 8.1 accepts but a server must not (see HTTP_CHECKLIST in the
-// tests): bare LF or CR in the head, obs-fold, HTTP versions other than 1.0
+// what llhttp 8.1 accepts but a server must not (see docs/http-checklist.md):
+// bare LF or CR in the head, obs-fold, HTTP versions other than 1.0
 // and 1.1, Transfer-Encoding on HTTP/1.0, a missing or repeated Host,
 // Content-Length or Transfer-Encoding in trailers, chunk sizes of more than
 // 16 digits, targets that do not fit the method; and the size limits (request
