@@ -466,15 +466,20 @@ def _serve(args, app, sock, limits, unblock, parent=None):
     try:
         server.serve_forever()
     finally:
+        # Stopped: a late signal (the parent passing one on, a service
+        # manager's) must not turn the exit into a death by signal. Blocked
+        # while the handlers give way to SIG_IGN: cancel() puts the previous
+        # disposition (SIG_DFL) back for a moment, and a signal landing
+        # then would kill the process; one left pending is discarded.
+        signums = {handler.signum for handler in handlers}
+        signal.pthread_sigmask(signal.SIG_BLOCK, signums)
         for handler in handlers:
             handler.cancel()
+            signal.signal(handler.signum, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)
         if watcher is not None:
             watcher.kill()
         server.close()
-        # Stopped: a late signal (the parent passing one on, a service
-        # manager's) must not turn the exit into a death by signal.
-        for handler in handlers:
-            signal.signal(handler.signum, signal.SIG_IGN)
     return 0
 
 
