@@ -7,7 +7,8 @@ or, for a whole program: ``python -m ptsevent.patch script.py args...`` or
 ``python -m ptsevent.patch -m module args...``.
 
 Each area has its own function (patch_socket, patch_dns, patch_ssl,
-patch_select, patch_selectors, patch_time, patch_os, patch_subprocess);
+patch_select, patch_selectors, patch_time, patch_os, patch_subprocess,
+patch_signal);
 each is idempotent and patching only grows: nothing is ever put back. Modules are
 changed in place where other modules hold on to their objects (selector
 classes, Popen), so that code which bound them at import (socketserver,
@@ -28,8 +29,8 @@ from ptsevent.patch._registry import replace as _replace
 
 __all__ = ["PatchWarning", "is_patched", "original", "patch_all",
            "patch_dns", "patch_os", "patch_select", "patch_selectors",
-           "patch_socket", "patch_ssl", "patch_subprocess", "patch_time",
-           "patched_names"]
+           "patch_signal", "patch_socket", "patch_ssl", "patch_subprocess",
+           "patch_time", "patched_names"]
 
 
 class PatchWarning(RuntimeWarning):
@@ -214,6 +215,25 @@ def patch_subprocess():
     _replace("subprocess", "_PopenSelector", PtseventSelector)
 
 
+def patch_signal():
+    """A handler given to signal.signal runs in a tasklet of its own, so it
+    may block cooperatively (sleep, socket I/O) without holding the other
+    tasklets; an exception it raises goes to the main tasklet.
+    signal.getsignal and signal.signal return the handler as given.
+    SIG_DFL, SIG_IGN and default_int_handler are installed as they are
+    (SIGINT still raises KeyboardInterrupt in the main tasklet).
+    signal.set_wakeup_fd chains the descriptor with the hub's own: it
+    receives the signal bytes, and the call returns the one set before.
+    Only handlers installed after patching run in tasklets."""
+    from ptsevent.patch import _signal
+
+    _replace("signal", "signal",
+             _signal.make_signal(original("signal", "signal")))
+    _replace("signal", "getsignal",
+             _signal.make_getsignal(original("signal", "getsignal")))
+    _replace("signal", "set_wakeup_fd", _signal.set_wakeup_fd)
+
+
 # -- everything --------------------------------------------------------------
 
 _AREAS = ("socket", "dns", "ssl", "select", "selectors", "time", "os",
@@ -227,6 +247,7 @@ _IMPLEMENTED = {
     "time": patch_time,
     "os": patch_os,
     "subprocess": patch_subprocess,
+    "signal": patch_signal,
 }
 _requested = None  # the union of what patch_all calls asked for
 
@@ -239,12 +260,12 @@ def patch_all(socket=True, dns=True, ssl=True, select=True, selectors=True,
     patches nothing back, and one asking for something different warns
     (PatchWarning) naming the difference.
 
-    This version patches socket, dns, ssl, select, selectors, time, os
-    and subprocess. ``thread``, ``queue`` and ``signal`` are accepted but
+    This version patches socket, dns, ssl, select, selectors, time, os,
+    subprocess and signal. ``thread`` and ``queue`` are accepted but
     not patched yet: threading.Thread still starts OS threads, and
     threading's and queue's locks block the whole thread (a tasklet that
     waits on one stalls the others of its thread until an OS thread
-    releases it); signal handlers run as the standard library runs them.
+    releases it).
     With socket patched and ssl not (``ssl=False``), a PatchWarning says
     that TLS blocks.
     """
