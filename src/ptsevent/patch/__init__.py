@@ -288,5 +288,11 @@ def patch_all(socket=True, dns=True, ssl=True, select=True, selectors=True,
     for area in _AREAS:
         if _requested[area] and area in _IMPLEMENTED:
             _IMPLEMENTED[area]()
+    if _requested["select"] and _requested["selectors"]:
+        # Database drivers that wait in C (psycopg, psycopg2) wait
+        # cooperatively through the patched select/poll.
+        from ptsevent.patch import _drivers
+
+        _drivers.patch_drivers()
     if _requested["socket"]:
         _warn_ssl_not_patched(stacklevel=2)
