@@ -2,6 +2,8 @@
 the hub's. Real signals (os.kill to the process itself and from a child);
 each test in an interpreter of its own (tests/_patched.py)."""
 
+import pytest
+
 from _patched import run_json
 
 
@@ -138,6 +140,7 @@ def test_a_wakeup_fd_set_before_the_hub_keeps_receiving():
     assert out == {"bytes": [10], "previous": True}
 
 
+@pytest.mark.sigint
 def test_sigint_and_a_handlers_exception_reach_the_main_tasklet():
     out = run_json("""
         import json, os, signal, sys, time
