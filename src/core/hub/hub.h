@@ -364,7 +364,8 @@ class Hub {
   bool sig_armed_ = false;
   bool signal_pending_ = false;
   int old_wakeup_fd_ = -1;
-  std::atomic<int> chained_wakeup_fd_{-1};  // written by Python, read by on_signal
+  // Written by Python (GIL), read by on_signal (no GIL).
+  std::atomic<int> chained_wakeup_fd_{-1};
 
   std::atomic<uint64_t> pub_passes_{0};
   std::atomic<double> pub_last_poll_{0};
