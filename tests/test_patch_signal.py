@@ -93,8 +93,8 @@ def test_a_user_wakeup_fd_gets_the_signal_bytes_and_the_hub_still_wakes():
 
 def test_set_wakeup_fd_checks_its_argument_as_the_standard_one_does():
     out = run_json("""
-        import json, os, signal, threading
-        import ptsevent.patch
+        import json, os, signal
+        import ptsevent, ptsevent.patch
         ptsevent.patch.patch_all()
         errors = {}
         r, w = os.pipe()
@@ -112,8 +112,9 @@ def test_set_wakeup_fd_checks_its_argument_as_the_standard_one_does():
                 signal.set_wakeup_fd(-1)
             except ValueError as e:
                 errors["thread"] = str(e)
-        t = threading.Thread(target=other)
-        t.start(); t.join()
+        # A real OS thread: under patch_all(), threading.Thread is a
+        # tasklet of the main thread.
+        ptsevent.run_in_thread(other)
         print(json.dumps(errors))
     """)
     assert out["blocking"] == f"the fd {out['blocking'].split()[2]} must be in non-blocking mode"
