@@ -228,9 +228,17 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
             raise
 
     def recv(self, buflen=1024, flags=0):
-        if self._sslobj is None or flags:
+        sslobj = self._sslobj
+        if sslobj is None or flags:
             return super().recv(buflen, flags)
-        return self.read(buflen)
+        # read(buflen) without its frame, in the common case.
+        try:
+            data = self._io.tls_read(sslobj, self._rlock, buflen)
+        except SSLError as exc:
+            if exc.args[0] == SSL_ERROR_EOF and self.suppress_ragged_eofs:
+                return b""
+            raise
+        return self.read(buflen) if data is NotImplemented else data
 
     def write(self, data):
         """Write data to the TLS channel; returns the number of bytes."""
@@ -252,7 +260,8 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
 
     def sendall(self, data, flags=0):
         """Send all of data; no other tasklet's data is interleaved."""
-        if self._sslobj is None or flags:
+        sslobj = self._sslobj
+        if sslobj is None or flags:
             return super().sendall(data, flags)
         # One SSL_write takes the whole buffer (the socket does not enable
         # partial writes) and write() holds the writers' lock until it is
@@ -261,8 +270,9 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
             with memoryview(data) as view, view.cast("B") as byte_view:
                 if byte_view.nbytes:
                     self.write(byte_view)
-        elif data:
-            self.write(data)
+        elif data and self._io.tls_write(sslobj, self._wlock,
+                                         data) is NotImplemented:
+            self.write(data)  # non-blocking, or another writer
 
     def unwrap(self):
         """Shut TLS down and return the socket, usable in the clear.
