@@ -2,6 +2,8 @@
 
 #include <poll.h>
 
+#include "hub/lock.h"
+
 namespace ptsevent::io {
 
 namespace {
@@ -52,6 +54,7 @@ int init_names() {
 
 // lock.acquire(False): 1 taken, 0 held elsewhere, -1 error.
 int try_acquire(PyObject* lock) {
+  if (Py_IS_TYPE(lock, hub::LockType)) return hub::lock_try_acquire(lock);
   PyObject* args[] = {lock, Py_False};
   PyObject* got = PyObject_VectorcallMethod(names.acquire, args, 2, nullptr);
   if (!got) return -1;
@@ -65,7 +68,9 @@ int try_acquire(PyObject* lock) {
 int release(PyObject* lock) {
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
-  PyObject* done = PyObject_VectorcallMethod(names.release, &lock, 1, nullptr);
+  PyObject* done = Py_IS_TYPE(lock, hub::LockType)
+                       ? hub::lock_release(lock)
+                       : PyObject_VectorcallMethod(names.release, &lock, 1, nullptr);
   if (!done) {
     Py_XDECREF(type);
     Py_XDECREF(value);
