@@ -151,8 +151,8 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
         return self
 
     # -- the OpenSSL calls, waiting on SSLWantRead/WriteError -----------------
-    # The common case, a call that needs no wait, costs one Python frame:
-    # read() and write() try it themselves with their direction's lock.
+    # read() and write() run in the IoHandle's tls_read()/tls_write() (C++,
+    # the same loop) unless non-blocking or their lock is busy.
 
     def _ssl_call(self, call, args, lock, message, timeout=False):
         """call(*args) until it stops asking to wait, with lock (if any)
@@ -170,17 +170,15 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
         finally:
             lock.release()
 
-    def _ssl_loop(self, call, args, message, timeout, want=None):
-        """The retry loop; want: the Want error the caller's own first try
-        raised, to wait on before calling again."""
+    def _ssl_loop(self, call, args, message, timeout):
+        """The retry loop."""
         io = self._io
         deadline = False  # set at the first wait
         while True:
-            if want is None:
-                try:
-                    return call(*args)
-                except (SSLWantReadError, SSLWantWriteError) as exc:
-                    want = exc
+            try:
+                return call(*args)
+            except (SSLWantReadError, SSLWantWriteError) as exc:
+                want = exc
             if timeout == 0.0:
                 raise want
             if isinstance(want, SSLWantReadError):
@@ -189,7 +187,7 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
             else:
                 wait = io.wait_write
                 timed_out = message or _WRITE_TIMED_OUT
-            want = None
+            want = None  # its traceback holds this frame: no cycle
             if deadline is False:
                 deadline = None if timeout is None else _monotonic() + timeout
             try:
@@ -214,47 +212,46 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
         sslobj = self._sslobj
         if sslobj is None:
             raise ValueError("Read on closed or unwrapped SSL socket.")
-        args = (len,) if buffer is None else (len, buffer)
-        lock = self._rlock
         try:
-            if not lock.acquire(False):  # another reader is waiting
-                return self._ssl_call(sslobj.read, args, lock,
+            # The common case in one C++ call: the readers' lock, a wait
+            # first when nothing is buffered on either side of OpenSSL, the
+            # read, the waits it asks for.
+            data = self._io.tls_read(sslobj, self._rlock, len, buffer)
+            if data is NotImplemented:  # non-blocking, or another reader
+                args = (len,) if buffer is None else (len, buffer)
+                data = self._ssl_call(sslobj.read, args, self._rlock,
                                       _READ_TIMED_OUT)
-            try:
-                return sslobj.read(*args)
-            except (SSLWantReadError, SSLWantWriteError) as want:
-                return self._ssl_loop(sslobj.read, args, _READ_TIMED_OUT,
-                                      self._ptimeout, want)
-            finally:
-                lock.release()
+            return data
         except SSLError as exc:
             if exc.args[0] == SSL_ERROR_EOF and self.suppress_ragged_eofs:
                 return b"" if buffer is None else 0
             raise
 
     def recv(self, buflen=1024, flags=0):
-        if self._sslobj is None or flags:
+        sslobj = self._sslobj
+        if sslobj is None or flags:
             return super().recv(buflen, flags)
-        return self.read(buflen)
+        # read(buflen) without its frame, in the common case.
+        try:
+            data = self._io.tls_read(sslobj, self._rlock, buflen)
+        except SSLError as exc:
+            if exc.args[0] == SSL_ERROR_EOF and self.suppress_ragged_eofs:
+                return b""
+            raise
+        return self.read(buflen) if data is NotImplemented else data
 
     def write(self, data):
         """Write data to the TLS channel; returns the number of bytes."""
         sslobj = self._sslobj
         if sslobj is None:
             raise ValueError("Write on closed or unwrapped SSL socket.")
-        lock = self._wlock
-        if not lock.acquire(False):  # another writer is waiting
-            return self._ssl_call(sslobj.write, (data,), lock,
-                                  _WRITE_TIMED_OUT)
-        try:
-            return sslobj.write(data)
-        except (SSLWantReadError, SSLWantWriteError) as want:
-            # OpenSSL keeps what it could not send: the same call again,
-            # before any other writer's, finishes it.
-            return self._ssl_loop(sslobj.write, (data,), _WRITE_TIMED_OUT,
-                                  self._ptimeout, want)
-        finally:
-            lock.release()
+        # As read(). After a Want error OpenSSL keeps what it could not
+        # send: the same call again, before any other writer's, finishes it.
+        n = self._io.tls_write(sslobj, self._wlock, data)
+        if n is NotImplemented:  # non-blocking, or another writer
+            n = self._ssl_call(sslobj.write, (data,), self._wlock,
+                               _WRITE_TIMED_OUT)
+        return n
 
     def send(self, data, flags=0):
         if self._sslobj is None or flags:
@@ -263,7 +260,8 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
 
     def sendall(self, data, flags=0):
         """Send all of data; no other tasklet's data is interleaved."""
-        if self._sslobj is None or flags:
+        sslobj = self._sslobj
+        if sslobj is None or flags:
             return super().sendall(data, flags)
         # One SSL_write takes the whole buffer (the socket does not enable
         # partial writes) and write() holds the writers' lock until it is
@@ -272,8 +270,9 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
             with memoryview(data) as view, view.cast("B") as byte_view:
                 if byte_view.nbytes:
                     self.write(byte_view)
-        elif data:
-            self.write(data)
+        elif data and self._io.tls_write(sslobj, self._wlock,
+                                         data) is NotImplemented:
+            self.write(data)  # non-blocking, or another writer
 
     def unwrap(self):
         """Shut TLS down and return the socket, usable in the clear.

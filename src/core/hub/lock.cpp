@@ -176,6 +176,21 @@ PyObject* Lock_exit(Lock* l, PyObject* const*, Py_ssize_t) {
   return Lock_release(l, nullptr);
 }
 
+}  // namespace
+
+bool lock_try_acquire(PyObject* lock) noexcept {
+  Lock* l = reinterpret_cast<Lock*>(lock);
+  if (l->locked_) return false;
+  l->locked_ = true;
+  return true;
+}
+
+PyObject* lock_release(PyObject* lock) {
+  return Lock_release(reinterpret_cast<Lock*>(lock), nullptr);
+}
+
+namespace {
+
 // In the owner hub, after a release from another thread.
 PyObject* Lock_dispatch(Lock* l, PyObject*) {
   l->w_.posted = false;

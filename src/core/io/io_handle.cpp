@@ -14,6 +14,7 @@
 
 #include "hub/tasklet.h"
 #include "py/heap_type.h"
+#include "io/tls_calls.h"
 
 namespace ptsevent::io {
 
@@ -551,6 +552,14 @@ static PyMethodDef IoHandle_methods[] = {
     {"wait_read", METH(IoHandle_wait_read), METH_FASTCALL,
      "wait_read($self, timeout=None, /)\n--\n\n"
      "wait_read(timeout=None): wait until readable; TimeoutError."},
+    {"tls_read", METH(IoHandle_tls_read), METH_FASTCALL,
+     "tls_read($self, sslobj, lock, len, buffer=None, /)\n--\n\n"
+     "sslobj.read(len[, buffer]) with lock held, waiting while it raises "
+     "SSLWantReadError/SSLWantWriteError, within the handle's timeout; "
+     "NotImplemented when non-blocking or the lock is held elsewhere."},
+    {"tls_write", METH(IoHandle_tls_write), METH_FASTCALL,
+     "tls_write($self, sslobj, lock, data, /)\n--\n\n"
+     "sslobj.write(data) as tls_read() reads."},
     {"wait_write", METH(IoHandle_wait_write), METH_FASTCALL,
      "wait_write($self, timeout=None, /)\n--\n\n"
      "wait_write(timeout=None): wait until writable; TimeoutError."},

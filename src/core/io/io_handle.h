@@ -60,6 +60,10 @@ struct IoHandle {
   bool unconfirmed_;
   bool read_ready_;
   bool write_ready_;
+  // tls_read() (tls_calls.cpp): the last read filled the caller's buffer or
+  // a whole TLS record without waiting, so the peer is likely streaming:
+  // the next read is tried at once, without checking for data first.
+  bool tls_streaming_;
   bool closed_;
   // The tasklets waiting to read / to write: circular lists linked
   // through Tasklet::io_wait_prev_/next_ (null when empty), in arrival order.

@@ -1,0 +1,176 @@
+"""ptsevent.ssl's read and write path: what a reader relies on whichever
+way a read goes (data already decrypted, data in the socket, nothing yet,
+a stream of full records, the end of the stream, a reset), and that a
+tasklet stopped while it waits leaves the connection usable by others.
+
+Real TLS over a connected pair of ptsevent sockets, certificates from
+trustme (the conftest's contexts).
+"""
+
+import socket as stdsocket
+import struct
+import time
+
+import pytest
+
+import ptsevent
+import ptsevent.socket as psocket
+
+pytest.importorskip("trustme")
+
+RECORD = 16 * 1024  # the most plaintext one TLS record carries
+
+
+@pytest.fixture
+def pair(server_ctx, client_ctx):
+    """(server, client): two handshaken ptsevent SSLSockets, connected."""
+    a, b = psocket.socketpair()
+    server_side = ptsevent.spawn(server_ctx.wrap_socket, b, server_side=True)
+    client = client_ctx.wrap_socket(a, server_hostname="localhost")
+    server = server_side.get()
+    yield server, client
+    client.close()
+    server.close()
+
+
+def test_a_record_read_in_small_pieces_comes_whole_without_waiting(pair):
+    server, client = pair
+    message = bytes(range(256)) * 4
+    client.sendall(message)
+    server.settimeout(5)
+    got = []
+    start = time.monotonic()
+    while len(b"".join(got)) < len(message):
+        got.append(server.recv(10))
+    assert b"".join(got) == message
+    assert all(len(piece) == 10 for piece in got[:-1])
+    assert time.monotonic() - start < 1.0
+
+
+def test_a_stream_of_full_records_arrives_in_order_then_reads_wait(pair):
+    server, client = pair
+    message = b"".join(struct.pack("!I", i) for i in range(256 * 1024))  # 1 MiB
+    sender = ptsevent.spawn(client.sendall, message)
+    got = bytearray()
+    while len(got) < len(message):
+        piece = server.recv(65536)
+        assert piece
+        got += piece
+    sender.get()
+    assert bytes(got) == message
+    # Nothing more in flight: the next read waits for the peer, within the
+    # socket's timeout, with the standard message.
+    server.settimeout(0.3)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="^The read operation timed out$"):
+        server.recv(65536)
+    assert 0.25 < time.monotonic() - start < 1.5
+    # And the connection is still good in both directions.
+    server.settimeout(5)
+    client.sendall(b"after")
+    assert server.recv(100) == b"after"
+    server.sendall(b"reply")
+    assert client.recv(100) == b"reply"
+
+
+def test_a_full_record_read_then_a_message_that_comes_later(pair):
+    server, client = pair
+    server.settimeout(5)
+
+    def later():
+        ptsevent.sleep(0.2)
+        client.sendall(b"late")
+
+    client.sendall(b"r" * RECORD)
+    assert server.recv(RECORD) == b"r" * RECORD
+    sender = ptsevent.spawn(later)
+    assert server.recv(RECORD) == b"late"
+    sender.get()
+
+
+def test_read_into_a_buffer_and_recv_into(pair):
+    server, client = pair
+    server.settimeout(5)
+    client.sendall(b"0123456789" * 100)
+    buf = bytearray(400)
+    assert server.read(400, buf) == 400
+    assert bytes(buf) == b"0123456789" * 40
+    view = memoryview(bytearray(1000))
+    n = server.recv_into(view)
+    assert bytes(view[:n]) == (b"0123456789" * 100)[400:400 + n]
+    assert n == 600
+
+
+@pytest.mark.parametrize("how", ["close_notify", "close"])
+def test_data_then_the_peers_end_reads_data_then_end_of_stream(pair, how):
+    server, client = pair
+    server.settimeout(5)
+    client.sendall(b"last words")
+    if how == "close_notify":  # unwrap() waits for the answer: in a tasklet
+        closing = ptsevent.spawn(client.unwrap)
+    else:  # no close_notify: a ragged end, suppressed by default
+        client.close()
+    assert server.recv(100) == b"last words"
+    assert server.recv(100) == b""
+    if how == "close_notify":
+        server.unwrap()
+        closing.get().close()
+    assert server.recv(100) == b""
+
+
+def test_a_reset_wakes_a_waiting_reader_at_once(pair):
+    server, client = pair
+    server.settimeout(5)
+    client.sendall(b"x")
+    assert server.recv(10) == b"x"
+
+    def reset():
+        ptsevent.sleep(0.1)
+        client.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_LINGER,
+                          struct.pack("ii", 1, 0))
+        client.close()
+
+    resetter = ptsevent.spawn(reset)
+    start = time.monotonic()
+    try:
+        got = server.recv(10)
+    except OSError:  # ECONNRESET, or an SSL error, as the stdlib would raise
+        got = None
+    assert got in (None, b"")
+    assert time.monotonic() - start < 2.0
+    resetter.get()
+
+
+def test_a_reader_killed_while_waiting_leaves_the_connection_to_others(pair):
+    server, client = pair
+    server.settimeout(5)
+    waiting = ptsevent.spawn(server.recv, 100)
+    ptsevent.sleep(0.05)
+    assert not waiting.dead
+    waiting.kill()
+    assert waiting.dead
+    client.sendall(b"for the next reader")
+    assert server.recv(100) == b"for the next reader"
+
+
+def test_a_reader_timed_out_leaves_the_connection_to_others(pair):
+    server, client = pair
+    server.settimeout(0.1)
+    with pytest.raises(TimeoutError):
+        server.recv(100)
+    server.settimeout(5)
+    with ptsevent.Timeout(0.1, exception=False):
+        server.recv(100)
+    client.sendall(b"still readable")
+    assert server.recv(100) == b"still readable"
+
+
+def test_two_readers_share_what_arrives(pair):
+    server, client = pair
+    server.settimeout(5)
+    readers = [ptsevent.spawn(server.recv, 5) for _ in range(2)]
+    ptsevent.sleep(0.05)
+    client.sendall(b"first")
+    ptsevent.sleep(0.05)
+    client.sendall(b"secnd")
+    assert sorted(r.get() for r in readers) == [b"first", b"secnd"]
