@@ -171,8 +171,11 @@ def test_200_concurrent_handshakes_while_a_ticker_keeps_its_schedule(
     # handshake steps (each well under a millisecond of OpenSSL work), never
     # behind whole handshakes. (A handshake that blocked the thread would
     # never end: its peer runs in this thread.)
+    # Under AddressSanitizer (the build with the core's asserts on) every
+    # step runs several times slower.
+    limit = 2.0 if ptsevent._core._ASSERTS else 0.5
     assert len(gaps) >= 1
-    assert max(gaps) < 0.5, max(gaps)
+    assert max(gaps) < limit, max(gaps)
 
 
 def test_silent_client_is_cut_off_at_its_timeout_while_100_others_are_served(
