@@ -73,12 +73,32 @@ def select(rlist, wlist, xlist, timeout=None):
         for obj in objs:
             fd = _fd(obj)
             masks[fd] = masks.get(fd, 0) | bit
-    ready = dict(_core.poll_fds(list(masks.items()), timeout))
+    ready = dict(_poll_yielding(list(masks.items()), timeout))
     if any(rev & POLLNVAL for rev in ready.values()):
         raise OSError(_errno.EBADF, _os.strerror(_errno.EBADF))
     return ([o for o in lists[0] if ready.get(_fd(o), 0) & _READ],
             [o for o in lists[1] if ready.get(_fd(o), 0) & _WRITE],
             [o for o in lists[2] if ready.get(_fd(o), 0) & POLLPRI])
+
+
+def _poll_yielding(fds, timeout):
+    """poll_fds, but a call that finds descriptors ready at once (or that
+    was asked not to wait) first lets the other tasklets run and the hub
+    poll: a loop of select() calls that always find something ready (an
+    asyncore server whose socket is always writable, a loop over
+    select(..., 0)) would otherwise never give the hub a turn, and every
+    other tasklet of the thread, waiting for I/O, would wait forever. A
+    standard select() in an OS thread gives the other threads their turn
+    as it drops the GIL. The readiness returned is the one seen after
+    that turn, so it is not stale."""
+    ready = _core.poll_fds(fds, 0)
+    if not ready and timeout != 0:
+        return _core.poll_fds(fds, timeout)
+    _core.sleep(0)
+    ready = _core.poll_fds(fds, 0)
+    if ready or timeout == 0:
+        return ready
+    return _core.poll_fds(fds, timeout)
 
 
 class poll:
@@ -107,7 +127,7 @@ class poll:
                 raise TypeError("timeout must be an integer or None")
             timeout = float(timeout)
             timeout = None if timeout < 0 else timeout / 1000.0
-        return _core.poll_fds(list(self._fds.items()), timeout)
+        return _poll_yielding(list(self._fds.items()), timeout)
 
     @staticmethod
     def _mask(eventmask):
@@ -169,7 +189,14 @@ class epoll:
                 timeout = None
         ready = self._ep.poll(0, maxevents)  # validates maxevents, closed
         if ready or timeout == 0:
-            return ready
+            # As _poll_yielding: a loop over ready descriptors lets the
+            # other tasklets run and the hub poll between its calls.
+            _core.sleep(0)
+            if self._ep.closed:
+                return []
+            ready = self._ep.poll(0, maxevents)
+            if ready or timeout == 0:
+                return ready
         deadline = None if timeout is None else _monotonic() + timeout
         while True:
             left = None if deadline is None else deadline - _monotonic()
