@@ -270,9 +270,10 @@ def patch_thread():
     _replace("threading", "Thread._set_ident", _thread.thread_set_ident)
     _replace("threading", "_make_invoke_excepthook",
              _thread.make_invoke_excepthook(threading._make_invoke_excepthook))
-    current_thread = _thread._make_current_thread(threading)
-    _replace("threading", "current_thread", current_thread)
-    _replace("threading", "currentThread", current_thread)
+    # The standard currentThread() warns that it is deprecated, then calls
+    # the module's current_thread(): this one, so it is left alone.
+    _replace("threading", "current_thread",
+             _thread._make_current_thread(threading))
 
 
 def patch_queue():
