@@ -69,3 +69,22 @@ def test_busy_select_loop_lets_an_io_waiter_wake(call, timeout):
     finally:
         for s in (a, b, w, _peer):
             s.close()
+
+
+def test_select_calls_fileno_once_each_and_stops_where_a_list_ends(pipe):
+    # As the standard select: fileno() once per object, and a fileno()
+    # that shortens the list ends the walk there.
+    r, w = pipe
+    calls = []
+    objs = []
+
+    class F:
+        def fileno(self):
+            calls.append(1)
+            del objs[-1]
+            return w
+
+    objs[:] = [F() for _ in range(10)]
+    first_five = objs[:5]
+    assert psel.select([], objs, [], 5) == ([], first_five, [])
+    assert len(calls) == 5

@@ -22,6 +22,7 @@ from select import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT,  # noqa: F401
 from ptsevent import _core
 
 __all__ = ["select", "poll", "epoll", "error", "PtseventSelector",
+           "PtseventPollSelector",
            "DefaultSelector",
            "POLLIN", "POLLOUT", "POLLPRI", "POLLERR", "POLLHUP", "POLLNVAL"]
 
@@ -67,18 +68,32 @@ def _timeout_seconds(timeout):
 def select(rlist, wlist, xlist, timeout=None):
     """Wait until descriptors are ready, as select.select, cooperatively."""
     timeout = _timeout_seconds(timeout)
-    lists = [list(rlist), list(wlist), list(xlist)]
+    lists = [_with_fds(rlist), _with_fds(wlist), _with_fds(xlist)]
     masks = {}
-    for objs, bit in zip(lists, (POLLIN, POLLOUT, POLLPRI)):
-        for obj in objs:
-            fd = _fd(obj)
+    for pairs, bit in zip(lists, (POLLIN, POLLOUT, POLLPRI)):
+        for _obj, fd in pairs:
             masks[fd] = masks.get(fd, 0) | bit
     ready = dict(_poll_yielding(list(masks.items()), timeout))
     if any(rev & POLLNVAL for rev in ready.values()):
         raise OSError(_errno.EBADF, _os.strerror(_errno.EBADF))
-    return ([o for o in lists[0] if ready.get(_fd(o), 0) & _READ],
-            [o for o in lists[1] if ready.get(_fd(o), 0) & _WRITE],
-            [o for o in lists[2] if ready.get(_fd(o), 0) & POLLPRI])
+    return ([o for o, fd in lists[0] if ready.get(fd, 0) & _READ],
+            [o for o, fd in lists[1] if ready.get(fd, 0) & _WRITE],
+            [o for o, fd in lists[2] if ready.get(fd, 0) & POLLPRI])
+
+
+def _with_fds(objs):
+    """[(obj, fd)], each fileno() called once, as the standard select does:
+    a list is walked while its length allows, so a fileno() that shortens
+    it ends the walk there."""
+    if not isinstance(objs, list):
+        objs = list(objs)
+    pairs = []
+    i = 0
+    while i < len(objs):
+        obj = objs[i]
+        pairs.append((obj, _fd(obj)))
+        i += 1
+    return pairs
 
 
 def _poll_yielding(fds, timeout):
@@ -263,6 +278,15 @@ class PtseventSelector(_selectors.EpollSelector):
 
 
 DefaultSelector = PtseventSelector
+
+
+class PtseventPollSelector(_selectors.PollSelector):
+    """The standard PollSelector over the cooperative poll: like the
+    standard one it accepts any descriptor (a regular file is always
+    ready; epoll refuses those), and it sees the descriptors registered
+    when select() starts."""
+
+    _selector_cls = poll
 
 # What the standard module also exports, unchanged.
 PIPE_BUF = _select.PIPE_BUF

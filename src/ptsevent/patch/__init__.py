@@ -218,13 +218,14 @@ def patch_subprocess():
     check_output(). 50 tasklets each running ``subprocess.run(["sleep",
     "0.2"])`` finish in about 0.2 s."""
     from ptsevent.patch import _subprocess
-    from ptsevent.select import PtseventSelector
+    from ptsevent.select import PtseventPollSelector
 
     _replace("subprocess", "Popen._wait", _subprocess._wait)
     _replace("subprocess", "Popen.communicate", _subprocess.communicate)
     # communicate()'s selector loop, cooperative whether or not the
-    # selectors module is patched.
-    _replace("subprocess", "_PopenSelector", PtseventSelector)
+    # selectors module is patched; poll-based as the standard one is, so
+    # any descriptor a stream gives (even a regular file's) is accepted.
+    _replace("subprocess", "_PopenSelector", PtseventPollSelector)
 
 
 _THREAD_NAMES = ("start_new_thread", "start_new", "allocate_lock", "allocate",
