@@ -229,7 +229,7 @@ def patch_subprocess():
 
 
 _THREAD_NAMES = ("start_new_thread", "start_new", "allocate_lock", "allocate",
-                 "get_ident", "_set_sentinel")
+                 "get_ident", "_set_sentinel", "_count")
 
 
 def patch_thread():
