@@ -9,7 +9,7 @@ ASAN_PY := $(ASAN_VENV)/bin/python
 # What building and running need; what only the tests and benchmarks need
 # (a DNS server, a load generator) is installed by `make test` / `make bench`.
 DEB_PACKAGES := libevent-dev node-llhttp pkg-config g++ cmake
-TEST_DEB_PACKAGES := dnsmasq wrk
+TEST_DEB_PACKAGES := dnsmasq wrk redis-server
 BUILD_DEPS := "scikit-build-core>=0.10" "nanobind>=2.4" "greenlet>=3" ninja
 SOURCES := $(shell find src CMakeLists.txt pyproject.toml -type f \
              -not -path '*/__pycache__/*' 2>/dev/null)
@@ -203,13 +203,19 @@ $(FUZZ_DIR)/parser.o: src/core/http/parser.cpp src/core/http/parser.h
 	  -fsanitize=fuzzer-no-link -DLLHTTP_STRICT_MODE=1 -Isrc/core -I$(LLHTTP_INC) \
 	  -c $< -o $@
 
-$(FUZZ_DIR)/request_fuzzer.o: fuzz/request_fuzzer.cpp src/core/http/parser.h
+$(FUZZ_DIR)/cgi.o: src/core/http/cgi.cpp src/core/http/cgi.h
+	@mkdir -p $(FUZZ_DIR)
+	clang++-14 -std=c++17 -Wall -Wextra -Werror $(FUZZ_SAN) \
+	  -fsanitize=fuzzer-no-link -Isrc/core -c $< -o $@
+
+$(FUZZ_DIR)/request_fuzzer.o: fuzz/request_fuzzer.cpp src/core/http/parser.h \
+    src/core/http/cgi.h
 	@mkdir -p $(FUZZ_DIR)
 	clang++-14 -std=c++17 -Wall -Wextra -Werror $(FUZZ_SAN) \
 	  -fsanitize=fuzzer-no-link -DLLHTTP_STRICT_MODE=1 -Isrc/core -I$(LLHTTP_INC) \
 	  -c $< -o $@
 
-$(FUZZ_BIN): $(FUZZ_DIR)/request_fuzzer.o $(FUZZ_DIR)/parser.o \
+$(FUZZ_BIN): $(FUZZ_DIR)/request_fuzzer.o $(FUZZ_DIR)/parser.o $(FUZZ_DIR)/cgi.o \
     $(FUZZ_DIR)/llhttp_llhttp.o $(FUZZ_DIR)/llhttp_api.o $(FUZZ_DIR)/llhttp_http.o
 	clang++-14 $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@
 

@@ -48,6 +48,7 @@
 #include <string_view>
 #include <vector>
 
+#include "http/cgi.h"
 #include "http/parser.h"
 
 namespace {

@@ -56,7 +56,7 @@ def test_is_patched_and_original_follow_each_replacement():
     assert out["socket"] == [True, True, "ptsevent.socket"]
     assert out["popen"] == [True, True, True]
     assert out["epoll"] == [True, True, True, True]
-    assert out["stage2"] == [False] * 5
+    assert out["stage2"] == [False, False, True, False, False]
     assert out["names"] >= 20
 
 

@@ -63,7 +63,7 @@ def test_environ_has_every_pep3333_key_with_the_request_values(serve_app, connec
         assert hasattr(env["wsgi.input"], method), method
     for method in ("write", "writelines", "flush"):
         assert hasattr(env["wsgi.errors"], method), method
-    assert env["wsgi.multithread"] is False
+    assert env["wsgi.multithread"] is True
     assert env["wsgi.multiprocess"] is False
     assert env["wsgi.run_once"] is False
     assert env["wsgi.input_terminated"] is True

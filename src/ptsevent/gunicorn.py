@@ -10,6 +10,14 @@ map as follows: ``timeout`` (the worker heartbeat), ``graceful_timeout``
 ``limit_request_fields`` (request line, header line, header count),
 ``max_requests`` (the worker restarts after that many requests).
 
+The worker calls ``ptsevent.patch.patch_all()`` when it starts, before it
+loads the app (the standard library and the libraries the app imports
+become cooperative); ``PTSEVENT_NO_PATCH=1`` in the environment switches
+that off. With ``--preload`` the app is imported in the arbiter, before
+any worker patches: patch at the top of the app module instead. An app
+call that holds the hub longer than ``PTSEVENT_BLOCKED_WARNING`` seconds
+(default 1.0, 0: off) logs one warning per route.
+
 HTTPS is not served by this worker yet: with ``--certfile``/``--keyfile``
 gunicorn stops at start with an error instead of serving plain HTTP on what
 it announces as an https:// address. Terminate TLS in front of gunicorn.
@@ -48,6 +56,12 @@ class Worker(_BaseWorker):
 
             self.log.error("%s", _NO_TLS)
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
+        from ptsevent.patch._serving import patch_for_serving
+
+        # Before gunicorn installs its signal handlers and wake-up fd (they
+        # then run in a tasklet / are chained with the hub's) and before
+        # it loads the app.
+        patch_for_serving()
         super().init_process()
 
     def init_signals(self):

@@ -28,7 +28,7 @@ import stat
 import sys
 from _thread import get_ident as _get_ident
 
-from . import _core
+from . import _core, _watchdog
 from ._core import getcurrent, sleep
 
 __all__ = ["WSGIServer", "serve", "FileWrapper", "RequestEntityTooLarge", "DEFAULTS"]
@@ -40,21 +40,17 @@ RequestEntityTooLarge = _core.RequestEntityTooLarge
 log = logging.getLogger("ptsevent.wsgi")
 access_logger = logging.getLogger("ptsevent.wsgi.access")
 
-#: Limits and timeouts, with their defaults (keyword arguments of WSGIServer).
-DEFAULTS = {
-    "max_request_line": 8190,  # bytes: else 414
-    "max_header_line": 8190,  # bytes of one field: else 431
-    "max_header_block": 65536,  # bytes of the whole head: else 431
-    "max_headers": 100,  # fields: else 431
-    "max_body": 1 << 30,  # decoded body bytes: else 413
-    "max_trailer_block": 8192,  # bytes of trailer fields: else 431
-    "max_drain": 65536,  # unread body bytes drained to keep a connection
-    "header_timeout": 10.0,  # seconds from a head's first byte to its end
-    "body_timeout": 30.0,  # seconds per wait for body bytes
-    "keepalive_timeout": 30.0,  # seconds a connection may idle between requests
-    "write_timeout": 30.0,  # seconds per wait to write the response
-    "accept_backoff": 0.1,  # seconds without accept() after EMFILE/ENFILE
-}
+#: Limits and timeouts, with their defaults (keyword arguments of WSGIServer):
+#: a copy of ``_core.HTTP_OPTIONS``, the C++ server's own table, which also
+#: decides which of these names WSGIServer accepts. Sizes are in bytes (or
+#: fields), timeouts in seconds: ``max_request_line`` (414),
+#: ``max_header_line``, ``max_header_block``, ``max_headers`` (431),
+#: ``max_body`` (413), ``max_trailer_block``, ``max_drain`` (unread body bytes
+#: drained to keep a connection), ``header_timeout`` (first byte of a head to
+#: its end), ``body_timeout`` and ``write_timeout`` (each wait),
+#: ``keepalive_timeout`` (idle between requests), ``accept_backoff`` (no
+#: accept() after EMFILE/ENFILE).
+DEFAULTS = dict(_core.HTTP_OPTIONS)
 
 
 def _log_error(message, exc):
@@ -151,19 +147,26 @@ class WSGIServer:
     ``access_log`` (a callable given one line per request, ``True`` for the
     ``ptsevent.wsgi.access`` logger, default off), ``error_log`` (a callable
     ``(message, exception)``; default: the ``ptsevent.wsgi`` logger),
-    ``server_name``, ``url_scheme``, ``multiprocess``.
+    ``server_name``, ``url_scheme``, ``multiprocess``, ``blocked_warning``
+    (seconds: an app call that holds the hub longer logs one warning per
+    route naming the blocking line; 0 disables; default 1.0 or
+    ``PTSEVENT_BLOCKED_WARNING``).
     """
 
     def __init__(self, listener, application, *, backlog=1024, reuse_port=False,
                  defer_accept=0, access_log=None, error_log=None, server_name=None,
-                 url_scheme="http", multiprocess=False, **limits):
+                 url_scheme="http", multiprocess=False, blocked_warning=None,
+                 **limits):
         if not callable(application):
             raise TypeError("application must be callable")
+        if blocked_warning is None:
+            blocked_warning = _watchdog.default_threshold()
+        elif not blocked_warning >= 0:
+            raise ValueError("blocked_warning must be a number of seconds >= 0")
+        self._blocked_warning = blocked_warning
+        self._watch = None
         if not isinstance(backlog, int) or isinstance(backlog, bool):
             raise TypeError("backlog must be an int")
-        unknown = set(limits) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         self.application = application
         self.socket, self._owns_socket = _listener(listener, backlog, reuse_port)
         # A socket file this server made is removed when it closes.
@@ -211,6 +214,8 @@ class WSGIServer:
             raise RuntimeError("the server is already started")
         self._core.start()
         self._started = True
+        self._watch = _watchdog.attach(self.application, self._blocked_warning,
+                                       self._thread)
 
     def serve_forever(self):
         """Starts (if needed) and waits until :meth:`stop` or :meth:`close`."""
@@ -256,6 +261,8 @@ class WSGIServer:
         if self._thread != _get_ident():
             return self._in_owner(self.close)
         self._closed = True
+        watch, self._watch = self._watch, None
+        _watchdog.detach(watch)
         if self._started:
             self._core.close()
         self._close_listener()
@@ -447,7 +454,8 @@ def _serve(args, app, sock, limits, unblock, parent=None):
 
     server = WSGIServer(sock, app, defer_accept=args.defer_accept,
                         access_log=True if args.access_log else None,
-                        multiprocess=args.workers > 1, **limits)
+                        multiprocess=args.workers > 1,
+                        blocked_warning=args.blocked_warning, **limits)
     server._owns_socket = True  # this process's listener: closed on stop
     received = set()
 
@@ -473,15 +481,20 @@ def _serve(args, app, sock, limits, unblock, parent=None):
     try:
         server.serve_forever()
     finally:
+        # Stopped: a late signal (the parent passing one on, a service
+        # manager's) must not turn the exit into a death by signal. Blocked
+        # while the handlers give way to SIG_IGN: cancel() puts the previous
+        # disposition (SIG_DFL) back for a moment, and a signal landing
+        # then would kill the process; one left pending is discarded.
+        signums = {handler.signum for handler in handlers}
+        signal.pthread_sigmask(signal.SIG_BLOCK, signums)
         for handler in handlers:
             handler.cancel()
+            signal.signal(handler.signum, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)
         if watcher is not None:
             watcher.kill()
         server.close()
-        # Stopped: a late signal (the parent passing one on, a service
-        # manager's) must not turn the exit into a death by signal.
-        for handler in handlers:
-            signal.signal(handler.signum, signal.SIG_IGN)
     return 0
 
 
@@ -640,12 +653,24 @@ def main(argv=None):
     parser.add_argument("--defer-accept", type=_seconds_int, default=0,
                         metavar="SECONDS",
                         help="TCP_DEFER_ACCEPT seconds (0: off)")
+    parser.add_argument("--no-patch", action="store_true",
+                        help="do not call ptsevent.patch.patch_all() before loading "
+                             "the app (also: PTSEVENT_NO_PATCH=1)")
+    parser.add_argument("--blocked-warning", type=_seconds, default=None,
+                        metavar="SECONDS",
+                        help="warn once per route when an app call holds the hub "
+                             "longer (default 1.0 or PTSEVENT_BLOCKED_WARNING; 0: off)")
     for name, value in DEFAULTS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=_positive(type(value)),
                             default=value, metavar="N",
                             help="default %(default)s (WSGIServer's " + name + ")")
     args = parser.parse_args(argv)
     limits = {name: getattr(args, name) for name in DEFAULTS}
+    from .patch._serving import patch_for_serving
+
+    # Before the app's modules are imported: what they bind at import
+    # (from socket import socket, selector classes) is cooperative then.
+    patch_for_serving(args.no_patch)
     try:
         app = _load(args.app)
         _configure_logging()

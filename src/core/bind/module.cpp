@@ -62,6 +62,11 @@ NB_MODULE(_core, m) {
       !http::RequestEntityTooLarge)
     throw nb::python_error();
   m.attr("RequestEntityTooLarge") = nb::handle(http::RequestEntityTooLarge);
+  // The tunable options of HttpServer and their defaults (read-only): the
+  // one source ptsevent.wsgi.DEFAULTS and the command line read.
+  PyObject* options = http::option_defaults();
+  if (!options) throw nb::python_error();
+  m.attr("HTTP_OPTIONS") = nb::steal(options);
   m.attr("LoopExit") = nb::handle(hub::LoopExit);
   m.attr("BlockingSwitchOutError") = nb::handle(hub::BlockingSwitchOutError);
   m.attr("TaskletExit") = nb::handle(py::greenlet::exit_exception());

@@ -1,8 +1,8 @@
 // RequestParser: one HTTP/1.x request stream of a server connection.
 //
 // llhttp (strict mode, no lenient flag) does the tokenising; this class adds
-// what llhttp 8.1 accepts but a server must not (see HTTP_CHECKLIST in the
-// tests): bare LF or CR in the head, obs-fold, HTTP versions other than 1.0
+// what llhttp 8.1 accepts but a server must not (see docs/http-checklist.md):
+// bare LF or CR in the head, obs-fold, HTTP versions other than 1.0
 // and 1.1, Transfer-Encoding on HTTP/1.0, a missing or repeated Host,
 // Content-Length or Transfer-Encoding in trailers, chunk sizes of more than
 // 16 digits, targets that do not fit the method; and the size limits (request
@@ -106,6 +106,7 @@ class RequestParser {
     return std::string_view(head_.data() + off, len);
   }
   int fail(int status, const char* reason) noexcept;
+  void fail_llhttp(llhttp_errno_t err) noexcept;
   int append_span(Span span, const char* at, size_t len);
   int scan_head_bytes(const char* data, size_t len);
   int scan_chunk_size(const char* data, size_t len, size_t* scanned);
@@ -176,21 +177,9 @@ class RequestParser {
   bool pause_trailers_ = false;
 };
 
-// Splits a request target into PATH_INFO (percent-decoded; the path of an
-// absolute-form target) and QUERY_STRING (raw). The asterisk-form gives
-// path "*". False for a malformed percent escape.
-bool split_target(std::string_view target, std::string* path,
-                  std::string_view* query);
-
 // The authority of an absolute-form target ("http://host:port/p" ->
 // "host:port"), or empty for any other form.
 std::string_view target_authority(std::string_view target);
-
-// The CGI name of a request header ("HTTP_" + upper case, '-' -> '_'), or
-// false when the name contains '_' (such fields are dropped: they could
-// otherwise impersonate the '-' spelling) or is Content-Type/-Length (they
-// have keys of their own).
-bool cgi_header_key(std::string_view name, std::string* key);
 
 // The reason phrase of a status code the server sends itself.
 const char* reason_phrase(int status) noexcept;

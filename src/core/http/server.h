@@ -1,21 +1,15 @@
-// The HTTP/1.1 WSGI server (`_core.HttpServer`).
+// The HTTP/1.1 WSGI server (`_core.HttpServer`): the listening socket, the
+// connections it accepted, and the type's methods (server.cpp).
 //
-// Connections are C++ objects, not tasklets. An idle keep-alive connection
-// is a Connection with one persistent edge-triggered libevent event and a
-// timer: its reads land in a per-thread scratch buffer, and only bytes that
-// belong to a request not yet complete are kept. When a request head is
-// complete the server binds a tasklet (a pooled greenlet) to the connection
-// for as long as the application runs; the tasklet answers pipelined
-// requests already received, then the connection goes back to idle and the
-// tasklet ends.
+// A request goes through one file per phase: accept (server.cpp), the
+// connection's state machine and socket I/O (connection.cpp, through the
+// seam of transport.h), the request tasklet that calls the app
+// (request.cpp), the environ (environ.cpp, cgi.cpp), the request body and
+// wsgi.input (body.cpp), start_response and the response framing
+// (response.cpp). Options: options.cpp.
 //
-// libevent callbacks run without the GIL: they only set flags, wake the
-// connection's tasklet, or queue the connection on the hub's deferred list
-// (Hub::defer), whose entries the hub runs with the GIL after the poll.
-//
-// Ownership: the server owns its connections. A connection whose app is
-// running is also referenced by its tasklet; closing it then only shuts the
-// socket down and marks it, and the tasklet frees it when it ends.
+// Ownership: the server owns its connections, and each connection holds a
+// reference to the server. While accepting, the server holds one to itself.
 #pragma once
 
 #include <Python.h>
@@ -26,73 +20,13 @@
 #include <string>
 #include <vector>
 
+#include "http/connection.h"
+#include "http/options.h"
 #include "http/parser.h"
 #include "hub/hub.h"
 #include "py/ref.h"
 
 namespace ptsevent::http {
-
-struct Server;
-
-struct Options {
-  Limits limits;
-  double header_timeout = 10.0;     // first byte of a head -> complete head
-  double body_timeout = 30.0;       // each wait for request body bytes
-  double keepalive_timeout = 30.0;  // idle between requests
-  double write_timeout = 30.0;      // each wait to write the response
-  size_t max_drain = 65536;         // unread body bytes drained for keep-alive
-  double accept_backoff = 0.1;      // pause after EMFILE/ENFILE
-  bool multiprocess = false;
-};
-
-struct Connection {
-  enum class State : uint8_t {
-    kIdle,    // between requests: no tasklet
-    kHead,    // part of a head received: no tasklet
-    kApp,     // a tasklet owns the connection
-    kLinger,  // an error response sent: draining input until EOF, then close
-  };
-
-  Server* server;
-  hub::Hub* hub;
-  int fd;
-  struct event ev;
-  struct event timer;
-  // A libevent callback argument (hub/event_owner.h): allocated with new,
-  // its events deleted before it is.
-  static constexpr bool kEventOwner = true;
-  RequestParser parser;
-  std::string in;    // received bytes not yet given to the parser
-  std::string body;  // decoded body bytes not yet read by the app
-  size_t body_off = 0;
-  hub::Tasklet* tasklet = nullptr;  // while kApp (the hub holds it)
-  hub::Tasklet* waiter = nullptr;   // the tasklet inside wait_io, if any
-  Connection* prev = nullptr;
-  Connection* next = nullptr;
-  struct sockaddr_storage* peer = nullptr;  // allocated only for non-IPv4
-  uint32_t peer4 = 0;                        // IPv4 address (network order)
-  uint16_t peer_port = 0;                    // host order
-  State state = State::kIdle;
-  bool readable = true;  // not known to be drained (edge-triggered)
-  bool writable = true;
-  bool peer_closed = false;
-  // A short read cleared `readable`, but the same edge may also have carried
-  // a reset (libevent reports EPOLLHUP/EPOLLERR as READ|WRITE, without
-  // EV_CLOSED): read once more before waiting, unless a send succeeded
-  // since (a send fails on a reset connection).
-  bool unconfirmed = false;
-  bool timed_out = false;
-  bool deferred = false;
-  bool waiting_read = false;
-  bool waiting_write = false;
-  bool timer_armed = false;
-  bool registered = false;
-  bool aborted = false;  // closed by the server (stop) while the app ran
-  bool send_failed = false;  // the client reset, or stopped reading
-
-  Connection(Server* s, hub::Hub* h, int fd, const Limits* limits)
-      : server(s), hub(h), fd(fd), parser(limits) {}
-};
 
 struct ServerOwner : hub::Hub::NativeOwner {
   Server* server = nullptr;
@@ -150,5 +84,12 @@ extern PyObject* RequestEntityTooLarge;
 PyTypeObject* make_server_type();
 PyTypeObject* file_wrapper_type();
 extern PyTypeObject* ServerType;
+
+// A connection's request tasklet is done with the app (server.cpp): the
+// last one to end wakes the tasklets waiting in wait_drained().
+void app_done(Server* s);
+
+// A Python int as a descriptor (int range), or -1 with an exception.
+int as_int(PyObject* o);
 
 }  // namespace ptsevent::http

@@ -233,7 +233,9 @@ int Hub::open_wakeups() {
   sig_wfd_ = fds[1];
   if (set_nonblock_cloexec(sig_rfd_) < 0 || set_nonblock_cloexec(sig_wfd_) < 0)
     return PyErr_SetFromErrno(PyExc_OSError), -1;
-  py::Ref signal_mod = py::Ref::steal(PyImport_ImportModule("signal"));
+  // _signal's own set_wakeup_fd: signal.set_wakeup_fd may be ptsevent's
+  // (patched), which chains a user's fd behind this one.
+  py::Ref signal_mod = py::Ref::steal(PyImport_ImportModule("_signal"));
   if (!signal_mod) return -1;
   py::Ref kw = py::Ref::steal(Py_BuildValue("{s:O}", "warn_on_full_buffer",
                                             Py_False));
@@ -252,6 +254,8 @@ int Hub::open_wakeups() {
     return 0;
   }
   old_wakeup_fd_ = static_cast<int>(PyLong_AsLong(old.get()));
+  // A wake-up fd set before the hub existed still receives the signals.
+  chained_wakeup_fd_.store(old_wakeup_fd_, std::memory_order_relaxed);
   assign_event(&sig_ev_, base(), sig_rfd_, EV_READ | EV_PERSIST, on_signal,
                this);
   if (event_add(&sig_ev_, nullptr) < 0) {
@@ -531,10 +535,16 @@ int Hub::poll() {
   pass_runs_ = 0;
   if (ready_.empty()) {
     ++blocking_polls_;
+    pub_polling_.store(true, std::memory_order_relaxed);
     // Block: release the GIL for the whole poll. Callbacks run inside
     // event_base_loop and touch no Python object.
     Py_BEGIN_ALLOW_THREADS rc = event_base_loop(base(), EVLOOP_ONCE);
     Py_END_ALLOW_THREADS
+    // The poll's end is a turn: published before polling_ clears, so a
+    // watchdog never sees "not polling" with the time of an older poll.
+    last_poll_ = monotonic_seconds();
+    publish_turn();
+    pub_polling_.store(false, std::memory_order_relaxed);
   } else {
     // ONCE as well: with NONBLOCK alone, libevent keeps looping for as long
     // as callbacks ran in the previous iteration.
@@ -546,6 +556,7 @@ int Hub::poll() {
   }
   process_after_poll();
   last_poll_ = monotonic_seconds();
+  publish_turn();
   return 0;
 }
 
@@ -609,11 +620,31 @@ int Hub::check_signals() {
 }
 
 void Hub::on_signal(evutil_socket_t fd, short, void* arg) {
-  // Drain here, so the persistent event does not stay active.
+  Hub* hub = static_cast<Hub*>(arg);
+  // Drain here, so the persistent event does not stay active; the bytes
+  // (signal numbers) go on to a chained wake-up fd, as CPython would have
+  // written them there. It is non-blocking (set_wakeup_fd checks): when
+  // full, bytes are dropped, as CPython drops them.
   char buf[256];
-  while (read(fd, buf, sizeof buf) > 0) {
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) {
+    int chained = hub->chained_wakeup_fd_.load(std::memory_order_relaxed);
+    if (chained >= 0) {
+      ssize_t w = write(chained, buf, static_cast<size_t>(n));
+      (void)w;
+    }
   }
-  static_cast<Hub*>(arg)->signal_pending_ = true;
+  hub->signal_pending_ = true;
+}
+
+bool Hub::turns_of(unsigned long thread, Turns* out) noexcept {
+  std::lock_guard<std::mutex> lock(hubs_mu);  // the hub cannot go away
+  for (Hub* hub : all_hubs) {
+    if (hub->thread_ident_ != thread || hub->closed_) continue;
+    *out = hub->turns();
+    return true;
+  }
+  return false;
 }
 
 // ---------------------------------------------------- cross-thread posting
@@ -802,10 +833,13 @@ void Hub::shutdown_current() {
   hub->main_.reset();
   hub->adopted_.reset();
   if (hub->main_thread_) {
-    py::Ref signal_mod = py::Ref::steal(PyImport_ImportModule("signal"));
+    // What user code set last (through the patched set_wakeup_fd, or
+    // before the hub) is CPython's own wake-up fd again.
+    py::Ref signal_mod = py::Ref::steal(PyImport_ImportModule("_signal"));
     if (signal_mod) {
       py::Ref r = py::Ref::steal(PyObject_CallMethod(
-          signal_mod.get(), "set_wakeup_fd", "i", hub->old_wakeup_fd_));
+          signal_mod.get(), "set_wakeup_fd", "i",
+          hub->chained_wakeup_fd_.load(std::memory_order_relaxed)));
     }
     PyErr_Clear();
   }
@@ -845,8 +879,10 @@ int Hub::reinit_after_fork() {
   // Keep the descriptor that was installed before the first hub, not the
   // parent's (now replaced) signal pipe.
   int original = hub->old_wakeup_fd_;
+  int chained = hub->chained_wakeup_fd_.load(std::memory_order_relaxed);
   int rc = hub->open_wakeups();
   hub->old_wakeup_fd_ = original;
+  hub->chained_wakeup_fd_.store(chained, std::memory_order_relaxed);
   if (rc < 0) return rc;
   // An owner may go away while it handles this (and leave the list).
   std::vector<NativeOwner*> owners = hub->owners_;

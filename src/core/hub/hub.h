@@ -223,6 +223,32 @@ class Hub {
                          PyObject* args = nullptr);
   unsigned long thread_ident() const noexcept { return thread_ident_; }
 
+  // "Has the hub turned": what a watchdog on another OS thread reads to
+  // tell a hub that a tasklet holds (an unpatched blocking call, a long
+  // computation) from one that waits for events. Published once per poll
+  // (relaxed atomics: a few stores per poll, nothing per switch).
+  struct Turns {
+    uint64_t passes;    // polls so far
+    double last_poll;   // monotonic seconds at the end of the latest poll
+    bool polling;       // in a blocking poll now: idle, not held
+  };
+  Turns turns() const noexcept {
+    return {pub_passes_.load(std::memory_order_relaxed),
+            pub_last_poll_.load(std::memory_order_relaxed),
+            pub_polling_.load(std::memory_order_relaxed)};
+  }
+  // The turns of the hub of OS thread `thread`; false when it has none.
+  static bool turns_of(unsigned long thread, Turns* out) noexcept;
+
+  // Signals: the wake-up fd that user code set through the patched
+  // signal.set_wakeup_fd (or that was set before the hub took the real
+  // one). The hub forwards the signal bytes it drains to it; -1 for none.
+  // Returns the previous one.
+  bool handles_signals() const noexcept { return sig_armed_; }
+  int chain_wakeup_fd(int fd) noexcept {
+    return chained_wakeup_fd_.exchange(fd, std::memory_order_relaxed);
+  }
+
   // Tasklet bookkeeping (tasklet.cpp).
   void add_live(Tasklet* t);
   void remove_live(Tasklet* t);
@@ -338,6 +364,16 @@ class Hub {
   bool sig_armed_ = false;
   bool signal_pending_ = false;
   int old_wakeup_fd_ = -1;
+  // Written by Python (GIL), read by on_signal (no GIL).
+  std::atomic<int> chained_wakeup_fd_{-1};
+
+  std::atomic<uint64_t> pub_passes_{0};
+  std::atomic<double> pub_last_poll_{0};
+  std::atomic<bool> pub_polling_{false};
+  void publish_turn() noexcept {
+    pub_last_poll_.store(last_poll_, std::memory_order_relaxed);
+    pub_passes_.store(polls_, std::memory_order_relaxed);
+  }
 
   uint64_t serial_ = 0;
   uint64_t polls_ = 0;         // event_base_loop calls

@@ -548,6 +548,54 @@ static PyObject* fn_add_signal_handlers(PyObject*, PyObject* n) {
   Py_RETURN_NONE;
 }
 
+static PyObject* turns_tuple(const Hub::Turns& t) {
+  return Py_BuildValue("(KdO)", static_cast<unsigned long long>(t.passes),
+                       t.last_poll, t.polling ? Py_True : Py_False);
+}
+
+static PyObject* fn_hub_turns(PyObject*, PyObject* const* args,
+                              Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"thread"};
+  PyObject* thread = Py_None;
+  if (parse_args("hub_turns", args, nargs, kwnames, names, 1, &thread) < 0)
+    return nullptr;
+  Hub::Turns t;
+  if (thread == Py_None) {
+    Hub* hub = Hub::peek();
+    if (!hub) Py_RETURN_NONE;
+    return turns_tuple(hub->turns());
+  }
+  unsigned long ident = PyLong_AsUnsignedLong(thread);
+  if (ident == static_cast<unsigned long>(-1) && PyErr_Occurred())
+    return nullptr;
+  bool found;
+  // The lookup takes a mutex that a hub's thread holds only briefly.
+  Py_BEGIN_ALLOW_THREADS found = Hub::turns_of(ident, &t);
+  Py_END_ALLOW_THREADS
+  if (!found) Py_RETURN_NONE;
+  return turns_tuple(t);
+}
+
+static PyObject* fn_chain_wakeup_fd(PyObject*, PyObject* fd_obj) {
+  long v = PyLong_AsLong(fd_obj);
+  if (v == -1 && PyErr_Occurred()) return nullptr;
+  if (v < -1 || v > INT_MAX) {
+    PyErr_SetString(PyExc_ValueError, "invalid file descriptor");
+    return nullptr;
+  }
+  int fd = static_cast<int>(v);
+  // Checked first: Hub::get() would make a hub for this thread.
+  Hub* hub = _PyOS_IsMainThread() ? Hub::get() : nullptr;
+  if (!hub && PyErr_Occurred()) return nullptr;
+  if (!hub || !hub->handles_signals()) {
+    PyErr_SetString(PyExc_ValueError,
+                    "set_wakeup_fd only works in main thread of the main "
+                    "interpreter");
+    return nullptr;
+  }
+  return PyLong_FromLong(hub->chain_wakeup_fd(fd));
+}
+
 #if PTSEVENT_ASSERTS
 // _assign_event_on_stack(): hands libevent a callback argument on the C
 // stack, of a type that is otherwise a valid owner, which PTSEVENT_ASSERT
@@ -608,6 +656,17 @@ PyMethodDef tasklet_functions[] = {
      "_set_error_handler(fn, /)\n--\n\n"},
     {"_add_signal_handlers", FASTCALL_KW(fn_add_signal_handlers), METH_O,
      "_add_signal_handlers(n, /)\n--\n\n"},
+    {"hub_turns", FASTCALL_KW(fn_hub_turns), METH_FASTCALL | METH_KEYWORDS,
+     "hub_turns(thread=None)\n--\n\n"
+     "hub_turns(thread=None) -> (passes, last_poll, polling) or None: how "
+     "far the hub of this thread (or of the OS thread whose ident is given) "
+     "has turned. passes counts its polls, last_poll is the time.monotonic() "
+     "at the end of the latest one, polling is True while it waits for "
+     "events. A hub that is not polling and whose last_poll is old is held "
+     "by a tasklet. None when that thread has no hub. Any thread may ask."},
+    {"_chain_wakeup_fd", FASTCALL_KW(fn_chain_wakeup_fd), METH_O,
+     "_chain_wakeup_fd(fd, /)\n--\n\n"
+     "The hub forwards signal bytes to fd (-1: none); returns the previous."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace ptsevent::hub

@@ -8,11 +8,12 @@ or, for a whole program: ``python -m ptsevent.patch script.py args...`` or
 
 Each area has its own function (patch_socket, patch_dns, patch_ssl,
 patch_select, patch_selectors, patch_time, patch_os, patch_thread,
-patch_queue, patch_subprocess); each is idempotent and patching only
-grows: nothing is ever put back. Modules are changed in place where other
-modules hold on to their objects (selector classes, Popen, Queue,
-threading.Thread), so that code which bound them at import (socketserver,
-subprocess, multiprocessing.connection, urllib3) becomes cooperative too.
+patch_queue, patch_subprocess, patch_signal); each is idempotent and
+patching only grows: nothing is ever put back. Modules are changed in place
+where other modules hold on to their objects (selector classes, Popen,
+Queue, threading.Thread), so that code which bound them at import
+(socketserver, subprocess, multiprocessing.connection, urllib3) becomes
+cooperative too.
 
 `is_patched(module, name)` says whether a name was replaced, and
 `original(module, name)` gives what was there before (``original("time",
@@ -29,7 +30,7 @@ from ptsevent.patch._registry import replace as _replace
 
 __all__ = ["PatchWarning", "is_patched", "original", "patch_all",
            "LatePatchWarning", "patch_dns", "patch_os", "patch_queue",
-           "patch_select", "patch_selectors", "patch_thread",
+           "patch_select", "patch_selectors", "patch_signal", "patch_thread",
            "patch_socket", "patch_ssl", "patch_subprocess", "patch_time",
            "patched_names", "UnpatchableWarning"]
 
@@ -290,6 +291,25 @@ def patch_queue():
     _replace("queue", "SimpleQueue", _queue.SimpleQueue)
 
 
+def patch_signal():
+    """A handler given to signal.signal runs in a tasklet of its own, so it
+    may block cooperatively (sleep, socket I/O) without holding the other
+    tasklets; an exception it raises goes to the main tasklet.
+    signal.getsignal and signal.signal return the handler as given.
+    SIG_DFL, SIG_IGN and default_int_handler are installed as they are
+    (SIGINT still raises KeyboardInterrupt in the main tasklet).
+    signal.set_wakeup_fd chains the descriptor with the hub's own: it
+    receives the signal bytes, and the call returns the one set before.
+    Only handlers installed after patching run in tasklets."""
+    from ptsevent.patch import _signal
+
+    _replace("signal", "signal",
+             _signal.make_signal(original("signal", "signal")))
+    _replace("signal", "getsignal",
+             _signal.make_getsignal(original("signal", "getsignal")))
+    _replace("signal", "set_wakeup_fd", _signal.set_wakeup_fd)
+
+
 # -- everything --------------------------------------------------------------
 
 _AREAS = ("socket", "dns", "ssl", "select", "selectors", "time", "os",
@@ -305,6 +325,7 @@ _IMPLEMENTED = {
     "subprocess": patch_subprocess,
     "thread": patch_thread,
     "queue": patch_queue,
+    "signal": patch_signal,
 }
 _requested = None  # the union of what patch_all calls asked for
 
@@ -318,14 +339,14 @@ def patch_all(socket=True, dns=True, ssl=True, select=True, selectors=True,
     (PatchWarning) naming the difference.
 
     This version patches socket, dns, ssl, select, selectors, time, os,
-    thread, queue and subprocess; ``signal`` is accepted but not patched
-    yet. Once patched, every loaded module is checked for what was there
-    first (see ptsevent.patch._late): names bound to originals are rebound
-    and one LatePatchWarning names each module and attribute that was, or
-    that still blocks; a C extension doing its own I/O (grpc, mysqlclient,
-    confluent_kafka, pylibmc) gives an UnpatchableWarning, now or when it
-    is imported later. With socket patched and ssl not (``ssl=False``), a
-    PatchWarning says that TLS blocks.
+    thread, queue, subprocess and signal. Once patched, every loaded module
+    is checked for what was there first (see ptsevent.patch._late): names
+    bound to originals are rebound and one LatePatchWarning names each
+    module and attribute that was, or that still blocks; a C extension
+    doing its own I/O (grpc, mysqlclient, confluent_kafka, pylibmc) gives
+    an UnpatchableWarning, now or when it is imported later. With socket
+    patched and ssl not (``ssl=False``), a PatchWarning says that TLS
+    blocks.
     """
     global _requested
     asked = {"socket": socket, "dns": dns, "ssl": ssl, "select": select,
@@ -346,6 +367,12 @@ def patch_all(socket=True, dns=True, ssl=True, select=True, selectors=True,
     for area in _AREAS:
         if _requested[area] and area in _IMPLEMENTED:
             _IMPLEMENTED[area]()
+    if _requested["select"] and _requested["selectors"]:
+        # Database drivers that wait in C (psycopg, psycopg2) wait
+        # cooperatively through the patched select/poll.
+        from ptsevent.patch import _drivers
+
+        _drivers.patch_drivers()
     if _requested["socket"]:
         _warn_ssl_not_patched(stacklevel=2)
     from ptsevent.patch import _late
