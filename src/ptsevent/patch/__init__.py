@@ -300,7 +300,12 @@ def patch_signal():
     (SIGINT still raises KeyboardInterrupt in the main tasklet).
     signal.set_wakeup_fd chains the descriptor with the hub's own: it
     receives the signal bytes, and the call returns the one set before.
-    Only handlers installed after patching run in tasklets."""
+    Only handlers installed after patching run in tasklets.
+    signal.pause() suspends the calling tasklet until a handler has run;
+    signal.raise_signal() and _thread.interrupt_main() let the handler's
+    tasklet run before they return, as the standard ones run the handler."""
+    import _thread
+
     from ptsevent.patch import _signal
 
     _replace("signal", "signal",
@@ -308,6 +313,11 @@ def patch_signal():
     _replace("signal", "getsignal",
              _signal.make_getsignal(original("signal", "getsignal")))
     _replace("signal", "set_wakeup_fd", _signal.set_wakeup_fd)
+    _replace("signal", "pause", _signal.pause)
+    _replace("signal", "raise_signal", _signal.make_then_run_handlers(
+        original("signal", "raise_signal"), "signal"))
+    _replace("_thread", "interrupt_main", _signal.make_then_run_handlers(
+        original("_thread", "interrupt_main"), "_thread"))
 
 
 # -- everything --------------------------------------------------------------
