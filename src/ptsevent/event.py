@@ -13,11 +13,11 @@ wake it, gets ``LoopExit`` as with any other wait: give it a timeout.
 """
 
 import threading as _threading
-from _thread import get_ident as _get_ident
 from time import monotonic as _monotonic
 
 from ptsevent import _core
 from ptsevent.locks import _adopt
+from ptsevent.patch._registry import os_thread_ident as _get_ident
 
 __all__ = ["Event", "AsyncResult", "call_threadsafe"]
 

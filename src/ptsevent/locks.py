@@ -18,9 +18,9 @@ once and the owning hub hands it on to its oldest waiter soon after.
 """
 
 import time as _time_mod
-from _thread import get_ident as _get_ident
 
 from ptsevent import _core
+from ptsevent.patch._registry import os_thread_ident as _get_ident
 
 __all__ = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition"]
 

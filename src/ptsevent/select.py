@@ -14,12 +14,12 @@ import errno as _errno
 import os as _os
 import select as _select
 import selectors as _selectors
-from _thread import get_ident as _get_ident
 from time import monotonic as _monotonic
 from select import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT,  # noqa: F401
                     POLLPRI, POLLRDNORM, POLLWRNORM, error)
 
 from ptsevent import _core
+from ptsevent.patch._registry import os_thread_ident as _get_ident
 
 __all__ = ["select", "poll", "epoll", "error", "PtseventSelector",
            "PtseventPollSelector",

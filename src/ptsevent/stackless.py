@@ -102,11 +102,7 @@ import greenlet as _greenlet
 
 from ptsevent import _core
 from ptsevent._core import BlockingSwitchOutError, LoopExit, TaskletExit
-from ptsevent.patch._registry import original as _original
-
-# The OS thread's identifier, also when this module is imported after
-# ptsevent.patch made _thread.get_ident per tasklet.
-_get_ident = _original("_thread", "get_ident")
+from ptsevent.patch._registry import os_thread_ident as _get_ident
 
 __all__ = [
     "LoopExit",

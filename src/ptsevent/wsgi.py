@@ -26,10 +26,10 @@ import signal
 import socket as _stdsocket
 import stat
 import sys
-from _thread import get_ident as _get_ident
 
 from . import _core, _watchdog
 from ._core import getcurrent, sleep
+from ptsevent.patch._registry import os_thread_ident as _get_ident
 
 __all__ = ["WSGIServer", "serve", "FileWrapper", "RequestEntityTooLarge", "DEFAULTS"]
 

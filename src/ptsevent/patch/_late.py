@@ -136,7 +136,11 @@ def scan():
                     if isinstance(v, type) and not set(ks) & _HARMLESS]
     lines = []
     for modname, module in list(sys.modules.items()):
-        if module is None or _skip(modname, patched_modules):
+        # A module run as __main__ (python -m ptsevent.wsgi) is known by
+        # its spec's name.
+        spec = getattr(module, "__spec__", None) if module is not None else None
+        if module is None or _skip(getattr(spec, "name", None) or modname,
+                                   patched_modules):
             continue
         quiet = _stdlib(modname)
         try:

@@ -9,6 +9,10 @@ before patching change with it).
 """
 
 import importlib
+# The OS thread's identifier for ptsevent's own modules, whenever they are
+# imported: patch_thread makes _thread.get_ident per tasklet, and this
+# module is imported before any patching (patching goes through it).
+from _thread import get_ident as os_thread_ident  # noqa: F401
 
 _ABSENT = object()
 
