@@ -74,7 +74,12 @@ test: setup $(ASAN_VENV)/.built
 # build only, each against an unpatched baseline run of the same interpreter
 # (python -m ptsevent.testing.stdlib --help). Debian splits the interpreter's
 # `test` package off into libpythonX.Y-testsuite.
-STDLIB_MODULES ?= test_ssl
+# The longest first, so that two at a time end together.
+STDLIB_MODULES ?= test_socket test_ssl test_signal test_subprocess \
+  test_threading test_selectors test_ftplib test_httpservers \
+  test_urllib2_localnet test_smtplib test_asyncore test_select \
+  test_context test_httplib test_socketserver test_smtpd test_wsgiref \
+  test_timeout
 STDLIB_TIMEOUT ?= 600
 
 stdlib-debs:

@@ -118,8 +118,8 @@ def test_regression_beyond_baseline_exits_nonzero(sample_dir, tmp_path):
 
 def test_installed_before_the_test_module_is_imported(sample_dir, tmp_path):
     proc, data = run_runner(
-        [SAMPLE, "-k", "test_cooperative_at_import", "-k", "test_passes"],
-        sample_dir, tmp_path)
+        [SAMPLE, "-k", "test_cooperative_at_import", "-k", "test_passes",
+         "--full-baseline"], sample_dir, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tid = sample_id("test_cooperative_at_import")
     assert outcomes(data, "baseline")["outcomes"][tid] == "failed"
@@ -198,8 +198,40 @@ def test_contexts_made_by_the_standard_module_wrap_cooperatively(
         sample_dir, tmp_path):
     proc, data = run_runner(
         [SAMPLE, "-k", "test_context_wraps_cooperatively", "--install",
-         "ssl,socket"], sample_dir, tmp_path)
+         "ssl,socket", "--full-baseline"], sample_dir, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tid = sample_id("test_context_wraps_cooperatively")
     assert outcomes(data, "baseline")["outcomes"][tid] == "failed"
     assert outcomes(data, "ptsevent")["outcomes"][tid] == "passed"
+
+
+def test_baseline_reruns_only_what_did_not_pass_with_ptsevent(
+        sample_dir, tmp_path):
+    args = [SAMPLE, "-k", "test_passes", "-k", "test_needs_the_standard_socket",
+            "-k", "test_fails_everywhere"]
+    proc, data = run_runner(args, sample_dir, tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    base = outcomes(data, "baseline")
+    assert base["outcomes"] == {
+        sample_id("test_needs_the_standard_socket"): "passed",
+        sample_id("test_fails_everywhere"): "failed"}
+    assert "REGRESSION " + sample_id("test_needs_the_standard_socket") \
+        in proc.stdout
+    assert "only the tests that did not pass with ptsevent" in proc.stdout
+    # --full-baseline runs every test unpatched
+    proc, data = run_runner([*args, "--full-baseline"], sample_dir, tmp_path)
+    assert sample_id("test_passes") in outcomes(data, "baseline")["outcomes"]
+    # nothing left to rerun: no baseline child at all
+    proc, data = run_runner([SAMPLE, "-k", "test_passes"], sample_dir, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    base = outcomes(data, "baseline")
+    assert base["outcomes"] == {} and base["finished"] and base["log"] == ""
+
+
+def test_cut_ptsevent_run_gets_a_whole_baseline(sample_dir, tmp_path):
+    proc, data = run_runner(
+        [SAMPLE, "-k", "test_hangs", "-k", "test_cooperative_at_import",
+         "--timeout", "4"], sample_dir, tmp_path)
+    tid = sample_id("test_cooperative_at_import")  # runs before test_hangs
+    assert outcomes(data, "ptsevent")["outcomes"][tid] == "passed"
+    assert outcomes(data, "baseline")["outcomes"][tid] == "failed"

@@ -22,6 +22,7 @@ from ptsevent import _core
 from ptsevent.patch._registry import os_thread_ident as _get_ident
 
 __all__ = ["select", "poll", "epoll", "error", "PtseventSelector",
+           "PtseventPollSelector",
            "DefaultSelector",
            "POLLIN", "POLLOUT", "POLLPRI", "POLLERR", "POLLHUP", "POLLNVAL"]
 
@@ -67,18 +68,52 @@ def _timeout_seconds(timeout):
 def select(rlist, wlist, xlist, timeout=None):
     """Wait until descriptors are ready, as select.select, cooperatively."""
     timeout = _timeout_seconds(timeout)
-    lists = [list(rlist), list(wlist), list(xlist)]
+    lists = [_with_fds(rlist), _with_fds(wlist), _with_fds(xlist)]
     masks = {}
-    for objs, bit in zip(lists, (POLLIN, POLLOUT, POLLPRI)):
-        for obj in objs:
-            fd = _fd(obj)
+    for pairs, bit in zip(lists, (POLLIN, POLLOUT, POLLPRI)):
+        for _obj, fd in pairs:
             masks[fd] = masks.get(fd, 0) | bit
-    ready = dict(_core.poll_fds(list(masks.items()), timeout))
+    ready = dict(_poll_yielding(list(masks.items()), timeout))
     if any(rev & POLLNVAL for rev in ready.values()):
         raise OSError(_errno.EBADF, _os.strerror(_errno.EBADF))
-    return ([o for o in lists[0] if ready.get(_fd(o), 0) & _READ],
-            [o for o in lists[1] if ready.get(_fd(o), 0) & _WRITE],
-            [o for o in lists[2] if ready.get(_fd(o), 0) & POLLPRI])
+    return ([o for o, fd in lists[0] if ready.get(fd, 0) & _READ],
+            [o for o, fd in lists[1] if ready.get(fd, 0) & _WRITE],
+            [o for o, fd in lists[2] if ready.get(fd, 0) & POLLPRI])
+
+
+def _with_fds(objs):
+    """[(obj, fd)], each fileno() called once, as the standard select does:
+    a list is walked while its length allows, so a fileno() that shortens
+    it ends the walk there."""
+    if not isinstance(objs, list):
+        objs = list(objs)
+    pairs = []
+    i = 0
+    while i < len(objs):
+        obj = objs[i]
+        pairs.append((obj, _fd(obj)))
+        i += 1
+    return pairs
+
+
+def _poll_yielding(fds, timeout):
+    """poll_fds, but a call that finds descriptors ready at once (or that
+    was asked not to wait) first lets the other tasklets run and the hub
+    poll: a loop of select() calls that always find something ready (an
+    asyncore server whose socket is always writable, a loop over
+    select(..., 0)) would otherwise never give the hub a turn, and every
+    other tasklet of the thread, waiting for I/O, would wait forever. A
+    standard select() in an OS thread gives the other threads their turn
+    as it drops the GIL. The readiness returned is the one seen after
+    that turn, so it is not stale."""
+    ready = _core.poll_fds(fds, 0)
+    if not ready and timeout != 0:
+        return _core.poll_fds(fds, timeout)
+    _core.sleep(0)
+    ready = _core.poll_fds(fds, 0)
+    if ready or timeout == 0:
+        return ready
+    return _core.poll_fds(fds, timeout)
 
 
 class poll:
@@ -107,7 +142,7 @@ class poll:
                 raise TypeError("timeout must be an integer or None")
             timeout = float(timeout)
             timeout = None if timeout < 0 else timeout / 1000.0
-        return _core.poll_fds(list(self._fds.items()), timeout)
+        return _poll_yielding(list(self._fds.items()), timeout)
 
     @staticmethod
     def _mask(eventmask):
@@ -169,7 +204,14 @@ class epoll:
                 timeout = None
         ready = self._ep.poll(0, maxevents)  # validates maxevents, closed
         if ready or timeout == 0:
-            return ready
+            # As _poll_yielding: a loop over ready descriptors lets the
+            # other tasklets run and the hub poll between its calls.
+            _core.sleep(0)
+            if self._ep.closed:
+                return []
+            ready = self._ep.poll(0, maxevents)
+            if ready or timeout == 0:
+                return ready
         deadline = None if timeout is None else _monotonic() + timeout
         while True:
             left = None if deadline is None else deadline - _monotonic()
@@ -236,6 +278,15 @@ class PtseventSelector(_selectors.EpollSelector):
 
 
 DefaultSelector = PtseventSelector
+
+
+class PtseventPollSelector(_selectors.PollSelector):
+    """The standard PollSelector over the cooperative poll: like the
+    standard one it accepts any descriptor (a regular file is always
+    ready; epoll refuses those), and it sees the descriptors registered
+    when select() starts."""
+
+    _selector_cls = poll
 
 # What the standard module also exports, unchanged.
 PIPE_BUF = _select.PIPE_BUF

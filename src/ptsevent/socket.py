@@ -40,6 +40,13 @@ _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
 
 
 
+_MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
+
+
+def _arg(args, index):
+    return args[index] if len(args) > index else 0
+
+
 def _remaining(deadline):
     if deadline is None:
         return None
@@ -87,6 +94,9 @@ class socket(_std_socket):
         return self._ptimeout
 
     def setblocking(self, flag):
+        # The descriptor stays non-blocking; setting it so again checks it
+        # as the standard setblocking does (OSError for a closed one).
+        _c_socket.socket.setblocking(self, False)
         self._ptimeout = None if flag else 0.0
         self._io.timeout = self._ptimeout
 
@@ -111,8 +121,11 @@ class socket(_std_socket):
 
     # -- retried in Python around the same waits ----------------------------
 
-    def _retry(self, wait, call, *args):
-        timeout = self._ptimeout
+    def _retry(self, wait, call, *args, flags=0):
+        # MSG_DONTWAIT makes this one call non-blocking, whatever the
+        # socket's timeout: BlockingIOError reaches the caller.
+        timeout = (0.0 if isinstance(flags, int) and flags & _MSG_DONTWAIT
+                   else self._ptimeout)
         deadline = None if timeout is None else _time.monotonic() + timeout
         while True:
             try:
@@ -128,23 +141,32 @@ class socket(_std_socket):
         return self._retry(self._io.wait_read, super()._accept)
 
     def recvfrom(self, bufsize, flags=0):
-        return self._retry(self._io.wait_read, super().recvfrom, bufsize, flags)
+        return self._retry(self._io.wait_read, super().recvfrom, bufsize, flags,
+                           flags=flags)
 
     def recvfrom_into(self, buffer, nbytes=0, flags=0):
         return self._retry(self._io.wait_read, super().recvfrom_into, buffer,
-                           nbytes, flags)
+                           nbytes, flags, flags=flags)
+
+    # Their flags come third: recvmsg(bufsize, ancbufsize, flags),
+    # recvmsg_into(buffers, ancbufsize, flags), sendmsg(buffers, ancdata,
+    # flags, address); sendto(data, flags, address) or sendto(data, address).
 
     def recvmsg(self, *args):
-        return self._retry(self._io.wait_read, super().recvmsg, *args)
+        return self._retry(self._io.wait_read, super().recvmsg, *args,
+                           flags=_arg(args, 2))
 
     def recvmsg_into(self, *args):
-        return self._retry(self._io.wait_read, super().recvmsg_into, *args)
+        return self._retry(self._io.wait_read, super().recvmsg_into, *args,
+                           flags=_arg(args, 2))
 
     def sendto(self, *args):
-        return self._retry(self._io.wait_write, super().sendto, *args)
+        return self._retry(self._io.wait_write, super().sendto, *args,
+                           flags=_arg(args, 1) if len(args) > 2 else 0)
 
     def sendmsg(self, *args):
-        return self._retry(self._io.wait_write, super().sendmsg, *args)
+        return self._retry(self._io.wait_write, super().sendmsg, *args,
+                           flags=_arg(args, 2))
 
     def connect(self, address):
         err = self._connect(address)
@@ -258,7 +280,10 @@ class socket(_std_socket):
 
     def detach(self):
         self._io.close()
-        self._give_back_blocking_mode()
+        try:
+            self._give_back_blocking_mode()
+        except OSError:
+            pass  # closed under us (EBADF): detach() itself never fails
         return super().detach()
 
     def dup(self):
@@ -327,6 +352,11 @@ def gethostbyaddr(ip_address):
 
 
 def getnameinfo(sockaddr, flags):
+    if not isinstance(sockaddr, tuple):
+        # Raised here, as the standard function does, not from the thread
+        # pool; the traceback keeps this frame, so not the argument too.
+        del sockaddr
+        raise TypeError("getnameinfo() argument 1 must be a tuple")
     return _run_in_thread(_c_socket.getnameinfo, sockaddr, flags)
 
 

@@ -55,6 +55,12 @@ class _Pool:
 _pool = _Pool(MAX_THREADS)
 
 
+def os_threads():
+    """How many OS threads the pool has started in this process (they
+    never end): what the interpreter's _thread._count() counts for it."""
+    return _pool._threads
+
+
 def _reset_after_fork():
     global _pool
     _pool = _Pool(MAX_THREADS)

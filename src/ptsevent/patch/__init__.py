@@ -219,17 +219,18 @@ def patch_subprocess():
     check_output(). 50 tasklets each running ``subprocess.run(["sleep",
     "0.2"])`` finish in about 0.2 s."""
     from ptsevent.patch import _subprocess
-    from ptsevent.select import PtseventSelector
+    from ptsevent.select import PtseventPollSelector
 
     _replace("subprocess", "Popen._wait", _subprocess._wait)
     _replace("subprocess", "Popen.communicate", _subprocess.communicate)
     # communicate()'s selector loop, cooperative whether or not the
-    # selectors module is patched.
-    _replace("subprocess", "_PopenSelector", PtseventSelector)
+    # selectors module is patched; poll-based as the standard one is, so
+    # any descriptor a stream gives (even a regular file's) is accepted.
+    _replace("subprocess", "_PopenSelector", PtseventPollSelector)
 
 
 _THREAD_NAMES = ("start_new_thread", "start_new", "allocate_lock", "allocate",
-                 "get_ident", "_set_sentinel")
+                 "get_ident", "_set_sentinel", "_count")
 
 
 def patch_thread():
@@ -271,9 +272,10 @@ def patch_thread():
     _replace("threading", "Thread._set_ident", _thread.thread_set_ident)
     _replace("threading", "_make_invoke_excepthook",
              _thread.make_invoke_excepthook(threading._make_invoke_excepthook))
-    current_thread = _thread._make_current_thread(threading)
-    _replace("threading", "current_thread", current_thread)
-    _replace("threading", "currentThread", current_thread)
+    # The standard currentThread() warns that it is deprecated, then calls
+    # the module's current_thread(): this one, so it is left alone.
+    _replace("threading", "current_thread",
+             _thread._make_current_thread(threading))
 
 
 def patch_queue():
@@ -298,7 +300,12 @@ def patch_signal():
     (SIGINT still raises KeyboardInterrupt in the main tasklet).
     signal.set_wakeup_fd chains the descriptor with the hub's own: it
     receives the signal bytes, and the call returns the one set before.
-    Only handlers installed after patching run in tasklets."""
+    Only handlers installed after patching run in tasklets.
+    signal.pause() suspends the calling tasklet until a handler has run;
+    signal.raise_signal() and _thread.interrupt_main() let the handler's
+    tasklet run before they return, as the standard ones run the handler."""
+    import _thread
+
     from ptsevent.patch import _signal
 
     _replace("signal", "signal",
@@ -306,6 +313,11 @@ def patch_signal():
     _replace("signal", "getsignal",
              _signal.make_getsignal(original("signal", "getsignal")))
     _replace("signal", "set_wakeup_fd", _signal.set_wakeup_fd)
+    _replace("signal", "pause", _signal.pause)
+    _replace("signal", "raise_signal", _signal.make_then_run_handlers(
+        original("signal", "raise_signal"), "signal"))
+    _replace("_thread", "interrupt_main", _signal.make_then_run_handlers(
+        original("_thread", "interrupt_main"), "_thread"))
 
 
 # -- everything --------------------------------------------------------------

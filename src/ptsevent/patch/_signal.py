@@ -38,6 +38,10 @@ class _InTasklet:
         return f"<handler run in a tasklet: {self.handler!r}>"
 
 
+# The tasklets in signal.pause(): woken when a handler has run.
+_pausing = None
+
+
 def _run_handler(handler, signum, frame):
     try:
         handler(signum, frame)
@@ -49,6 +53,44 @@ def _run_handler(handler, signum, frame):
             raise
         # Where CPython would have raised it: in the main thread's code.
         main.kill(exc, block=False)
+    finally:
+        if _pausing is not None:
+            _pausing.notify_all()
+
+
+def _as_signal_function(function, name):
+    # Named as the function it replaces, so that it is found (and pickled
+    # by reference) as signal.<name>.
+    function.__module__ = "signal"
+    function.__name__ = function.__qualname__ = name
+    return function
+
+
+def pause():
+    """Suspend the calling tasklet until a signal's handler has run.
+
+    The standard pause() returns once the interpreter has run the handler;
+    a handler installed through signal.signal runs in a tasklet of its own,
+    so this waits for that tasklet to finish. A signal with the default
+    SIGINT handler raises KeyboardInterrupt here, in the main tasklet."""
+    global _pausing
+    if _pausing is None:
+        _pausing = _core.WaitQueue()
+    _pausing.wait()
+
+
+def make_then_run_handlers(std_function, module):
+    """raise_signal and interrupt_main: the standard function, then one turn
+    of the hub, so that the handler's tasklet (started by the signal) runs
+    before the call returns, as the standard handler would have run."""
+    def function(*args):
+        std_function(*args)
+        _core.sleep(0)
+
+    function.__doc__ = std_function.__doc__
+    function.__module__ = module
+    function.__name__ = function.__qualname__ = std_function.__name__
+    return function
 
 
 def _unwrap(handler):
@@ -73,7 +115,7 @@ def make_signal(std_signal):
         return _unwrap(previous)
 
     signal.__doc__ = std_signal.__doc__
-    return signal
+    return _as_signal_function(signal, "signal")
 
 
 def make_getsignal(std_getsignal):
@@ -81,7 +123,7 @@ def make_getsignal(std_getsignal):
         return _unwrap(std_getsignal(signalnum))
 
     getsignal.__doc__ = std_getsignal.__doc__
-    return getsignal
+    return _as_signal_function(getsignal, "getsignal")
 
 
 def set_wakeup_fd(fd, /, *, warn_on_full_buffer=True):
@@ -96,3 +138,7 @@ def set_wakeup_fd(fd, /, *, warn_on_full_buffer=True):
         if os.get_blocking(fd):
             raise ValueError(f"the fd {fd} must be in non-blocking mode")
     return _core._chain_wakeup_fd(fd)
+
+
+_as_signal_function(set_wakeup_fd, "set_wakeup_fd")
+_as_signal_function(pause, "pause")

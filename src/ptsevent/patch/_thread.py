@@ -19,6 +19,7 @@ joins non-daemon threads at exit) wait for it cooperatively.
 
 import sys
 import traceback
+from _thread import _count as _os_count
 from _thread import get_ident as _os_get_ident
 
 from ptsevent import _core
@@ -43,7 +44,22 @@ def get_ident():
     return id(t)
 
 
+# Threads started through start_new_thread whose tasklet has not ended.
+_running = 0
+
+
+def _count():
+    """_thread._count(): the threads started through _thread that are still
+    running: the tasklet threads, and OS threads started before patching;
+    not ptsevent's own pool threads (threading_helper's leak checks compare
+    it before and after a test, and a DNS lookup may start a pool thread)."""
+    from ptsevent.threadpool import os_threads
+
+    return _running + max(0, _os_count() - os_threads())
+
+
 def _run(function, args, kwargs):
+    global _running
     try:
         function(*args, **kwargs)
     except (SystemExit, _core.TaskletExit):
@@ -53,6 +69,7 @@ def _run(function, args, kwargs):
               file=sys.stderr)
         traceback.print_exc()
     finally:
+        _running -= 1
         lock = _getcurrent().__dict__.pop(_SENTINEL, None)
         if lock is not None and lock.locked():
             lock.release()
@@ -66,8 +83,10 @@ def start_new_thread(function, args, kwargs=None):
         kwargs = {}
     elif not isinstance(kwargs, dict):
         raise TypeError("optional 3rd arg must be a dictionary")
+    global _running
     t = _Tasklet(_run, function, args, kwargs)
     t.start()
+    _running += 1
     return id(t)
 
 
