@@ -753,3 +753,32 @@ def build_c(src, name, libs=()):
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out, None
+
+
+def run_c_client(cmd, server, base, timeout):
+    """Runs a C load generator (cmd) against server and reads the JSON
+    object it prints last: (result, None), or (None, a result dict with
+    the error) when it timed out, printed nothing usable, or reported a
+    failure (the server's own error first, if it died)."""
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, {**base, "error": f"client timed out after {timeout:g} s"}
+    r = None
+    for line in reversed(proc.stdout.splitlines()):
+        if line.strip().startswith("{"):
+            try:
+                r = json.loads(line)
+            except ValueError:
+                pass
+            break
+    if r is None:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return None, {**base, "error": f"client exit status {proc.returncode}: {tail}"}
+    if r.get("status") != OK:
+        if not server.alive():
+            return None, {**base, "error": server.error}
+        return None, {**base, "error": r.get("error", "?")}
+    return r, None
+

@@ -30,7 +30,6 @@ import platform
 import shlex
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -141,31 +140,10 @@ def run_client(client, server, conns, size, args, cpu):
         cmd += ["--cpu", str(cpu)]
     if args.server_cpu is not None:
         cmd += ["--server-cpu", str(args.server_cpu)]
-    try:
-        proc = subprocess.run(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=args.warmup + args.duration + args.timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {**base, "error": f"client timed out after {args.warmup + args.duration + args.timeout:g} s"}
-    r = None
-    for line in reversed(proc.stdout.splitlines()):
-        if line.strip().startswith("{"):
-            try:
-                r = json.loads(line)
-            except ValueError:
-                pass
-            break
-    if r is None:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {**base, "error": f"client exit status {proc.returncode}: {tail}"}
-    if r.get("status") != _common.OK:
-        if not server.alive():
-            return {**base, "error": server.error}
-        return {**base, "error": r.get("error", "?")}
+    r, failed = _common.run_c_client(
+        cmd, server, base, args.warmup + args.duration + args.timeout)
+    if failed:
+        return failed
     messages = r["messages"]
     if messages <= 0:
         return {**base, "error": "no message completed in the timed window"}

@@ -294,27 +294,10 @@ def run_client(client, server, cfg, args, cpu):
         cmd += ["--cpu", str(cpu)]
     if args.server_cpu is not None:
         cmd += ["--server-cpu", str(args.server_cpu)]
-    limit = args.warmup + args.duration + 30
-    try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=limit)
-    except subprocess.TimeoutExpired:
-        return {**base, "error": f"client timed out after {limit:g} s"}
-    r = None
-    for line in reversed(proc.stdout.splitlines()):
-        if line.strip().startswith("{"):
-            try:
-                r = json.loads(line)
-            except ValueError:
-                pass
-            break
-    if r is None:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {**base, "error": f"client exit status {proc.returncode}: {tail}"}
-    if r.get("status") != _common.OK:
-        if not server.alive():
-            return {**base, "error": server.error}
-        return {**base, "error": r.get("error", "?")}
+    r, failed = _common.run_c_client(
+        cmd, server, base, args.warmup + args.duration + 30)
+    if failed:
+        return failed
     if r["suite"] != SUITE:
         return {**base, "error": f"negotiated {r['suite']}, not {SUITE}"}
     if cfg.resume and r["resumed_share"] < 0.99:
