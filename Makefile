@@ -14,9 +14,10 @@ BUILD_DEPS := "scikit-build-core>=0.10" "nanobind>=2.4" "greenlet>=3" ninja
 SOURCES := $(shell find src CMakeLists.txt pyproject.toml -type f \
              -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: setup run test test-asan test-stdlib stdlib-debs bench bench-wsgi bench-tls clean debs python-debs
+.PHONY: setup run test test-asan test-stdlib stdlib-debs bench bench-wsgi bench-tls clean debs python-debs \
+  lint lint-debs format
 
-setup: debs python-debs $(VENV)/.built
+setup: debs python-debs lint-debs $(VENV)/.built
 
 # A stock Debian python3 has neither venv's ensurepip (python3-venv) nor the
 # headers the build compiles against (python3-dev); other interpreters (pyenv,
@@ -62,13 +63,14 @@ run: setup
 test: setup $(ASAN_VENV)/.built
 	@$(MAKE) --no-print-directory debs DEB_PACKAGES="$(TEST_DEB_PACKAGES)"
 	@failed=""; \
+	$(MAKE) --no-print-directory lint || failed="$$failed lint"; \
 	$(PY) -m pytest -q tests || failed="$$failed release"; \
 	$(MAKE) --no-print-directory test-stdlib || failed="$$failed stdlib"; \
 	$(MAKE) --no-print-directory test-asan || failed="$$failed asan"; \
 	REQUEST_FUZZER_KNOWN=$(FUZZ_KNOWN) $(MAKE) --no-print-directory fuzz-smoke \
 	  || failed="$$failed fuzz-smoke"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
-	echo "make test: release suite, CPython's test modules, ASan/UBSan suite and fuzz smoke run passed"
+	echo "make test: lint, release suite, CPython's test modules, ASan/UBSan suite and fuzz smoke run passed"
 
 # CPython's own test modules with ptsevent's modules in place, on the release
 # build only, each against an unpatched baseline run of the same interpreter
@@ -112,6 +114,33 @@ test-asan: $(ASAN_VENV)/.built
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  PYTHONMALLOC=malloc ../$(ASAN_PY) -m pytest -q -p no:cacheprovider \
 	  -o addopts="" --rootdir=. .
+
+# --- lint ------------------------------------------------------------------
+# ruff (the version pinned in pyproject's test extra, rules in pyproject) over
+# the Python; clang-format over the C++ with the repo's .clang-format and one
+# pinned version: Debian's clang-format-14, the release of the clang-14 that
+# builds the fuzzer, installed by `make setup`. `make format` applies both
+# (ruff's safe fixes only; what it cannot fix is left to a person).
+LINT_DEB_PACKAGES := clang-format-14
+CLANG_FORMAT := clang-format-14
+PY_LINT_PATHS := src tests bench examples fuzz
+CXX_FORMAT_FILES = $(shell find src fuzz -not -path '*/.build/*' \
+  \( -name '*.cpp' -o -name '*.h' \) -type f | sort)
+
+lint-debs:
+	@$(MAKE) --no-print-directory debs DEB_PACKAGES="$(LINT_DEB_PACKAGES)"
+
+lint: setup
+	@failed=""; \
+	$(PY) -m ruff check $(PY_LINT_PATHS) || failed="$$failed ruff"; \
+	$(CLANG_FORMAT) --dry-run -Werror $(CXX_FORMAT_FILES) || failed="$$failed clang-format"; \
+	if [ -n "$$failed" ]; then echo "make lint: FAILED:$$failed (make format applies what can be fixed)"; \
+	  exit 1; fi; \
+	echo "make lint: ruff and clang-format passed"
+
+format: setup
+	-$(PY) -m ruff check --fix $(PY_LINT_PATHS)
+	$(CLANG_FORMAT) -i $(CXX_FORMAT_FILES)
 
 bench: setup
 	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'

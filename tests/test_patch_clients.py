@@ -2,7 +2,6 @@
 redis-py against a local redis-server started by the test, smtplib against
 a small SMTP server written here. Each in an interpreter of its own."""
 
-import os
 import shutil
 import socket
 import subprocess

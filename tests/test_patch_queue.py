@@ -82,7 +82,7 @@ print(json.dumps({"attrs": attrs, "timed_out": timed_out, "waited": waited,
                   "prio": [prio.get() for _ in range(3)],
                   "simple": simple, "hint": str(queue.SimpleQueue[int])}))
 """)
-    for name, (mutex_mod, cond, nf, atd, unfinished, storage) in out["attrs"].items():
+    for name, (mutex_mod, cond, nf, atd, unfinished, _storage) in out["attrs"].items():
         assert mutex_mod.startswith("ptsevent") and cond == "Condition", name
         assert nf is True and atd is True and unfinished == 0
     assert out["attrs"]["Queue"][5] == "deque"
@@ -159,5 +159,5 @@ for cls in (queue.Queue, queue.SimpleQueue):
 print(json.dumps({"res": res, "both": both}))
 """)
     for name, (ok, nowait, blocking) in out["res"].items():
-        assert ok is True and nowait == "n" and blocking == "from a tasklet"
+        assert ok is True and nowait == "n" and blocking == "from a tasklet", name
     assert out["both"] == ["RuntimeError", "for the tasklet"] * 2

@@ -51,7 +51,8 @@ def _app_code(app):
     fn = getattr(app, "__func__", app)
     code = getattr(fn, "__code__", None)
     if code is None:
-        call = getattr(type(app), "__call__", None)
+        # The class's __call__ function itself, not a callable() test.
+        call = getattr(type(app), "__call__", None)  # noqa: B004
         code = getattr(getattr(call, "__func__", call), "__code__", None)
     return code
 

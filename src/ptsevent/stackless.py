@@ -95,10 +95,7 @@ These remain, by design or because the core has no way to do otherwise:
   ``kill(exception, block, timeout)``).
 """
 
-import gc
 import threading
-
-import greenlet as _greenlet
 
 from ptsevent import _core
 from ptsevent._core import BlockingSwitchOutError, LoopExit, TaskletExit

@@ -9,7 +9,6 @@ seen them all, then closes them).
 
 import resource
 import sys
-import time
 
 import ptsevent
 from ptsevent import socket
@@ -30,7 +29,6 @@ def server(n):
     open_now = [0]
     peak = [0]
     served = [0]
-    all_open = ptsevent.Tasklet(lambda: None)
 
     def handle(conn):
         with conn:

@@ -304,8 +304,6 @@ def patch_signal():
     signal.pause() suspends the calling tasklet until a handler has run;
     signal.raise_signal() and _thread.interrupt_main() let the handler's
     tasklet run before they return, as the standard ones run the handler."""
-    import _thread
-
     from ptsevent.patch import _signal
 
     _replace("signal", "signal",
