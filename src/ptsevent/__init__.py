@@ -21,10 +21,22 @@ from ptsevent._core import (
 from ptsevent.hub import joinall, killall, signal_handler
 from ptsevent.threadpool import run_in_thread
 from ptsevent.timeout import Timeout, with_timeout
+from ptsevent.event import AsyncResult, Event, call_threadsafe
+from ptsevent.locks import BoundedSemaphore, Condition, Lock, RLock, Semaphore
+from ptsevent.queue import LifoQueue, PriorityQueue, Queue
+from ptsevent._local import local  # ptsevent.local is the class, as threading.local
+from ptsevent.pool import Group, Pool
+
+# The original API's file functions: ptsevent.open is ptsevent.os.open (a
+# builtins.open that does not block the hub on pipes, FIFOs, ttys and
+# devices), with fdopen and the file_compat alias. Left out of __all__ so
+# that a star import does not shadow the builtin open.
+from ptsevent.os import fdopen, file_compat, open  # noqa: F401
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # tasklets and waiting
     "BlockingSwitchOutError",
     "LoopExit",
     "Tasklet",
@@ -42,19 +54,7 @@ __all__ = [
     "wait_read",
     "wait_write",
     "with_timeout",
-]
-
-from ptsevent.event import AsyncResult, Event, call_threadsafe  # noqa: E402
-from ptsevent.locks import (  # noqa: E402
-    BoundedSemaphore,
-    Condition,
-    Lock,
-    RLock,
-    Semaphore,
-)
-from ptsevent.queue import LifoQueue, PriorityQueue, Queue  # noqa: E402
-
-__all__ += [
+    # coordination
     "AsyncResult",
     "BoundedSemaphore",
     "Condition",
@@ -66,18 +66,11 @@ __all__ += [
     "RLock",
     "Semaphore",
     "call_threadsafe",
+    # bounded concurrency, tasklet-local storage
+    "Group",
+    "Pool",
+    "local",
 ]
-
-from ptsevent._local import local  # noqa: E402  (ptsevent.local is the class, as threading.local)
-from ptsevent.pool import Group, Pool  # noqa: E402
-
-__all__ += ["Group", "Pool", "local"]
-
-# The original API's file functions: ptsevent.open is ptsevent.os.open (a
-# builtins.open that does not block the hub on pipes, FIFOs, ttys and
-# devices), with fdopen and the file_compat alias. Left out of __all__ so
-# that a star import does not shadow the builtin open.
-from ptsevent.os import fdopen, file_compat, open  # noqa: E402,A001
 
 # The modules that mirror a standard one are attributes of the package as
 # well (``ptsevent.socket.create_connection``), imported on first use so that
