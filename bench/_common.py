@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import re
+import resource
 import select
 import shlex
 import shutil
@@ -782,3 +783,139 @@ def run_c_client(cmd, server, base, timeout):
         return None, {**base, "error": r.get("error", "?")}
     return r, None
 
+
+def raise_nofile():
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit; return the new one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
+class Proc:
+    """A child process whose stdout is read line by line with a deadline."""
+
+    def __init__(self, cmd, stdin=subprocess.DEVNULL):
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._buf = b""
+        self.proc = subprocess.Popen(
+            cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=self._stderr
+        )
+
+    def read_json(self, timeout):
+        """The next stdout line as a dict, or None on EOF, junk or timeout."""
+        line, self._buf = read_line(self.proc.stdout.fileno(),
+                                            self._buf, timeout)
+        if line is None:
+            return None
+        try:
+            return json.loads(line)
+        except ValueError:
+            return None
+
+    def send(self, text):
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def stderr_tail(self):
+        try:
+            self._stderr.seek(0)
+            lines = self._stderr.read().strip().splitlines()
+        except (OSError, ValueError):
+            return "?"
+        return lines[-1] if lines else "(no output)"
+
+    def why_silent(self, what, timeout):
+        code = self.proc.poll()
+        if code is None:
+            return f"no {what} within {timeout:g} s"
+        return f"exited (status {code}) before {what}: {self.stderr_tail()}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()  # SIGKILL: nothing to flush, and it cannot hang
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        self._stderr.close()
+
+
+def memory_table(impls, results, value_header, fmt_value, columns, title, quiet_max,
+                 notes_for=None):
+    """The table of a memory-per-connection benchmark (idle_memory.py and
+    wsgi_idle_memory.py): one row per implementation, the median of
+    ``bytes_per_conn`` formatted by ``fmt_value``, the ratio to ptsevent,
+    ``columns`` ((header, extra key or "delta", formatter) medians), and
+    notes (``notes_for(impl, good_results)`` adds its own; a run whose
+    server was not quiet after ``quiet_max`` seconds is counted)."""
+    headers = ["impl", "version", value_header, "min", "max",
+               f"vs {BASELINE}"] + [c[0] for c in columns] + ["runs", "note"]
+
+    def ok(rs):
+        return [r for r in rs if r.get("status") == OK]
+
+    base_ok = ok(results.get(BASELINE, []))
+    base_median = statistics.median(r["bytes_per_conn"] for r in base_ok) if base_ok else None
+    rows, errors = [], []
+    for impl in impls:
+        rs = results.get(impl, [])
+        good = ok(rs)
+        failed = [r for r in rs if r.get("status") == ERROR]
+        version = next((r["version"] for r in rs if r.get("version")), "")
+        if failed:
+            errors.append(f"  {impl}: {failed[-1].get('error')}")
+        if not good:
+            if any(r.get("status") == MISSING for r in rs):
+                note = "missing (not importable)"
+            else:
+                note = "failed, see below"
+            rows.append([impl, version] + ["-"] * (len(headers) - 4) + ["0", note])
+            continue
+        values = [r["bytes_per_conn"] for r in good]
+        median = statistics.median(values)
+        ratio = f"{median / base_median:.2f}x" if base_median else "-"
+        row = [impl, version, fmt_value(median), fmt_value(min(values)),
+               fmt_value(max(values)), ratio]
+        for _header, key, fmt in columns:
+            if key == "delta":
+                vals = [r["extra"]["rss_after"] - r["extra"]["rss_base"] for r in good]
+            else:
+                vals = [r["extra"][key] for r in good]
+            row.append(fmt(statistics.median(vals)))
+        row.append(str(len(good)))
+        notes = list(notes_for(impl, good)) if notes_for else []
+        unquiet = sum(1 for r in good if not r["extra"]["quiet"])
+        if unquiet:
+            notes.append(f"server not quiet after {quiet_max:g} s in {unquiet} run(s)")
+        if failed:
+            notes.append(f"{len(failed)} run(s) failed, see below")
+        row.append("; ".join(notes))
+        rows.append(row)
+
+    widths = [max(len(str(x)) for x in [h] + [row[i] for row in rows])
+              for i, h in enumerate(headers)]
+    numeric = set(range(2, len(headers) - 1))
+
+    def fmt(cells):
+        return "  ".join(
+            str(c).rjust(widths[i]) if i in numeric else str(c).ljust(widths[i])
+            for i, c in enumerate(cells)
+        ).rstrip()
+
+    lines = list(title) + [
+        "  " + fmt(headers),
+        "  " + "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  " + fmt(row) for row in rows]
+    if errors:
+        lines.append("  failures (last error of each):")
+        lines += ["  " + e for e in errors]
+    return lines

@@ -33,10 +33,8 @@ import resource
 import shlex
 import signal
 import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -64,15 +62,6 @@ READY_TIMEOUT = 20.0  # seconds for a server to start listening
 WARM_TIMEOUT = 20.0  # seconds for the warm-up connections
 QUIET_INTERVAL = 0.25  # the server is quiet when its CPU time and RSS stay
 QUIET_MAX = 5.0  # the same over one interval; wait at most this long
-
-
-def raise_nofile():
-    """Raise RLIMIT_NOFILE's soft limit to the hard limit; return the new one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
-    return soft
 
 
 def message(i):
@@ -107,7 +96,7 @@ def serve(impl, cpu, lifetime):
     # SIGALRM's default action ends the process: a server never outlives
     # its run, even if the driver is killed before it can stop it.
     signal.alarm(max(1, int(lifetime)))
-    raise_nofile()
+    _common.raise_nofile()
     if cpu is not None:
         _common.pin_to_cpu(cpu)
     try:
@@ -182,7 +171,7 @@ def _open_all(port, conns, threads, timeout):
 def client(port, conns, warm, cpu, lifetime, timeout):
     """Client mode: warm up, wait for "go", open the connections, hold them."""
     signal.alarm(max(1, int(lifetime)))
-    nofile = raise_nofile()
+    nofile = _common.raise_nofile()
     if cpu is not None:
         _common.pin_to_cpu(cpu)
 
@@ -250,61 +239,6 @@ def wait_quiet(pid):
     return False
 
 
-class Proc:
-    """A child process whose stdout is read line by line with a deadline."""
-
-    def __init__(self, cmd, stdin=subprocess.DEVNULL):
-        self._stderr = tempfile.TemporaryFile(mode="w+")
-        self._buf = b""
-        self.proc = subprocess.Popen(
-            cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=self._stderr
-        )
-
-    def read_json(self, timeout):
-        """The next stdout line as a dict, or None on EOF, junk or timeout."""
-        line, self._buf = _common.read_line(self.proc.stdout.fileno(),
-                                            self._buf, timeout)
-        if line is None:
-            return None
-        try:
-            return json.loads(line)
-        except ValueError:
-            return None
-
-    def send(self, text):
-        self.proc.stdin.write(text.encode())
-        self.proc.stdin.flush()
-
-    def stderr_tail(self):
-        try:
-            self._stderr.seek(0)
-            lines = self._stderr.read().strip().splitlines()
-        except (OSError, ValueError):
-            return "?"
-        return lines[-1] if lines else "(no output)"
-
-    def why_silent(self, what, timeout):
-        code = self.proc.poll()
-        if code is None:
-            return f"no {what} within {timeout:g} s"
-        return f"exited (status {code}) before {what}: {self.stderr_tail()}"
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()  # SIGKILL: nothing to flush, and it cannot hang
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f is not None:
-                try:
-                    f.close()
-                except OSError:
-                    pass
-        self._stderr.close()
-
-
 def one_run(impl, args, server_cpu, client_cpu):
     """Start a server and a client, measure once; return a result dict."""
     script = os.path.abspath(__file__)
@@ -313,7 +247,7 @@ def one_run(impl, args, server_cpu, client_cpu):
     cmd = [sys.executable, script, "--serve", impl, "--lifetime", str(int(lifetime))]
     if server_cpu is not None:
         cmd += ["--cpu", str(server_cpu)]
-    server = Proc(cmd)
+    server = _common.Proc(cmd)
     cli = None
     try:
         info = server.read_json(READY_TIMEOUT)
@@ -340,7 +274,7 @@ def one_run(impl, args, server_cpu, client_cpu):
         ]
         if client_cpu is not None:
             cmd += ["--cpu", str(client_cpu)]
-        cli = Proc(cmd, stdin=subprocess.PIPE)
+        cli = _common.Proc(cmd, stdin=subprocess.PIPE)
 
         # Warm-up, then wait until the server has closed its side of every
         # warm-up connection and gone quiet: that RSS is the baseline.
@@ -417,81 +351,11 @@ COLUMNS = (
 
 
 def format_table(impls, results, conns):
-    return memory_table(
+    return _common.memory_table(
         impls, results, "median B/conn", lambda v: f"{v:,.0f}", COLUMNS,
         [f"idle connections: {conns:,} connections held open after one 16-byte echo each",
-         "  B/conn = (server VmRSS with them open - VmRSS after the warm-up) / connections"])
-
-
-def memory_table(impls, results, value_header, fmt_value, columns, title, notes_for=None):
-    """The table of a memory-per-connection benchmark (here and in
-    wsgi_idle_memory.py): one row per implementation, the median of
-    ``bytes_per_conn`` formatted by ``fmt_value``, the ratio to ptsevent,
-    ``columns`` ((header, extra key or "delta", formatter) medians), and
-    notes (``notes_for(impl, good_results)`` adds its own)."""
-    headers = ["impl", "version", value_header, "min", "max",
-               f"vs {_common.BASELINE}"] + [c[0] for c in columns] + ["runs", "note"]
-
-    def ok(rs):
-        return [r for r in rs if r.get("status") == _common.OK]
-
-    base_ok = ok(results.get(_common.BASELINE, []))
-    base_median = statistics.median(r["bytes_per_conn"] for r in base_ok) if base_ok else None
-    rows, errors = [], []
-    for impl in impls:
-        rs = results.get(impl, [])
-        good = ok(rs)
-        failed = [r for r in rs if r.get("status") == _common.ERROR]
-        version = next((r["version"] for r in rs if r.get("version")), "")
-        if failed:
-            errors.append(f"  {impl}: {failed[-1].get('error')}")
-        if not good:
-            if any(r.get("status") == _common.MISSING for r in rs):
-                note = "missing (not importable)"
-            else:
-                note = "failed, see below"
-            rows.append([impl, version] + ["-"] * (len(headers) - 4) + ["0", note])
-            continue
-        values = [r["bytes_per_conn"] for r in good]
-        median = statistics.median(values)
-        ratio = f"{median / base_median:.2f}x" if base_median else "-"
-        row = [impl, version, fmt_value(median), fmt_value(min(values)),
-               fmt_value(max(values)), ratio]
-        for _header, key, fmt in columns:
-            if key == "delta":
-                vals = [r["extra"]["rss_after"] - r["extra"]["rss_base"] for r in good]
-            else:
-                vals = [r["extra"][key] for r in good]
-            row.append(fmt(statistics.median(vals)))
-        row.append(str(len(good)))
-        notes = list(notes_for(impl, good)) if notes_for else []
-        unquiet = sum(1 for r in good if not r["extra"]["quiet"])
-        if unquiet:
-            notes.append(f"server not quiet after {QUIET_MAX:g} s in {unquiet} run(s)")
-        if failed:
-            notes.append(f"{len(failed)} run(s) failed, see below")
-        row.append("; ".join(notes))
-        rows.append(row)
-
-    widths = [max(len(str(x)) for x in [h] + [row[i] for row in rows])
-              for i, h in enumerate(headers)]
-    numeric = set(range(2, len(headers) - 1))
-
-    def fmt(cells):
-        return "  ".join(
-            str(c).rjust(widths[i]) if i in numeric else str(c).ljust(widths[i])
-            for i, c in enumerate(cells)
-        ).rstrip()
-
-    lines = list(title) + [
-        "  " + fmt(headers),
-        "  " + "  ".join("-" * w for w in widths),
-    ]
-    lines += ["  " + fmt(row) for row in rows]
-    if errors:
-        lines.append("  failures (last error of each):")
-        lines += ["  " + e for e in errors]
-    return lines
+         "  B/conn = (server VmRSS with them open - VmRSS after the warm-up) / connections"],
+        QUIET_MAX)
 
 
 def drive(args, impls):

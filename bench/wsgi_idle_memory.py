@@ -38,9 +38,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import _common  # noqa: E402
-import wsgi  # noqa: E402
+import _wsgi_servers as servers  # noqa: E402
 import wsgi_apps  # noqa: E402
-from idle_memory import Proc, memory_table  # noqa: E402
 
 # gevent.pywsgi-nodelay differs from gevent.pywsgi only in a socket option.
 IMPLS = ("ptsevent", "bjoern", "gevent.pywsgi", "waitress", "gunicorn-gevent",
@@ -98,7 +97,7 @@ def open_idle(port, n, timeout, keep):
                     raise ConnectionError(f"connection {st['i']}: closed by the server "
                                           "before its response")
                 st["buf"] += chunk
-                r = wsgi.parse_response(st["buf"])
+                r = servers.parse_response(st["buf"])
                 if r is None:
                     continue
                 status, headers, body, _used = r
@@ -117,7 +116,7 @@ def open_idle(port, n, timeout, keep):
 def client(port, conns, cpu, lifetime, timeout):
     """Client mode: one baseline connection, wait for "go", then ``conns``."""
     signal.alarm(max(1, int(lifetime)))
-    nofile = wsgi.raise_nofile()
+    nofile = _common.raise_nofile()
     if cpu is not None:
         _common.pin_to_cpu(cpu)
 
@@ -150,10 +149,10 @@ def client(port, conns, cpu, lifetime, timeout):
 def wait_quiet(pids):
     """Wait until the server's CPU time and RSS stop moving; True if they did."""
     deadline = time.monotonic() + QUIET_MAX
-    before = (wsgi.tree_cpu(pids), wsgi.tree_rss(pids))
+    before = (servers.tree_cpu(pids), servers.tree_rss(pids))
     while time.monotonic() < deadline:
         time.sleep(QUIET_INTERVAL)
-        now = (wsgi.tree_cpu(pids), wsgi.tree_rss(pids))
+        now = (servers.tree_cpu(pids), servers.tree_rss(pids))
         if now == before:
             return True
         before = now
@@ -162,9 +161,9 @@ def wait_quiet(pids):
 
 def one_run(impl, python, args, server_cpu, client_cpu, tmp):
     """Start a server and a client, measure once; return a result dict."""
-    lifetime = wsgi.READY_TIMEOUT + BASE_TIMEOUT + args.timeout + 4 * QUIET_MAX + 60
+    lifetime = servers.READY_TIMEOUT + BASE_TIMEOUT + args.timeout + 4 * QUIET_MAX + 60
     base = {"impl": impl, "conns": args.conns, "status": _common.ERROR}
-    server = wsgi.Server(impl, "hello", python, server_cpu, tmp, lifetime)
+    server = servers.Server(impl, "hello", python, server_cpu, tmp, lifetime)
     if not server.ok:
         return {**base, "status": _common.MISSING if server.missing else _common.ERROR,
                 "error": server.error}
@@ -181,16 +180,16 @@ def one_run(impl, python, args, server_cpu, client_cpu, tmp):
                "--lifetime", str(int(lifetime)), "--timeout", str(args.timeout)]
         if client_cpu is not None:
             cmd += ["--cpu", str(client_cpu)]
-        cli = Proc(cmd, stdin=subprocess.PIPE)
+        cli = _common.Proc(cmd, stdin=subprocess.PIPE)
 
         r = cli.read_json(BASE_TIMEOUT + 5)
         if r is None or r.get("phase") != "base":
             why = r.get("error") if r else cli.why_silent("baseline request", BASE_TIMEOUT)
             return {**base, "error": f"baseline: {why}"}
         quiet_base = wait_quiet(pids)
-        rss_base = wsgi.tree_rss(pids)
-        cpu_base = wsgi.tree_cpu(pids)
-        fds_base = wsgi.tree_fds(pids)
+        rss_base = servers.tree_rss(pids)
+        cpu_base = servers.tree_cpu(pids)
+        fds_base = servers.tree_fds(pids)
 
         cli.send("go\n")
         r = cli.read_json(args.timeout + 5)
@@ -201,9 +200,9 @@ def one_run(impl, python, args, server_cpu, client_cpu, tmp):
                 why += f"; {server.error}"
             return {**base, "error": why}
         quiet_after = wait_quiet(pids)
-        rss_after = wsgi.tree_rss(pids)
-        cpu_after = wsgi.tree_cpu(pids)
-        held = wsgi.tree_fds(pids) - fds_base
+        rss_after = servers.tree_rss(pids)
+        cpu_after = servers.tree_cpu(pids)
+        held = servers.tree_fds(pids) - fds_base
         if held < args.conns:
             return {**base, "error": f"the server holds {held} more descriptors, not "
                     f"{args.conns}: it closed idle keep-alive connections"}
@@ -255,12 +254,12 @@ def format_table(impls, results, conns):
         if good[0]["extra"]["processes"] > 1:
             yield f"RSS of {good[0]['extra']['processes']} processes"
 
-    lines = memory_table(
+    lines = _common.memory_table(
         impls, results, "median KiB/conn", _kib, COLUMNS,
         [f"idle keep-alive connections: {conns:,} connections held open after one GET each",
          "  KiB/conn = (server VmRSS with them open - VmRSS with one such connection) "
          "/ connections / 1024"],
-        notes_for)
+        QUIET_MAX, notes_for)
     ok = [r for r in results.get(_common.BASELINE, []) if r.get("status") == _common.OK]
     base_median = statistics.median(r["bytes_per_conn"] for r in ok) if ok else None
     lines.append("")
@@ -276,11 +275,11 @@ def format_table(impls, results, conns):
 def drive(args, impls):
     started = time.monotonic()
     server_cpu, client_cpu, pin_note = _common.plan_cpus(args.no_pin)
-    wsgi.raise_nofile()
+    _common.raise_nofile()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     header = [
-        f"command: {shlex.join([wsgi._shown(sys.executable)] + sys.argv)}",
+        f"command: {shlex.join([servers.shown(sys.executable)] + sys.argv)}",
         f"date:    {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
         f"machine: {_common.machine_description()}",
         f"python:  {platform.python_version()} ({sys.executable})",
@@ -293,11 +292,11 @@ def drive(args, impls):
         f"client:  non-blocking sockets + selectors, {IN_FLIGHT} connections in flight; each "
         "sends one HTTP/1.1 GET (keep-alive), reads the response, then stays idle",
     ]
-    found, missing = wsgi.find_interpreters(impls)
+    found, missing = servers.find_interpreters(impls)
     for impl in impls:
         if impl in found:
             f = found[impl]
-            shown = "-" if impl == "nginx" else wsgi._shown(f["python"])
+            shown = "-" if impl == "nginx" else servers.shown(f["python"])
             header.append(f"server:  {impl} {f['version']}: {f['description']} [{shown}]")
         else:
             header.append(f"server:  {impl}: missing: {missing[impl]}")
@@ -352,7 +351,7 @@ def main():
         description="Resident memory per idle keep-alive connection of the WSGI servers "
         "of bench/wsgi.py."
     )
-    parser.add_argument("--impl", help=f"comma-separated subset of: {','.join(wsgi.IMPLS)} "
+    parser.add_argument("--impl", help=f"comma-separated subset of: {','.join(servers.IMPLS)} "
                         f"(default: {','.join(IMPLS)})")
     parser.add_argument("--conns", type=int,
                         help=f"idle connections per run (default {CONNS:,}; {QUICK_CONNS:,} "
@@ -378,8 +377,8 @@ def main():
     if args.impl:
         impls = [n.strip() for n in args.impl.split(",") if n.strip()]
         for n in impls:
-            if n not in wsgi.IMPLS:
-                parser.error(f"unknown server {n!r}; choose from {', '.join(wsgi.IMPLS)}")
+            if n not in servers.IMPLS:
+                parser.error(f"unknown server {n!r}; choose from {', '.join(servers.IMPLS)}")
     else:
         impls = list(IMPLS)
     if args.conns is None:
