@@ -320,12 +320,3 @@ def capture_app(seen):
         return [body]
 
     return app
-
-
-def wait_for(predicate, timeout=5.0, step=0.01):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        ptsevent.sleep(step)
-    return True

@@ -18,6 +18,22 @@ import ptsevent
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+#: Source for a snippet (after ``import ptsevent, socketserver``): a
+#: socketserver.TCPServer that serves each connection in a tasklet of its
+#: own, the way ThreadingMixIn starts a thread.
+TASKLET_TCP_SERVER = """
+class TaskletTCPServer(socketserver.TCPServer):
+    allow_reuse_address = True
+    request_queue_size = 128
+    def process_request(self, request, client_address):
+        ptsevent.spawn(self._serve_one, request, client_address)
+    def _serve_one(self, request, client_address):
+        try:
+            self.finish_request(request, client_address)
+        finally:
+            self.shutdown_request(request)
+"""
+
 
 def run_snippet(source, *args, timeout=60, check=True, cwd=None,
                 python_args=()):

@@ -15,6 +15,7 @@ import pytest
 
 import ptsevent
 from _http import Conn
+from support import made_then_closed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CRASH_DIR = os.path.join(HERE, "crash")
@@ -173,16 +174,8 @@ def serve_app():
 @pytest.fixture
 def connect():
     """connect(port) -> Conn; every connection is closed after the test."""
-    conns = []
-
-    def make(port, timeout=5.0):
-        conn = Conn(port, timeout)
-        conns.append(conn)
-        return conn
-
-    yield make
-    for conn in conns:
-        conn.close()
+    with made_then_closed(Conn) as make:
+        yield make
 
 
 # -- TLS: a certificate authority and contexts made at test time --------------

@@ -13,6 +13,7 @@ import pytest
 
 import ptsevent
 from ptsevent import event as pevent
+from support import elapsed_of
 
 
 class MyError(Exception):
@@ -22,17 +23,6 @@ class MyError(Exception):
 def waiting(obj):
     w = obj._waiters
     return 0 if w is None else len(w.wq)
-
-
-def run_ready():
-    for _ in range(3):
-        ptsevent.sleep(0)
-
-
-def elapsed_of(fn, *args, **kwargs):
-    start = time.monotonic()
-    result = fn(*args, **kwargs)
-    return result, time.monotonic() - start
 
 
 def later_in_thread(delay, fn, *args):

@@ -15,6 +15,8 @@ import pytest
 
 import ptsevent
 from ptsevent import locks
+from support import background as _background
+from support import elapsed_of, run_ready
 
 
 class MyError(Exception):
@@ -28,38 +30,9 @@ def is_ptsevent(obj):
     return type(obj).__module__.startswith("ptsevent")
 
 
-class _TaskletJob:
-    def __init__(self, fn, args):
-        self.tasklet = ptsevent.spawn(fn, *args)
-
-    def result(self, timeout=10):
-        return self.tasklet.get(timeout=timeout)
-
-
-class _ThreadJob:
-    def __init__(self, fn, args):
-        self.value = self.error = None
-
-        def run():
-            try:
-                self.value = fn(*args)
-            except BaseException as e:  # noqa: BLE001 - handed to result()
-                self.error = e
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def result(self, timeout=10):
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "background thread did not finish"
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
 def background(obj, fn, *args):
     """Run fn concurrently: a tasklet for ptsevent objects, a thread else."""
-    return (_TaskletJob if is_ptsevent(obj) else _ThreadJob)(fn, args)
+    return _background(is_ptsevent(obj), fn, *args)
 
 
 def pause(obj, seconds):
@@ -79,17 +52,6 @@ def handed(obj):
     if isinstance(obj, ptsevent.Lock):
         return obj._handed
     return obj._waiters.woken
-
-
-def run_ready():
-    for _ in range(3):
-        ptsevent.sleep(0)
-
-
-def elapsed_of(fn, *args, **kwargs):
-    start = time.monotonic()
-    result = fn(*args, **kwargs)
-    return result, time.monotonic() - start
 
 
 LOCKS = [

@@ -5,18 +5,14 @@ a small SMTP server written here. Each in an interpreter of its own."""
 import shutil
 import socket
 import subprocess
+import textwrap
 import time
 
 import pytest
 
 import ptsevent
-from _patched import run_json
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from _patched import TASKLET_TCP_SERVER, run_json
+from support import free_port
 
 
 @pytest.fixture
@@ -119,20 +115,8 @@ def test_smtplib_20_concurrent_sends_to_a_slow_server_overlap():
                         return
                     else:
                         self.reply("502 no")
-
-        class Server(socketserver.TCPServer):
-            allow_reuse_address = True
-            request_queue_size = 64
-            def process_request(self, request, client_address):
-                # One tasklet per connection.
-                ptsevent.spawn(self._serve_one, request, client_address)
-            def _serve_one(self, request, client_address):
-                try:
-                    self.finish_request(request, client_address)
-                finally:
-                    self.shutdown_request(request)
-
-        server = Server(("127.0.0.1", 0), Smtp)
+    """ + textwrap.indent(TASKLET_TCP_SERVER, " " * 8) + """
+        server = TaskletTCPServer(("127.0.0.1", 0), Smtp)
         port = server.server_address[1]
         serving = ptsevent.spawn(server.serve_forever, 0.05)
 

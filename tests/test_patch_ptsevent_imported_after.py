@@ -3,13 +3,8 @@ thread they run in (patch_thread makes _thread.get_ident per tasklet), and
 the command line, which patches after importing ptsevent.wsgi, starts
 without a late-patching warning about ptsevent itself."""
 
-import os
-import subprocess
-import sys
-
 from _patched import run_json
-
-CRASH_DIR = os.path.join(os.path.dirname(__file__), "crash")
+from support import start_cli
 
 
 def test_a_server_imported_after_patching_stops_from_another_tasklet():
@@ -36,10 +31,7 @@ def test_a_server_imported_after_patching_stops_from_another_tasklet():
 
 
 def test_the_command_line_patches_without_warning_about_itself():
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ptsevent.wsgi", "wsgi_cli_app:app", "--port", "0"],
-        cwd=CRASH_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE)
+    proc = start_cli("wsgi_cli_app:app", "--port", "0")
     try:
         first = proc.stderr.readline().decode()
     finally:

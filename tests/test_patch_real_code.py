@@ -9,7 +9,7 @@ import pytest
 
 import ptsevent
 from ptsevent import socket as psocket
-from _patched import run_json, run_snippet
+from _patched import TASKLET_TCP_SERVER, run_json, run_snippet
 
 PATCH = """
 import json, sys, time, warnings
@@ -70,20 +70,8 @@ class Echo(socketserver.StreamRequestHandler):
         line = self.rfile.readline()
         time.sleep(0.2)                     # a slow client's request
         self.wfile.write(line.upper())
-
-class TaskletServer(socketserver.TCPServer):
-    # One tasklet per connection, in the way ThreadingMixIn starts a thread.
-    request_queue_size = 128
-    allow_reuse_address = True
-    def process_request(self, request, client_address):
-        ptsevent.spawn(self._serve_one, request, client_address)
-    def _serve_one(self, request, client_address):
-        try:
-            self.finish_request(request, client_address)
-        finally:
-            self.shutdown_request(request)
-
-server = TaskletServer(("127.0.0.1", 0), Echo)
+""" + TASKLET_TCP_SERVER + """
+server = TaskletTCPServer(("127.0.0.1", 0), Echo)
 port = server.server_address[1]
 loop = ptsevent.spawn(server.serve_forever, 0.5)
 

@@ -3,18 +3,14 @@ gunicorn worker), with --no-patch / PTSEVENT_NO_PATCH=1 to switch it off;
 and the blocked-hub warning when an unpatched app call holds the hub.
 Real processes, real clients on loopback."""
 
-import concurrent.futures
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
 import ptsevent.patch
+from support import Served, made_then_closed, serve_cli, serve_gunicorn
 
 FLASK_APP = '''
 import threading, time
@@ -48,98 +44,16 @@ def app(environ, start_response):
 BANNER = re.compile(rb"serving \S+ on http://\S+:(\d+)/")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Served:
-    """A server process started with `cmd` in `cwd`, stderr to a file."""
-
-    def __init__(self, cmd, cwd, port, env=None):
-        self.log = open(cwd / "stderr.log", "wb+")
-        self.port = port
-        self.proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONPATH": str(cwd),
-                                          **(env or {})})
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    pytest.fail(f"server did not start:\n{self.output()}")
-                time.sleep(0.05)
-
-    def get(self, path, timeout=15):
-        url = f"http://127.0.0.1:{self.port}{path}"
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.read().decode()
-
-    def get_all(self, paths):
-        """GETs every path at once (real OS threads); (bodies, seconds)."""
-        t0 = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(len(paths)) as pool:
-            bodies = list(pool.map(self.get, paths))
-        return bodies, time.monotonic() - t0
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self):
-        """Stops the server (once); returns all it wrote."""
-        if self.log.closed:
-            return self.out
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out = self.output()
-        self.log.close()
-        return self.out
-
-
-def cli(tmp_path, source, spec, *args, env=None):
-    (tmp_path / (spec.split(":")[0] + ".py")).write_text(source)
-    port = free_port()
-    return Served([sys.executable, "-m", "ptsevent.wsgi", spec, "--port",
-                   str(port), *args], tmp_path, port, env)
-
-
-def gunicorn(tmp_path, source, spec, env=None):
-    pytest.importorskip("gunicorn")
-    (tmp_path / (spec.split(":")[0] + ".py")).write_text(source)
-    port = free_port()
-    return Served([sys.executable, "-m", "gunicorn", "-k",
-                   "ptsevent.gunicorn.Worker", "-w", "1", "-b",
-                   f"127.0.0.1:{port}", "--graceful-timeout", "2",
-                   "--no-control-socket", spec], tmp_path, port, env)
-
-
 @pytest.fixture
 def served():
-    started = []
-
-    def track(s):
-        started.append(s)
-        return s
-
-    yield track
-    for s in started:
-        s.stop()
+    """served(Served) -> it; each is stopped after the test."""
+    with made_then_closed(lambda s: s, close=Served.stop) as track:
+        yield track
 
 
 def test_cli_patches_so_five_flask_views_sleeping_1s_take_about_1s(tmp_path, served):
     pytest.importorskip("flask")
-    srv = served(cli(tmp_path, FLASK_APP, "fapp:app"))
+    srv = served(serve_cli(tmp_path, FLASK_APP, "fapp:app"))
     bodies, took = srv.get_all(["/sleep?s=1"] * 5)
     assert bodies == ["slept"] * 5
     assert took < 2.0, took
@@ -147,7 +61,7 @@ def test_cli_patches_so_five_flask_views_sleeping_1s_take_about_1s(tmp_path, ser
 
 def test_no_patch_serves_them_one_after_the_other(tmp_path, served):
     pytest.importorskip("flask")
-    srv = served(cli(tmp_path, FLASK_APP, "fapp:app", "--no-patch",
+    srv = served(serve_cli(tmp_path, FLASK_APP, "fapp:app", "--no-patch",
                      "--blocked-warning", "0"))
     bodies, took = srv.get_all(["/sleep?s=0.4"] * 5)
     assert bodies == ["slept"] * 5
@@ -156,7 +70,7 @@ def test_no_patch_serves_them_one_after_the_other(tmp_path, served):
 
 def test_the_environment_switches_patching_off_too(tmp_path, served):
     pytest.importorskip("flask")
-    srv = served(cli(tmp_path, FLASK_APP, "fapp:app",
+    srv = served(serve_cli(tmp_path, FLASK_APP, "fapp:app",
                      env={"PTSEVENT_NO_PATCH": "1", "PTSEVENT_BLOCKED_WARNING": "0"}))
     _, took = srv.get_all(["/sleep?s=0.4"] * 5)
     assert took >= 1.9, took
@@ -166,7 +80,7 @@ def test_the_environment_switches_patching_off_too(tmp_path, served):
                    reason="needs patch_thread")
 def test_a_threading_local_is_not_shared_by_concurrent_requests(tmp_path, served):
     pytest.importorskip("flask")
-    srv = served(cli(tmp_path, FLASK_APP, "fapp:app"))
+    srv = served(serve_cli(tmp_path, FLASK_APP, "fapp:app"))
     bodies, took = srv.get_all([f"/local/{n}" for n in range(20)])
     assert bodies == [str(n) for n in range(20)]
     assert took < 2.0, took
@@ -174,11 +88,11 @@ def test_a_threading_local_is_not_shared_by_concurrent_requests(tmp_path, served
 
 def test_the_gunicorn_worker_patches_unless_told_not_to(tmp_path, served):
     pytest.importorskip("flask")
-    srv = served(gunicorn(tmp_path, FLASK_APP, "fapp:app"))
+    srv = served(serve_gunicorn(tmp_path, FLASK_APP, "fapp:app"))
     _, took = srv.get_all(["/sleep?s=0.5"] * 5)
     assert took < 1.5, took
     srv.stop()
-    srv = served(gunicorn(tmp_path, FLASK_APP, "fapp:app",
+    srv = served(serve_gunicorn(tmp_path, FLASK_APP, "fapp:app",
                           env={"PTSEVENT_NO_PATCH": "1"}))
     _, took = srv.get_all(["/sleep?s=0.5"] * 5)
     assert took >= 2.4, took
@@ -193,7 +107,7 @@ def warnings_in(output):
 
 def test_an_unpatched_blocking_app_call_warns_once_naming_route_and_line(
         tmp_path, served):
-    srv = served(cli(tmp_path, PLAIN_APP, "papp:app", "--no-patch"))
+    srv = served(serve_cli(tmp_path, PLAIN_APP, "papp:app", "--no-patch"))
     assert srv.get("/fast") == "ok"
     # Two slow requests one after the other, the second with a query:
     # the same route, one warning; a fast request meanwhile waits.
@@ -208,12 +122,12 @@ def test_an_unpatched_blocking_app_call_warns_once_naming_route_and_line(
 
 
 def test_the_same_app_patched_or_fast_does_not_warn(tmp_path, served):
-    srv = served(cli(tmp_path, PLAIN_APP, "papp:app"))
+    srv = served(serve_cli(tmp_path, PLAIN_APP, "papp:app"))
     bodies, took = srv.get_all(["/slow", "/slow", "/fast"])
     assert bodies == ["ok"] * 3 and took < 2.5
     out = srv.stop()
     assert warnings_in(out) == [], out
-    srv = served(cli(tmp_path, PLAIN_APP, "papp:app", "--no-patch"))
+    srv = served(serve_cli(tmp_path, PLAIN_APP, "papp:app", "--no-patch"))
     for _ in range(20):
         srv.get("/fast")
     out = srv.stop()
@@ -221,12 +135,12 @@ def test_the_same_app_patched_or_fast_does_not_warn(tmp_path, served):
 
 
 def test_the_threshold_is_an_option_and_zero_disables_it(tmp_path, served):
-    srv = served(cli(tmp_path, PLAIN_APP, "papp:app", "--no-patch",
+    srv = served(serve_cli(tmp_path, PLAIN_APP, "papp:app", "--no-patch",
                      "--blocked-warning", "0"))
     srv.get("/slow")
     out = srv.stop()
     assert warnings_in(out) == [], out
-    srv = served(cli(tmp_path, PLAIN_APP, "papp:app", "--no-patch",
+    srv = served(serve_cli(tmp_path, PLAIN_APP, "papp:app", "--no-patch",
                      env={"PTSEVENT_BLOCKED_WARNING": "5"}))
     srv.get("/slow")
     out = srv.stop()

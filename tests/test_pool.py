@@ -19,15 +19,11 @@ import pytest
 import ptsevent
 from ptsevent import pool as pool_mod
 from ptsevent.pool import Group, Pool, PoolFull
+from support import run_ready
 
 
 class MyError(Exception):
     pass
-
-
-def run_ready():
-    for _ in range(3):
-        ptsevent.sleep(0)
 
 
 def slot_waiters(p):

@@ -16,6 +16,7 @@ import pytest
 
 import ptsevent
 import ptsevent.queue as pqueue
+from support import elapsed_of, run_ready
 
 IMPLS = [pytest.param(pqueue, id="ptsevent"), pytest.param(stdqueue, id="stdlib")]
 KINDS = ["Queue", "LifoQueue", "PriorityQueue"]
@@ -73,17 +74,6 @@ def waiting(w):
 
 def handed(w):
     return w[1]
-
-
-def run_ready():
-    for _ in range(3):
-        ptsevent.sleep(0)
-
-
-def elapsed_of(fn, *args, **kwargs):
-    start = time.monotonic()
-    result = fn(*args, **kwargs)
-    return result, time.monotonic() - start
 
 
 # --- the standard contract ---------------------------------------------------

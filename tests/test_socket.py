@@ -26,6 +26,7 @@ import pytest
 
 import ptsevent
 import ptsevent.socket as psocket
+from support import background as _background
 from socket import (
     AF_INET,
     AF_UNIX,
@@ -51,39 +52,9 @@ MiB = 1 << 20
 # --- helpers ----------------------------------------------------------------
 
 
-class _TaskletJob:
-    def __init__(self, fn, args, kwargs):
-        self.tasklet = ptsevent.spawn(fn, *args, **kwargs)
-
-    def result(self, timeout=10):
-        return self.tasklet.get(timeout=timeout)
-
-
-class _ThreadJob:
-    def __init__(self, fn, args, kwargs):
-        self.value = self.error = None
-
-        def run():
-            try:
-                self.value = fn(*args, **kwargs)
-            except BaseException as e:  # noqa: BLE001 - handed to result()
-                self.error = e
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def result(self, timeout=10):
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "background thread did not finish"
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
 def background(mod, fn, *args, **kwargs):
     """Run fn concurrently: in a tasklet for ptsevent, in a thread for stdlib."""
-    job = _TaskletJob if mod is psocket else _ThreadJob
-    return job(fn, args, kwargs)
+    return _background(mod is psocket, fn, *args, **kwargs)
 
 
 def pause(mod, seconds):

@@ -15,7 +15,8 @@ import pytest
 
 import ptsevent
 import ptsevent.socket as psocket
-from _http import chunked, echo_app, get, path_app, request, wait_for
+from _http import chunked, echo_app, get, path_app, request
+from support import wait_for
 
 
 # --- wsgi.input ----------------------------------------------------------------

@@ -41,6 +41,7 @@ import ptsevent
 import ptsevent.socket as psocket
 import ptsevent.wsgi
 from _http import SPLITS, parse_responses, splits
+from support import wait_for
 
 #: The valid request pipelined behind every bad one. It asks for the close
 #: itself, so that a server that wrongly goes on answers it and closes at once
@@ -150,15 +151,6 @@ def reset_close(sock):
     """Closes with an RST instead of a FIN."""
     sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-
-
-def wait_for(predicate, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        ptsevent.sleep(0.01)
-    return True
 
 
 # ---------------------------------------------------------------- the apps

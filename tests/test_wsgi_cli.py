@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 
 import ptsevent
+from support import free_port, start_cli, wait_for
 
 HOST = "127.0.0.1"
 
@@ -144,32 +145,11 @@ def gone(pid):
         return True
 
 
-def wait_until(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-CRASH_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crash")
-
-
 # --- one app served, then SIGTERM ----------------------------------------------
 
 
 def test_cli_serves_an_app_and_exits_0_on_sigterm():
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ptsevent.wsgi", "wsgi_cli_app:app", "--port", "0"],
-        cwd=CRASH_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE)
+    proc = start_cli("wsgi_cli_app:app", "--port", "0")
     try:
         def banner():
             with selectors.DefaultSelector() as sel:
@@ -312,7 +292,7 @@ def test_workers_end_when_the_parent_is_killed(cli):
     assert http_get(c.port)[0] == "HTTP/1.1 200 OK"
     c.proc.kill()
     c.proc.wait()
-    assert wait_until(lambda: all(gone(pid) for pid in c.workers)), c.workers
+    assert wait_for(lambda: all(gone(pid) for pid in c.workers), timeout=10), c.workers
     assert refused(c.port)
 
 

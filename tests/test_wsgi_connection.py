@@ -16,7 +16,8 @@ import pytest
 
 import ptsevent
 import ptsevent.socket as psocket
-from _http import HOST, Conn, capture_app, get, path_app, request, text_app, wait_for
+from _http import HOST, Conn, capture_app, get, path_app, request, text_app
+from support import wait_for
 
 
 # --- keep-alive and close ------------------------------------------------------

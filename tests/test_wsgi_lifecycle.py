@@ -16,6 +16,7 @@ import pytest
 
 import ptsevent
 from _http import get, path_app, request, text_app
+from support import made_then_closed, wait_for
 from ptsevent import socket as psocket
 from ptsevent.wsgi import WSGIServer
 
@@ -171,15 +172,6 @@ def test_ctrl_c_in_the_access_log_callable_reaches_the_main_tasklet():
 # --- stop(timeout) -------------------------------------------------------------
 
 
-def wait_for(predicate, timeout=2.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        ptsevent.sleep(0.005)
-    return True
-
-
 class Client:
     """A cooperative client connection (this process's hub runs the server)."""
 
@@ -208,16 +200,9 @@ class Client:
 
 @pytest.fixture
 def client():
-    made = []
-
-    def make(port, timeout=5.0):
-        c = Client(port, timeout)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
+    """client(port, timeout=5.0) -> Client; each is closed after the test."""
+    with made_then_closed(Client) as make:
+        yield make
 
 
 def ok_app(environ, start_response):

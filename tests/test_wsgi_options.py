@@ -7,15 +7,9 @@ server (wsgi.multithread), for the built-in server and the gunicorn worker.
 """
 
 import math
-import os
 import pathlib
 import re
-import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
@@ -24,6 +18,7 @@ import ptsevent.wsgi
 from ptsevent import _core
 from ptsevent.wsgi import DEFAULTS, WSGIServer
 from _http import exchange
+from support import serve_gunicorn
 
 HOST = "127.0.0.1"
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
@@ -197,30 +192,9 @@ def app(environ, start_response):
 
 
 def test_gunicorn_worker_says_multithread(tmp_path):
-    pytest.importorskip("gunicorn")
-    (tmp_path / "mtapp.py").write_text(GUNICORN_APP)
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "ptsevent.gunicorn.Worker", "-w", "1",
-         "-b", f"{HOST}:{port}", "--graceful-timeout", "2", "--no-control-socket",
-         "mtapp:app"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    srv = serve_gunicorn(tmp_path, GUNICORN_APP, "mtapp:app")
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{HOST}:{port}/", timeout=5) as r:
-                    body = r.read().decode()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        assert body == "multithread=True"
+        assert srv.get("/") == "multithread=True"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=15)
-    assert proc.returncode == 0, out.decode(errors="replace")
+        out = srv.stop()  # SIGTERM
+    assert srv.proc.returncode == 0, out

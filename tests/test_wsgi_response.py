@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from _http import get, request, text_app, wait_for
+from _http import get, request, text_app
+from support import wait_for
 
 
 MiB = 1 << 20
