@@ -9,6 +9,7 @@
 #include "http/server.h"
 #include "http/transport.h"
 #include "py/heap_type.h"
+#include "py/method.h"
 
 namespace ptsevent::http {
 
@@ -317,15 +318,15 @@ PyObject* input_iternext(PyObject* self) {
 
 
 PyMethodDef input_methods[] = {
-    {"read", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_read)),
+    {"read", py::method(input_read),
      METH_FASTCALL, "read($self, size=-1, /)\n--\n\n"
      "read(size=-1) -> bytes of the request body"},
     {"readline",
-     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_readline)),
+     py::method(input_readline),
      METH_FASTCALL, "readline($self, size=-1, /)\n--\n\n"
      "readline(size=-1) -> one line of the request body"},
     {"readlines",
-     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_readlines)),
+     py::method(input_readlines),
      METH_FASTCALL, "readlines($self, hint=-1, /)\n--\n\n"
      "readlines(hint=-1) -> list of lines"},
     {nullptr, nullptr, 0, nullptr}};
