@@ -3,7 +3,7 @@
 
 #include "http/server.h"
 #include "hub/channel.h"
-#include "hub/datastack.h"
+#include "py/datastack.h"
 #include "hub/hub.h"
 #include "hub/lock.h"
 #include "hub/queue.h"
@@ -20,7 +20,7 @@ using namespace ptsevent;
 
 NB_MODULE(_core, m) {
   if (!py::greenlet::import_api()) throw nb::python_error();
-  hub::datastack::install();
+  py::datastack::install();
   if (PyModule_AddFunctions(m.ptr(), hub::tasklet_functions) < 0 ||
       PyModule_AddFunctions(m.ptr(), io::poll_functions) < 0 ||
       PyModule_AddFunctions(m.ptr(), hub::wait_queue_functions) < 0 ||

@@ -4,10 +4,10 @@
 #include <Python.h>
 #include <structmember.h>
 
-#include "hub/datastack.h"
 #include "hub/tasklet.h"
 #include "hub/timer.h"
 #include "py/args.h"
+#include "py/datastack.h"
 #include "py/greenlet_api.h"
 #include "py/heap_type.h"
 #include "py/method.h"
@@ -515,7 +515,7 @@ static PyObject* fn_hub_stats(PyObject*, PyObject*) {
 }
 
 static PyObject* fn_datastack_stats(PyObject*, PyObject*) {
-  return datastack::stats();
+  return py::datastack::stats();
 }
 
 static PyObject* fn_live_tasklets(PyObject*, PyObject*) {
