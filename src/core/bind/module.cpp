@@ -1,7 +1,7 @@
 // The extension module ptsevent._core: what it holds and in which order it
-// is built. Each type and function is written in the file of its engine's
-// Python face (x_type.cpp, or the function tables named below) with the
-// helpers of py/; this file only puts them into the module.
+// is built. Each type and module function is written in the Python face of
+// its engine (x_type.cpp beside x.cpp) with the helpers of py/; this file
+// only puts them into the module.
 //
 // Single-phase initialisation (PyModule_Create, m_size -1): the core's
 // state is per process and per thread (the static types, the exception
