@@ -10,7 +10,7 @@ ASAN_PY := $(ASAN_VENV)/bin/python
 # (a DNS server, a load generator) is installed by `make test` / `make bench`.
 DEB_PACKAGES := libevent-dev node-llhttp pkg-config g++ cmake
 TEST_DEB_PACKAGES := dnsmasq wrk redis-server
-BUILD_DEPS := "scikit-build-core>=0.10" "nanobind>=2.4" "greenlet>=3" ninja
+BUILD_DEPS := "scikit-build-core>=0.10" "greenlet>=3" ninja
 SOURCES := $(shell find src CMakeLists.txt pyproject.toml -type f \
              -not -path '*/__pycache__/*' 2>/dev/null)
 

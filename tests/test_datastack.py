@@ -1,4 +1,4 @@
-"""Worker greenlets keep their Python frames in small root chunks (hub/datastack.h)."""
+"""Worker greenlets keep their Python frames in small root chunks (py/datastack.h)."""
 
 import sys
 import threading

@@ -8,19 +8,10 @@
 
 #include "http/server.h"
 #include "http/transport.h"
-#include "py/heap_type.h"
 
 namespace ptsevent::http {
 
 namespace {
-
-PyTypeObject* InputType = nullptr;
-
-struct Input {
-  PyObject_HEAD
-  Connection* conn;  // null once the request is over
-  Request* req;
-};
 
 // Sends "100 Continue" if the client asked for it and it is still due.
 int continue_if_expected(Connection* c, Request* req) {
@@ -205,34 +196,6 @@ PyObject* read_direct(Connection* c, Request* req, Py_ssize_t size, bool* handle
   return out;
 }
 
-// --------------------------------------------------------------- wsgi.input
-
-Connection* input_conn(Input* in) {
-  if (!in->conn) {
-    PyErr_SetString(PyExc_ValueError, "wsgi.input used after its request ended");
-    return nullptr;
-  }
-  return in->conn;
-}
-
-int parse_size(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t* size) {
-  *size = -1;
-  if (nargs > 1) {
-    PyErr_SetString(PyExc_TypeError, "expected at most one argument");
-    return -1;
-  }
-  if (nargs == 1 && args[0] != Py_None) {
-    if (!PyIndex_Check(args[0])) {
-      PyErr_Format(PyExc_TypeError, "argument should be integer or None, not '%.200s'",
-                   Py_TYPE(args[0])->tp_name);
-      return -1;
-    }
-    *size = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);
-    if (*size == -1 && PyErr_Occurred()) return -1;
-  }
-  return 0;
-}
-
 PyObject* take_body(Connection* c, size_t n) {
   size_t avail = c->body.size() - c->body_off;
   if (n > avail) n = avail;
@@ -246,19 +209,16 @@ PyObject* take_body(Connection* c, size_t n) {
   return r;
 }
 
-PyObject* input_read(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  Input* in = reinterpret_cast<Input*>(self);
-  Py_ssize_t size;
-  if (parse_size(args, nargs, &size) < 0) return nullptr;
-  Connection* c = input_conn(in);
-  if (!c) return nullptr;
+}  // namespace
+
+PyObject* read_body(Connection* c, Request* req, Py_ssize_t size) {
   bool handled;
-  PyObject* direct = read_direct(c, in->req, size, &handled);
+  PyObject* direct = read_direct(c, req, size, &handled);
   if (handled) return direct;
   for (;;) {
     size_t avail = c->body.size() - c->body_off;
     if (size >= 0 && avail >= static_cast<size_t>(size)) break;
-    int r = fill_body(c, in->req);
+    int r = fill_body(c, req);
     if (r < 0) return nullptr;
     if (r == 0) break;
   }
@@ -266,12 +226,7 @@ PyObject* input_read(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   return take_body(c, size < 0 ? avail : static_cast<size_t>(size));
 }
 
-PyObject* input_readline(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  Input* in = reinterpret_cast<Input*>(self);
-  Py_ssize_t size;
-  if (parse_size(args, nargs, &size) < 0) return nullptr;
-  Connection* c = input_conn(in);
-  if (!c) return nullptr;
+PyObject* readline_body(Connection* c, Request* req, Py_ssize_t size) {
   size_t scanned = 0;
   for (;;) {
     size_t avail = c->body.size() - c->body_off;
@@ -282,68 +237,10 @@ PyObject* input_readline(PyObject* self, PyObject* const* args, Py_ssize_t nargs
     if (nl) return take_body(c, static_cast<size_t>(static_cast<const char*>(nl) - base) + 1);
     if (size >= 0 && avail >= static_cast<size_t>(size)) return take_body(c, static_cast<size_t>(size));
     scanned = limit;
-    int r = fill_body(c, in->req);
+    int r = fill_body(c, req);
     if (r < 0) return nullptr;
     if (r == 0) return take_body(c, c->body.size() - c->body_off);
   }
-}
-
-PyObject* input_readlines(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  Py_ssize_t hint;
-  if (parse_size(args, nargs, &hint) < 0) return nullptr;
-  py::Ref lines = py::Ref::steal(PyList_New(0));
-  if (!lines) return nullptr;
-  Py_ssize_t total = 0;
-  for (;;) {
-    py::Ref line = py::Ref::steal(input_readline(self, nullptr, 0));
-    if (!line) return nullptr;
-    if (PyBytes_GET_SIZE(line.get()) == 0) break;
-    total += PyBytes_GET_SIZE(line.get());
-    if (PyList_Append(lines.get(), line.get()) < 0) return nullptr;
-    if (hint > 0 && total >= hint) break;
-  }
-  return lines.release();
-}
-
-PyObject* input_iternext(PyObject* self) {
-  PyObject* line = input_readline(self, nullptr, 0);
-  if (!line) return nullptr;
-  if (PyBytes_GET_SIZE(line) == 0) {
-    Py_DECREF(line);
-    return nullptr;  // StopIteration
-  }
-  return line;
-}
-
-
-PyMethodDef input_methods[] = {
-    {"read", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_read)),
-     METH_FASTCALL, "read($self, size=-1, /)\n--\n\n"
-     "read(size=-1) -> bytes of the request body"},
-    {"readline",
-     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_readline)),
-     METH_FASTCALL, "readline($self, size=-1, /)\n--\n\n"
-     "readline(size=-1) -> one line of the request body"},
-    {"readlines",
-     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_readlines)),
-     METH_FASTCALL, "readlines($self, hint=-1, /)\n--\n\n"
-     "readlines(hint=-1) -> list of lines"},
-    {nullptr, nullptr, 0, nullptr}};
-
-}  // namespace
-
-PyObject* new_input(Connection* c, Request* req) {
-  Input* in = PyObject_New(Input, InputType);
-  if (!in) return nullptr;
-  in->conn = c;
-  in->req = req;
-  return reinterpret_cast<PyObject*>(in);
-}
-
-void detach_input(PyObject* input) {
-  Input* in = reinterpret_cast<Input*>(input);
-  in->conn = nullptr;
-  in->req = nullptr;
 }
 
 bool drain_unread_body(Connection* c, Request* req) {
@@ -366,19 +263,6 @@ bool drain_unread_body(Connection* c, Request* req) {
   c->body.shrink_to_fit();
   c->body_off = 0;
   return true;
-}
-
-PyTypeObject* make_input_type() {
-  static PyType_Slot input_slots[] = {
-      {Py_tp_methods, input_methods},
-      {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
-      {Py_tp_iternext, reinterpret_cast<void*>(input_iternext)},
-      {Py_tp_doc, const_cast<char*>("wsgi.input: the request body, read cooperatively")},
-      {0, nullptr}};
-  static PyType_Spec input_spec = {"ptsevent._core.Input", sizeof(Input), 0,
-                                   Py_TPFLAGS_DEFAULT, input_slots};
-  InputType = py::make_heap_type<PyObject>(&input_spec);
-  return InputType;
 }
 
 }  // namespace ptsevent::http

@@ -1,6 +1,6 @@
 // The request body (body.cpp): read from the socket on the app's demand,
 // through the parser (which decodes chunked bodies and counts max_body),
-// and wsgi.input, the object the app reads it with.
+// and wsgi.input, the object the app reads it with (body_type.cpp).
 #pragma once
 
 #include <Python.h>
@@ -8,6 +8,12 @@
 #include "http/request.h"
 
 namespace ptsevent::http {
+
+// The body as the app reads it: `size` bytes (fewer at its end; < 0: all
+// of it), or one line of at most `size` bytes. New bytes (b"" at the end),
+// or null with an exception.
+PyObject* read_body(Connection* c, Request* req, Py_ssize_t size);
+PyObject* readline_body(Connection* c, Request* req, Py_ssize_t size);
 
 // wsgi.input for a request: a new reference, or null with an exception.
 PyObject* new_input(Connection* c, Request* req);

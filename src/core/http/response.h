@@ -1,7 +1,8 @@
 // The response (response.cpp): start_response and its write(), the
 // framing decided once when the headers go out (Content-Length, chunked,
 // or close-delimited), the body from whatever the app returned, and
-// wsgi.file_wrapper (sendfile(2) for a regular file).
+// wsgi.file_wrapper (sendfile(2) for a regular file). The Python objects
+// (start_response, FileWrapper) are response_type.cpp's.
 #pragma once
 
 #include <Python.h>
@@ -19,6 +20,14 @@ struct FileWrapper {
   Py_ssize_t blksize;
 };
 extern PyTypeObject* FileWrapperType;
+
+// What start_response(status, headers, exc_info) does: checks them and
+// records the head in `req`. 0, or -1 with an exception set.
+int start_response(Request* req, PyObject* status, PyObject* headers,
+                   PyObject* exc_info);
+// Sends part of the body (the headers first, if not yet sent), framed as
+// start_response decided. 0, or -1 with an exception set.
+int send_body(Connection* c, Request* req, const char* data, size_t len);
 
 // start_response for a request: a new reference, or null with an exception.
 PyObject* new_start_response(Connection* c, Request* req);

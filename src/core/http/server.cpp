@@ -2,26 +2,18 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
 
-#include <array>
 #include <climits>
 
-#include "http/body.h"
 #include "http/environ.h"
-#include "http/request.h"
-#include "http/response.h"
 #include "hub/tasklet.h"
-#include "py/errors.h"
 #include "py/greenlet_api.h"
-#include "py/heap_type.h"
 
 namespace ptsevent::http {
 
-PyTypeObject* ServerType = nullptr;
 PyObject* RequestEntityTooLarge = nullptr;
 
 using hub::Hub;
@@ -120,6 +112,8 @@ void accept_ready(void* arg) {
   }
 }
 
+}  // namespace
+
 // ------------------------------------------------------------------ server
 
 void stop_accepting(Server* s) {
@@ -140,6 +134,8 @@ void stop_accepting(Server* s) {
   }
   Py_DECREF(s->self());  // the reference held while accepting
 }
+
+namespace {
 
 void close_idle(Server* s) {
   Py_INCREF(s->self());
@@ -176,6 +172,8 @@ void abort_active(Server* s) {
   Py_DECREF(s->self());
 }
 
+}  // namespace
+
 int check_thread(Server* s) {
   if (!s->started_) return 0;
   if (!Hub::here(s->hub_, s->hub_serial_)) {
@@ -185,91 +183,25 @@ int check_thread(Server* s) {
   return 0;
 }
 
-PyObject* server_new(PyTypeObject* type, PyObject*, PyObject*) {
-  Server* s = reinterpret_cast<Server*>(type->tp_alloc(type, 0));
-  if (!s) return nullptr;
-  new (&s->options_) Options();
-  new (&s->owner_) ServerOwner();
-  new (&s->date_) std::string();
-  new (&s->drain_waiters_) std::vector<Tasklet*>();
-  s->owner_.server = s;
-  s->listen_fd_ = -1;
-  return s->self();
-}
-
-int server_init(PyObject* self, PyObject* args, PyObject* kw) {
-  Server* s = reinterpret_cast<Server*>(self);
-  if (s->started_) {
-    PyErr_SetString(PyExc_RuntimeError, "the server is already started");
-    return -1;
-  }
-  PyObject *listener, *app;
-  if (!PyArg_ParseTuple(args, "OO:HttpServer", &listener, &app)) return -1;
-  if (!PyCallable_Check(app)) {
-    PyErr_SetString(PyExc_TypeError, "the application must be callable");
-    return -1;
-  }
-  Options o;
-  ServerObjects x;
-  if (parse_options(kw, &o, &x) < 0) return -1;
-  py::Ref fdobj = py::Ref::steal(PyObject_CallMethod(listener, "fileno", nullptr));
-  if (!fdobj) return -1;
-  int fd = as_int(fdobj.get());
-  if (fd == -1 && PyErr_Occurred()) return -1;
-  if (fd < 0) {
-    PyErr_SetString(PyExc_ValueError, "the listening socket is closed");
-    return -1;
-  }
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-    PyErr_SetFromErrno(PyExc_OSError);
-    return -1;
-  }
-  if (!x.server_name || !PyUnicode_Check(x.server_name) || !x.server_port ||
-      !PyUnicode_Check(x.server_port)) {
-    PyErr_SetString(PyExc_TypeError, "server_name and server_port must be given as str");
-    return -1;
-  }
-  py::Ref scheme = x.url_scheme ? py::Ref::borrow(x.url_scheme)
-                                : py::Ref::steal(PyUnicode_InternFromString("http"));
-  if (!scheme || !PyUnicode_Check(scheme.get())) {
-    PyErr_SetString(PyExc_TypeError, "url_scheme must be a str");
-    return -1;
-  }
-  PyObject* errors = x.errors ? x.errors : PySys_GetObject("stderr");
-  s->options_ = o;
-  s->listen_fd_ = fd;
-  s->listener_ = py::Ref::borrow(listener);
-  s->app_ = py::Ref::borrow(app);
-  s->server_name_ = py::Ref::borrow(x.server_name);
-  s->server_port_ = py::Ref::borrow(x.server_port);
-  s->url_scheme_ = std::move(scheme);
-  s->errors_ = py::Ref::borrow(errors ? errors : Py_None);
-  s->log_error_ = py::Ref::borrow(x.log_error ? x.log_error : Py_None);
-  s->access_log_ = py::Ref::borrow(x.access_log ? x.access_log : Py_None);
-  return 0;
-}
-
-PyObject* server_start(PyObject* self, PyObject*) {
-  Server* s = reinterpret_cast<Server*>(self);
+int start(Server* s) {
   if (!s->app_) {
     PyErr_SetString(PyExc_RuntimeError, "the server is not initialised");
-    return nullptr;
+    return -1;
   }
   if (s->closed_) {
     PyErr_SetString(PyExc_RuntimeError, "the server is closed");
-    return nullptr;
+    return -1;
   }
   if (s->started_) {
     PyErr_SetString(PyExc_RuntimeError, "the server is already started");
-    return nullptr;
+    return -1;
   }
   Hub* hub = Hub::get();
-  if (!hub) return nullptr;
+  if (!hub) return -1;
   s->context_ = py::Ref::steal(PyContext_CopyCurrent());
-  if (!s->context_) return nullptr;
+  if (!s->context_) return -1;
   s->environ_template_ = py::Ref::steal(make_environ_template(s));
-  if (!s->environ_template_) return nullptr;
+  if (!s->environ_template_) return -1;
   s->hub_ = hub;
   s->hub_serial_ = hub->serial();
   hub::assign_event(&s->accept_ev_, hub->base(), s->listen_fd_, EV_READ | EV_PERSIST,
@@ -277,75 +209,53 @@ PyObject* server_start(PyObject* self, PyObject*) {
   hub::assign_timer(&s->backoff_ev_, hub->base(), on_backoff, s);
   if (event_add(&s->accept_ev_, nullptr) < 0) {
     PyErr_SetString(PyExc_OSError, "libevent: cannot watch the listening socket");
-    return nullptr;
+    return -1;
   }
   hub->add_native_events(1);
   hub->add_owner(&s->owner_);
   s->started_ = true;
   s->accepting_ = true;
-  Py_INCREF(self);  // held while accepting
-  Py_RETURN_NONE;
+  Py_INCREF(s->self());  // held while accepting
+  return 0;
 }
 
-PyObject* server_stop_accepting(PyObject* self, PyObject*) {
-  Server* s = reinterpret_cast<Server*>(self);
-  if (check_thread(s) < 0) return nullptr;
-  stop_accepting(s);
-  Py_RETURN_NONE;
-}
-
-PyObject* server_close_idle(PyObject* self, PyObject*) {
-  Server* s = reinterpret_cast<Server*>(self);
-  if (check_thread(s) < 0) return nullptr;
+void stop_idle(Server* s) {
   s->stopping_ = true;
   close_idle(s);
-  Py_RETURN_NONE;
 }
 
-PyObject* server_abort(PyObject* self, PyObject*) {
-  Server* s = reinterpret_cast<Server*>(self);
-  if (check_thread(s) < 0) return nullptr;
+void abort_all(Server* s) {
   s->stopping_ = true;
   abort_active(s);
   close_idle(s);
-  Py_RETURN_NONE;
 }
 
-PyObject* server_close(PyObject* self, PyObject*) {
-  Server* s = reinterpret_cast<Server*>(self);
-  if (check_thread(s) < 0) return nullptr;
+void close_server(Server* s) {
   s->closed_ = true;
   s->stopping_ = true;
   stop_accepting(s);
   abort_active(s);
   close_idle(s);
-  Py_RETURN_NONE;
 }
 
-// Suspends the calling tasklet until no request runs (True) or `timeout`
-// seconds pass on the monotonic clock (False). The last request to end
+// Suspends the calling tasklet until no request runs (1) or `seconds`
+// pass on the monotonic clock (0); -1 with an error set. The last request to end
 // wakes it (app_done): no polling. Called from one of the server's own
 // requests (an app that stops its server), it waits for the others.
-PyObject* server_wait_drained(PyObject* self, PyObject* args) {
-  Server* s = reinterpret_cast<Server*>(self);
-  PyObject* timeout_obj = Py_None;
-  if (!PyArg_ParseTuple(args, "|O:wait_drained", &timeout_obj)) return nullptr;
-  double seconds;
-  if (hub::parse_timeout(timeout_obj, hub::TimeoutMode::kWait, &seconds) < 0)
-    return nullptr;
-  if (check_thread(s) < 0) return nullptr;
-  if (s->active_ == 0 || !s->started_) Py_RETURN_TRUE;
-  if (seconds == 0) Py_RETURN_FALSE;
+int wait_drained(Server* s, double seconds) {
+  if (check_thread(s) < 0) return -1;
+  if (s->active_ == 0 || !s->started_) return 1;
+  if (seconds == 0) return 0;
   Hub* hub = s->hub_;
-  if (!hub || !Hub::alive(hub)) Py_RETURN_TRUE;  // its connections are gone
+  if (!hub || !Hub::alive(hub)) return 1;  // its connections are gone
   Tasklet* me = hub->current();
-  if (!me) return nullptr;
+  if (!me) return -1;
   long own = 0;
   for (Connection* c = s->head_; c; c = c->next)
     if (c->state == Connection::State::kApp && c->tasklet == me) own = 1;
-  if (s->active_ <= own) Py_RETURN_TRUE;
+  if (s->active_ <= own) return 1;
   hub::Deadline deadline(seconds);
-  py::Ref hold = py::Ref::borrow(self);
+  py::Ref hold = py::Ref::borrow(s->self());
   int rc = 0;
   while (s->active_ > own) {
     double left = deadline.wait_seconds();
@@ -358,75 +268,10 @@ PyObject* server_wait_drained(PyObject* self, PyObject* args) {
         w.erase(it);
         break;
       }
-    if (rc < 0) return nullptr;
+    if (rc < 0) return -1;
   }
-  return PyBool_FromLong(s->active_ <= own);
+  return s->active_ <= own;
 }
-
-PyObject* server_stats(PyObject* self, PyObject*) {
-  Server* s = reinterpret_cast<Server*>(self);
-  long idle = 0;
-  for (Connection* c = s->head_; c; c = c->next)
-    if (c->state == Connection::State::kIdle) ++idle;
-  return Py_BuildValue("{s:l,s:l,s:l,s:K,s:K,s:O}", "connections", s->connections_,
-                       "active", s->active_, "idle", idle, "requests", s->requests_,
-                       "accept_errors", s->accept_errors_, "accepting",
-                       s->accepting_ ? Py_True : Py_False);
-}
-
-// The Python references of the server, for the garbage collector: an app
-// may hold its server (a closure, an attribute). While accepting, and while
-// a connection is open, the server holds a reference to itself that no
-// traverse reports, so the collector never clears a running server.
-std::array<py::Ref*, 11> server_refs(Server* s) {
-  return {&s->listener_,   &s->app_,       &s->context_,
-          &s->server_name_, &s->server_port_, &s->url_scheme_,
-          &s->errors_,     &s->log_error_, &s->access_log_,
-          &s->environ_template_, &s->last_addr_};
-}
-
-int server_traverse(PyObject* self, visitproc visit, void* arg) {
-  Py_VISIT(Py_TYPE(self));
-  for (py::Ref* r : server_refs(reinterpret_cast<Server*>(self)))
-    if (int rc = r->visit(visit, arg)) return rc;
-  return 0;
-}
-
-int server_clear(PyObject* self) {
-  for (py::Ref* r : server_refs(reinterpret_cast<Server*>(self))) r->reset();
-  return 0;
-}
-
-// After server_clear (py::make_heap_type's dealloc).
-void server_destroy(PyObject* self) {
-  Server* s = reinterpret_cast<Server*>(self);
-  if (s->started_ && s->hub_ && Hub::alive(s->hub_)) s->hub_->remove_owner(&s->owner_);
-  s->options_.~Options();
-  s->owner_.~ServerOwner();
-  s->date_.~basic_string();
-  s->drain_waiters_.~vector();
-}
-
-PyMethodDef server_methods[] = {
-    {"start", server_start, METH_NOARGS, "start($self, /)\n--\n\n"
-     "start accepting connections on this thread's hub"},
-    {"stop_accepting", server_stop_accepting, METH_NOARGS, "stop_accepting($self, /)\n--\n\n"
-     "stop accepting new connections"},
-    {"close_idle", server_close_idle, METH_NOARGS,
-     "close_idle($self, /)\n--\n\n"
-     "close idle keep-alive connections now; busy ones close after their response"},
-    {"abort", server_abort, METH_NOARGS, "abort($self, /)\n--\n\n"
-     "close every connection now, busy ones too"},
-    {"close", server_close, METH_NOARGS, "close($self, /)\n--\n\n"
-     "stop accepting and close every connection"},
-    {"wait_drained", server_wait_drained, METH_VARARGS,
-     "wait_drained($self, timeout=None, /)\n--\n\n"
-     "wait until no request runs (True) or the timeout passes (False)"},
-    {"stats", server_stats, METH_NOARGS, "stats($self, /)\n--\n\n"
-     "counters: connections, active, idle, requests"},
-    {nullptr, nullptr, 0, nullptr}};
-
-}  // namespace
 
 void ServerOwner::hub_closing() noexcept {
   // The hub is going away: drop every registration without Python calls.
@@ -476,30 +321,5 @@ void ServerOwner::after_fork_in_child() {
   close_idle(s);
   if (PyErr_Occurred()) PyErr_WriteUnraisable(s->self());
 }
-
-PyTypeObject* make_server_type() {
-  if (init_keys() < 0 || make_request_entry() < 0) return nullptr;
-  bool types_made = make_input_type() && make_start_response_type() &&
-                    make_file_wrapper_type();
-  static PyType_Slot server_slots[] = {
-      {Py_tp_new, reinterpret_cast<void*>(server_new)},
-      {Py_tp_init, reinterpret_cast<void*>(server_init)},
-      {Py_tp_traverse, reinterpret_cast<void*>(server_traverse)},
-      {Py_tp_methods, server_methods},
-      {Py_tp_doc, const_cast<char*>(
-                      "HttpServer(listener, app, /, **options)\n--\n\n"
-                      "HttpServer(listener, app, *, server_name, server_port, ...): the "
-                      "C++ HTTP/1.1 WSGI server (use ptsevent.wsgi.WSGIServer)")},
-      {0, nullptr}};
-  static PyType_Spec server_spec = {"ptsevent._core.HttpServer", sizeof(Server), 0,
-                                    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-                                    server_slots};
-  if (!types_made) return nullptr;
-  ServerType = py::make_heap_type<PyObject, server_clear, server_destroy>(
-      &server_spec);
-  return ServerType;
-}
-
-PyTypeObject* file_wrapper_type() { return FileWrapperType; }
 
 }  // namespace ptsevent::http

@@ -1,5 +1,5 @@
-// The HTTP/1.1 WSGI server (`_core.HttpServer`): the listening socket, the
-// connections it accepted, and the type's methods (server.cpp).
+// The HTTP/1.1 WSGI server (`_core.HttpServer`): the listening socket and
+// the connections it accepted (server.cpp); the type (server_type.cpp).
 //
 // A request goes through one file per phase: accept (server.cpp), the
 // connection's state machine and socket I/O (connection.cpp, through the
@@ -81,6 +81,21 @@ struct Server {
 // raises when the request body goes over max_body. Made by the module.
 extern PyObject* RequestEntityTooLarge;
 
+// The server's operations (server.cpp), for its Python methods
+// (server_type.cpp); those returning int return -1 with an error set.
+int start(Server* s);  // accept on this thread's hub
+// Raises RuntimeError once the server runs on another thread's hub.
+int check_thread(Server* s);
+void stop_accepting(Server* s);
+void stop_idle(Server* s);     // and close idle connections now
+void abort_all(Server* s);     // and close every connection now
+void close_server(Server* s);  // all of the above, and for good
+// Suspends the calling tasklet until no request runs (1) or `seconds` pass
+// (0); -1 with an error set.
+int wait_drained(Server* s, double seconds);
+
+// The Python types (server_type.cpp): HttpServer, and the server's
+// others (wsgi.input, start_response, wsgi.file_wrapper) made with it.
 PyTypeObject* make_server_type();
 PyTypeObject* file_wrapper_type();
 extern PyTypeObject* ServerType;

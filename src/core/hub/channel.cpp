@@ -21,6 +21,7 @@
 #include "hub/tasklet.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
+#include "py/method.h"
 
 #include <structmember.h>
 
@@ -348,27 +349,26 @@ PyGetSetDef Channel_getset[] = {
      "-1 prefer the receiver (default), 1 prefer the sender, 0 never switch", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
-#define FASTCALL(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
 PyMethodDef Channel_methods[] = {
-    {"send", FASTCALL(Channel_send), METH_O, "send($self, value, /)\n--\n\n"
+    {"send", py::method(Channel_send), METH_O, "send($self, value, /)\n--\n\n"
      "send(value): rendezvous with a receiver"},
-    {"receive", FASTCALL(Channel_receive), METH_NOARGS,
+    {"receive", py::method(Channel_receive), METH_NOARGS,
      "receive($self, /)\n--\n\n"
      "receive() -> value"},
-    {"send_exception", FASTCALL(Channel_send_exception), METH_FASTCALL,
+    {"send_exception", py::method(Channel_send_exception), METH_FASTCALL,
      "send_exception($self, exc, /, *args)\n--\n\n"
      "send_exception(exc, *args): the receiver raises exc(*args)"},
-    {"send_throw", FASTCALL(Channel_send_throw), METH_FASTCALL,
+    {"send_throw", py::method(Channel_send_throw), METH_FASTCALL,
      "send_throw($self, exc, value=None, tb=None, /)\n--\n\n"
      "send_throw(exc, value=None, tb=None): the receiver raises it"},
-    {"send_sequence", FASTCALL(Channel_send_sequence), METH_O,
+    {"send_sequence", py::method(Channel_send_sequence), METH_O,
      "send_sequence($self, iterable, /)\n--\n\n"
      "send_sequence(iterable) -> number of values sent"},
-    {"close", FASTCALL(Channel_close), METH_NOARGS,
+    {"close", py::method(Channel_close), METH_NOARGS,
      "close($self, /)\n--\n\n"
      "stop sends; closed once no sender is left"},
-    {"open", FASTCALL(Channel_open), METH_NOARGS, "open($self, /)\n--\n\n"
+    {"open", py::method(Channel_open), METH_NOARGS, "open($self, /)\n--\n\n"
      "undo close()"},
     {nullptr, nullptr, 0, nullptr}};
 

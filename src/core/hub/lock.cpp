@@ -25,6 +25,7 @@
 #include "py/args.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
+#include "py/method.h"
 
 #include <structmember.h>
 
@@ -227,28 +228,27 @@ PyObject* get_handed(Lock* l, void*) { return PyLong_FromSsize_t(l->w_.handed); 
 
 PyObject* get_has_queue(Lock* l, void*) { return PyBool_FromLong(l->w_.list != nullptr); }
 
-#define FASTCALL(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
 PyMethodDef Lock_methods[] = {
-    {"acquire", FASTCALL(Lock_acquire), METH_FASTCALL | METH_KEYWORDS,
+    {"acquire", py::method(Lock_acquire), METH_FASTCALL | METH_KEYWORDS,
      "acquire($self, blocking=True, timeout=-1)\n--\n\n"
      "acquire(blocking=True, timeout=-1) -> bool: take the lock; False when "
      "it was not taken (blocking false and busy, or the timeout passed)"},
-    {"__enter__", FASTCALL(Lock_enter), METH_NOARGS,
+    {"__enter__", py::method(Lock_enter), METH_NOARGS,
      "__enter__($self, /)\n--\n\n"
      "acquire()"},
-    {"release", FASTCALL(Lock_release), METH_NOARGS,
+    {"release", py::method(Lock_release), METH_NOARGS,
      "release($self, /)\n--\n\n"
      "release(): unlock; the oldest waiter, if any, owns the lock next"},
-    {"__exit__", FASTCALL(Lock_exit), METH_FASTCALL,
+    {"__exit__", py::method(Lock_exit), METH_FASTCALL,
      "__exit__($self, /, *exc_info)\n--\n\n"
      "release()"},
-    {"locked", FASTCALL(Lock_locked), METH_NOARGS, "locked($self, /)\n--\n\n"
+    {"locked", py::method(Lock_locked), METH_NOARGS, "locked($self, /)\n--\n\n"
      "locked() -> bool"},
-    {"_at_fork_reinit", FASTCALL(Lock_at_fork_reinit), METH_NOARGS,
+    {"_at_fork_reinit", py::method(Lock_at_fork_reinit), METH_NOARGS,
      "_at_fork_reinit($self, /)\n--\n\n"
      "unlocked, nobody waiting (in a child after fork)"},
-    {"_dispatch", FASTCALL(Lock_dispatch), METH_NOARGS,
+    {"_dispatch", py::method(Lock_dispatch), METH_NOARGS,
      "_dispatch($self, /)\n--\n\n"
      "in the owner hub: hand a lock released by another thread to the oldest "
      "waiter"},
@@ -280,7 +280,7 @@ PyObject* fn_lock_timeout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }  // namespace
 
 PyMethodDef lock_functions[] = {
-    {"_lock_timeout", FASTCALL(fn_lock_timeout), METH_FASTCALL,
+    {"_lock_timeout", py::method(fn_lock_timeout), METH_FASTCALL,
      "_lock_timeout(blocking, timeout, /)\n--\n\n"
      "_lock_timeout(blocking, timeout) -> None or seconds, checked as "
      "threading.Lock.acquire checks them"},

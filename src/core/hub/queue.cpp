@@ -27,6 +27,7 @@
 #include "py/args.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
+#include "py/method.h"
 
 #include <structmember.h>
 
@@ -446,53 +447,52 @@ PyObject* get_has_waiters(Queue* q, void*) {
   return PyBool_FromLong(q->getters_.list || q->putters_.list || q->joiners_.list);
 }
 
-#define FASTCALL(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
 PyMethodDef Queue_methods[] = {
-    {"put", FASTCALL(Queue_put), METH_FASTCALL | METH_KEYWORDS,
+    {"put", py::method(Queue_put), METH_FASTCALL | METH_KEYWORDS,
      "put($self, item, block=True, timeout=None)\n--\n\n"
      "put(item, block=True, timeout=None): put item in the queue; when it is "
      "full wait (block true) up to timeout seconds for a free slot, else raise "
      "queue.Full"},
-    {"put_nowait", FASTCALL(Queue_put_nowait), METH_O,
+    {"put_nowait", py::method(Queue_put_nowait), METH_O,
      "put_nowait($self, item, /)\n--\n\n"
      "put(item, block=False)"},
-    {"get", FASTCALL(Queue_get), METH_FASTCALL | METH_KEYWORDS,
+    {"get", py::method(Queue_get), METH_FASTCALL | METH_KEYWORDS,
      "get($self, block=True, timeout=None)\n--\n\n"
      "get(block=True, timeout=None) -> item: when the queue is empty wait "
      "(block true) up to timeout seconds for an item, else raise queue.Empty"},
-    {"get_nowait", FASTCALL(Queue_get_nowait), METH_NOARGS,
+    {"get_nowait", py::method(Queue_get_nowait), METH_NOARGS,
      "get_nowait($self, /)\n--\n\n"
      "get(block=False)"},
-    {"task_done", FASTCALL(Queue_task_done), METH_NOARGS,
+    {"task_done", py::method(Queue_task_done), METH_NOARGS,
      "task_done($self, /)\n--\n\n"
      "mark one task taken with get() as done; ValueError if called more times "
      "than there were items put"},
-    {"join", FASTCALL(Queue_join), METH_NOARGS,
+    {"join", py::method(Queue_join), METH_NOARGS,
      "join($self, /)\n--\n\n"
      "block until every item put has been marked done (task_done)"},
-    {"qsize", FASTCALL(Queue_qsize), METH_NOARGS, "qsize($self, /)\n--\n\n"
+    {"qsize", py::method(Queue_qsize), METH_NOARGS, "qsize($self, /)\n--\n\n"
      "the number of items in the queue"},
-    {"empty", FASTCALL(Queue_empty), METH_NOARGS, "empty($self, /)\n--\n\n"
+    {"empty", py::method(Queue_empty), METH_NOARGS, "empty($self, /)\n--\n\n"
      "True if the queue holds no item"},
-    {"full", FASTCALL(Queue_full), METH_NOARGS,
+    {"full", py::method(Queue_full), METH_NOARGS,
      "full($self, /)\n--\n\n"
      "True if the queue holds maxsize items (never when unbounded)"},
-    {"_init", FASTCALL(Queue__init), METH_O, "_init($self, maxsize, /)\n--\n\n"
+    {"_init", py::method(Queue__init), METH_O, "_init($self, maxsize, /)\n--\n\n"
      "storage hook: self.queue = deque()"},
-    {"_qsize", FASTCALL(Queue__qsize), METH_NOARGS, "_qsize($self, /)\n--\n\n"
+    {"_qsize", py::method(Queue__qsize), METH_NOARGS, "_qsize($self, /)\n--\n\n"
      "storage hook: len(self.queue)"},
-    {"_put", FASTCALL(Queue__put), METH_O, "_put($self, item, /)\n--\n\n"
+    {"_put", py::method(Queue__put), METH_O, "_put($self, item, /)\n--\n\n"
      "storage hook: self.queue.append(item)"},
-    {"_get", FASTCALL(Queue__get), METH_NOARGS, "_get($self, /)\n--\n\n"
+    {"_get", py::method(Queue__get), METH_NOARGS, "_get($self, /)\n--\n\n"
      "storage hook: self.queue.popleft()"},
-    {"_dispatch_getters", FASTCALL(Queue_dispatch_getters), METH_NOARGS,
+    {"_dispatch_getters", py::method(Queue_dispatch_getters), METH_NOARGS,
      "_dispatch_getters($self, /)\n--\n\n"
      "in the owner hub: hand items put by another thread to waiting getters"},
-    {"_dispatch_putters", FASTCALL(Queue_dispatch_putters), METH_NOARGS,
+    {"_dispatch_putters", py::method(Queue_dispatch_putters), METH_NOARGS,
      "_dispatch_putters($self, /)\n--\n\n"
      "in the owner hub: hand slots freed by another thread to waiting putters"},
-    {"_dispatch_joiners", FASTCALL(Queue_dispatch_joiners), METH_NOARGS,
+    {"_dispatch_joiners", py::method(Queue_dispatch_joiners), METH_NOARGS,
      "_dispatch_joiners($self, /)\n--\n\n"
      "in the owner hub: wake join() after task_done() in another thread"},
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS,

@@ -4,7 +4,7 @@
 #include <fcntl.h>
 #include <structmember.h>
 
-#include "hub/datastack.h"
+#include "py/datastack.h"
 #include "py/errors.h"
 #include "py/greenlet_api.h"
 
@@ -290,7 +290,7 @@ static void run_job(Tasklet* t, py::Ref* value, py::Ref* exc) {
 PyObject* Hub::worker_main(PyObject*, PyObject*) {
   // Before this greenlet's first Python call: its frames go to a small
   // root chunk, not a 16 KiB one (see datastack.h).
-  datastack::adopt_small_root();
+  py::datastack::adopt_small_root();
   for (;;) {
     Hub* hub = Hub::peek();
     if (!hub) Py_RETURN_NONE;

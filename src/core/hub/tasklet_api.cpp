@@ -4,12 +4,13 @@
 #include <Python.h>
 #include <structmember.h>
 
-#include "hub/datastack.h"
 #include "hub/tasklet.h"
 #include "hub/timer.h"
 #include "py/args.h"
+#include "py/datastack.h"
 #include "py/greenlet_api.h"
 #include "py/heap_type.h"
+#include "py/method.h"
 
 namespace ptsevent::hub {
 
@@ -312,44 +313,42 @@ static PyObject* Tasklet_get_main(Tasklet* t, void*) {
   return PyBool_FromLong(t->main_);
 }
 
-#define FASTCALL_KW(f) \
-  reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
 static PyMethodDef Tasklet_methods[] = {
-    {"join", FASTCALL_KW(Tasklet_join), METH_FASTCALL | METH_KEYWORDS,
+    {"join", py::method(Tasklet_join), METH_FASTCALL | METH_KEYWORDS,
      "join($self, timeout=None)\n--\n\n"
      "join(timeout=None): wait until the tasklet is dead (or the timeout)."},
-    {"kill", FASTCALL_KW(Tasklet_kill), METH_FASTCALL | METH_KEYWORDS,
+    {"kill", py::method(Tasklet_kill), METH_FASTCALL | METH_KEYWORDS,
      "kill($self, exception=None, block=True, timeout=None)\n--\n\n"
      "kill(exception=TaskletExit, block=True, timeout=None): raise the "
      "exception in the tasklet at its wait point; a tasklet not yet started "
      "never runs."},
-    {"get", FASTCALL_KW(Tasklet_get), METH_FASTCALL | METH_KEYWORDS,
+    {"get", py::method(Tasklet_get), METH_FASTCALL | METH_KEYWORDS,
      "get($self, block=True, timeout=None)\n--\n\n"
      "get(block=True, timeout=None): the return value, or raise the "
      "tasklet's exception; TimeoutError if it is not dead in time."},
-    {"start", FASTCALL_KW(Tasklet_start), METH_NOARGS,
+    {"start", py::method(Tasklet_start), METH_NOARGS,
      "start($self, /)\n--\n\n"
      "Schedule the tasklet to run."},
-    {"_insert", FASTCALL_KW(Tasklet_insert), METH_NOARGS,
+    {"_insert", py::method(Tasklet_insert), METH_NOARGS,
      "_insert($self, /)\n--\n\n"
      "_insert(): start at the end of this pass's runnables"},
-    {"_bind", FASTCALL_KW(Tasklet_bind), METH_FASTCALL,
+    {"_bind", py::method(Tasklet_bind), METH_FASTCALL,
      "_bind($self, run, args=(), kwargs=None, /)\n--\n\n"
      "_bind(run, args=(), kwargs=None): rebind a tasklet not yet started"},
-    {"start_later", FASTCALL_KW(Tasklet_start_later), METH_O,
+    {"start_later", py::method(Tasklet_start_later), METH_O,
      "start_later($self, seconds, /)\n--\n\n"
      "start_later(seconds): schedule the tasklet to run after a delay."},
-    {"ready", FASTCALL_KW(Tasklet_ready), METH_NOARGS,
+    {"ready", py::method(Tasklet_ready), METH_NOARGS,
      "ready($self, /)\n--\n\n"
      "True once the tasklet is dead."},
-    {"successful", FASTCALL_KW(Tasklet_successful), METH_NOARGS,
+    {"successful", py::method(Tasklet_successful), METH_NOARGS,
      "successful($self, /)\n--\n\n"
      "True if dead without an exception (TaskletExit counts as success)."},
-    {"link", FASTCALL_KW(Tasklet_link), METH_O,
+    {"link", py::method(Tasklet_link), METH_O,
      "link($self, callback, /)\n--\n\n"
      "link(callback): run callback(tasklet) in a new tasklet once it is dead."},
-    {"unlink", FASTCALL_KW(Tasklet_unlink), METH_O,
+    {"unlink", py::method(Tasklet_unlink), METH_O,
      "unlink($self, callback, /)\n--\n\n"
      "unlink(callback): remove a callback added by link()."},
     {nullptr, nullptr, 0, nullptr}};
@@ -516,7 +515,7 @@ static PyObject* fn_hub_stats(PyObject*, PyObject*) {
 }
 
 static PyObject* fn_datastack_stats(PyObject*, PyObject*) {
-  return datastack::stats();
+  return py::datastack::stats();
 }
 
 static PyObject* fn_live_tasklets(PyObject*, PyObject*) {
@@ -617,46 +616,46 @@ PyMethodDef tasklet_functions[] = {
      "_assign_event_on_stack()\n--\n\nBreaks the rule that a libevent "
      "callback argument lives on the heap: aborts (assertion build only)."},
 #endif
-    {"spawn", FASTCALL_KW(fn_spawn), METH_FASTCALL | METH_KEYWORDS,
+    {"spawn", py::method(fn_spawn), METH_FASTCALL | METH_KEYWORDS,
      "spawn(fn, /, *args, **kwargs)\n--\n\n"
      "spawn(fn, *args, **kwargs) -> Tasklet: run fn in a new tasklet."},
-    {"spawn_later", FASTCALL_KW(fn_spawn_later), METH_FASTCALL | METH_KEYWORDS,
+    {"spawn_later", py::method(fn_spawn_later), METH_FASTCALL | METH_KEYWORDS,
      "spawn_later(seconds, fn, /, *args, **kwargs)\n--\n\n"
      "spawn_later(seconds, fn, *args, **kwargs) -> Tasklet."},
-    {"sleep", FASTCALL_KW(fn_sleep), METH_FASTCALL | METH_KEYWORDS,
+    {"sleep", py::method(fn_sleep), METH_FASTCALL | METH_KEYWORDS,
      "sleep(seconds=0)\n--\n\n"
      "sleep(seconds=0): suspend the current tasklet; 0 yields to the other "
      "ready tasklets."},
-    {"getmain", FASTCALL_KW(fn_getmain), METH_NOARGS,
+    {"getmain", py::method(fn_getmain), METH_NOARGS,
      "getmain()\n--\n\n"
      "getmain() -> the main tasklet of this thread"},
-    {"_schedule", FASTCALL_KW(fn_schedule), METH_NOARGS,
+    {"_schedule", py::method(fn_schedule), METH_NOARGS,
      "_schedule()\n--\n\n"
      "_schedule(): yield to the end of this pass's runnables (Stackless's schedule)"},
-    {"getcurrent", FASTCALL_KW(fn_getcurrent), METH_NOARGS,
+    {"getcurrent", py::method(fn_getcurrent), METH_NOARGS,
      "getcurrent()\n--\n\n"
      "getcurrent() -> the running Tasklet."},
-    {"wait_read", FASTCALL_KW(fn_wait_read), METH_FASTCALL | METH_KEYWORDS,
+    {"wait_read", py::method(fn_wait_read), METH_FASTCALL | METH_KEYWORDS,
      "wait_read(fd, timeout=None)\n--\n\n"
      "wait_read(fd, timeout=None): wait until fd is readable; TimeoutError."},
-    {"wait_write", FASTCALL_KW(fn_wait_write), METH_FASTCALL | METH_KEYWORDS,
+    {"wait_write", py::method(fn_wait_write), METH_FASTCALL | METH_KEYWORDS,
      "wait_write(fd, timeout=None)\n--\n\n"
      "wait_write(fd, timeout=None): wait until fd is writable; TimeoutError."},
-    {"hub_stats", FASTCALL_KW(fn_hub_stats), METH_NOARGS,
+    {"hub_stats", py::method(fn_hub_stats), METH_NOARGS,
      "hub_stats()\n--\n\n"
      "Counters of this thread's hub (for tests and debugging)."},
-    {"_live_tasklets", FASTCALL_KW(fn_live_tasklets), METH_NOARGS,
+    {"_live_tasklets", py::method(fn_live_tasklets), METH_NOARGS,
      "_live_tasklets()\n--\n\n"},
-    {"_datastack_stats", FASTCALL_KW(fn_datastack_stats), METH_NOARGS,
+    {"_datastack_stats", py::method(fn_datastack_stats), METH_NOARGS,
      "_datastack_stats()\n--\n\n"},
-    {"_shutdown", FASTCALL_KW(fn_shutdown), METH_NOARGS, "_shutdown()\n--\n\n"},
-    {"_after_fork", FASTCALL_KW(fn_after_fork), METH_NOARGS,
+    {"_shutdown", py::method(fn_shutdown), METH_NOARGS, "_shutdown()\n--\n\n"},
+    {"_after_fork", py::method(fn_after_fork), METH_NOARGS,
      "_after_fork()\n--\n\n"},
-    {"_set_error_handler", FASTCALL_KW(fn_set_error_handler), METH_O,
+    {"_set_error_handler", py::method(fn_set_error_handler), METH_O,
      "_set_error_handler(fn, /)\n--\n\n"},
-    {"_add_signal_handlers", FASTCALL_KW(fn_add_signal_handlers), METH_O,
+    {"_add_signal_handlers", py::method(fn_add_signal_handlers), METH_O,
      "_add_signal_handlers(n, /)\n--\n\n"},
-    {"hub_turns", FASTCALL_KW(fn_hub_turns), METH_FASTCALL | METH_KEYWORDS,
+    {"hub_turns", py::method(fn_hub_turns), METH_FASTCALL | METH_KEYWORDS,
      "hub_turns(thread=None)\n--\n\n"
      "hub_turns(thread=None) -> (passes, last_poll, polling) or None: how "
      "far the hub of this thread (or of the OS thread whose ident is given) "
@@ -664,7 +663,7 @@ PyMethodDef tasklet_functions[] = {
      "at the end of the latest one, polling is True while it waits for "
      "events. A hub that is not polling and whose last_poll is old is held "
      "by a tasklet. None when that thread has no hub. Any thread may ask."},
-    {"_chain_wakeup_fd", FASTCALL_KW(fn_chain_wakeup_fd), METH_O,
+    {"_chain_wakeup_fd", py::method(fn_chain_wakeup_fd), METH_O,
      "_chain_wakeup_fd(fd, /)\n--\n\n"
      "The hub forwards signal bytes to fd (-1: none); returns the previous."},
     {nullptr, nullptr, 0, nullptr}};

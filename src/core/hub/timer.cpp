@@ -7,6 +7,7 @@
 #include "hub/tasklet.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
+#include "py/method.h"
 
 namespace ptsevent::hub {
 
@@ -186,17 +187,16 @@ static PyObject* Timer_pending(Timer* self, void*) {
 }
 
 static PyMethodDef Timer_methods[] = {
-    {"start", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Timer_start)),
+    {"start", py::method(Timer_start),
      METH_FASTCALL, "start($self, seconds, exception, /)\n--\n\n"
      "start(seconds, exception): arm for the running tasklet"},
-    {"cancel", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Timer_cancel)),
+    {"cancel", py::method(Timer_cancel),
      METH_NOARGS,
      "cancel($self, /)\n--\n\n"
      "disarm; does nothing if not armed (from another thread: handed to the "
      "timer's hub, and it may still fire until that hub has run it)"},
     {"_cancel_run",
-     reinterpret_cast<PyCFunction>(
-         reinterpret_cast<void (*)()>(Timer_cancel_run)),
+     py::method(Timer_cancel_run),
      METH_O, "_cancel_run($self, run, /)\n--\n\n"},
     {nullptr, nullptr, 0, nullptr}};
 
@@ -378,17 +378,17 @@ static PyObject* Waiter_ready(Waiter* self, PyObject*) {
 }
 
 static PyMethodDef Waiter_methods[] = {
-    {"switch", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Waiter_switch)),
+    {"switch", py::method(Waiter_switch),
      METH_FASTCALL, "switch($self, value=None, /)\n--\n\n"
      "switch(value=None): set the result (any thread)"},
-    {"throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Waiter_throw)),
+    {"throw", py::method(Waiter_throw),
      METH_O, "throw($self, exc, /)\n--\n\n"
      "throw(exc): set an exception as the result (any thread)"},
-    {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Waiter_get)),
+    {"get", py::method(Waiter_get),
      METH_FASTCALL | METH_KEYWORDS,
      "get($self, timeout=None)\n--\n\n"
      "get(timeout=None): wait for the result; TimeoutError if late"},
-    {"ready", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Waiter_ready)),
+    {"ready", py::method(Waiter_ready),
      METH_NOARGS, "ready($self, /)\n--\n\n"
      "True once the result arrived in this thread"},
     {nullptr, nullptr, 0, nullptr}};

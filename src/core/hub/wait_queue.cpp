@@ -3,6 +3,7 @@
 #include "hub/tasklet.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
+#include "py/method.h"
 
 #include <structmember.h>
 
@@ -104,16 +105,16 @@ Py_ssize_t WaitQueue_len(WaitQueue* q) {
 }
 
 PyMethodDef WaitQueue_methods[] = {
-    {"wait", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(WaitQueue_wait)),
+    {"wait", py::method(WaitQueue_wait),
      METH_FASTCALL,
      "wait($self, timeout=None, /)\n--\n\n"
      "wait(timeout=None) -> bool: suspend until notified (True) or the timeout "
      "(False)"},
     {"notify",
-     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(WaitQueue_notify)),
+     py::method(WaitQueue_notify),
      METH_FASTCALL, "notify($self, n=1, /)\n--\n\n"
      "notify(n=1) -> int: wake up to n waiters, oldest first"},
-    {"notify_all", reinterpret_cast<PyCFunction>(WaitQueue_notify_all), METH_NOARGS,
+    {"notify_all", py::method(WaitQueue_notify_all), METH_NOARGS,
      "notify_all($self, /)\n--\n\n"
      "notify_all() -> int: wake every waiter"},
     {nullptr, nullptr, 0, nullptr}};
@@ -142,7 +143,7 @@ PyObject* call_threadsafe(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 PyMethodDef wait_queue_functions[] = {
     {"call_threadsafe",
-     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(call_threadsafe)),
+     py::method(call_threadsafe),
      METH_FASTCALL,
      "call_threadsafe(thread_ident, fn, /, *args)\n--\n\n"
      "call_threadsafe(thread_ident, fn, *args): run fn(*args) in a new tasklet "

@@ -15,6 +15,7 @@
 #include "hub/tasklet.h"
 #include "py/heap_type.h"
 #include "io/tls_calls.h"
+#include "py/method.h"
 
 namespace ptsevent::io {
 
@@ -546,42 +547,41 @@ static int IoHandle_set_timeout(IoHandle* h, PyObject* v, void*) {
   return parse_seconds(v, &h->timeout_);
 }
 
-#define METH(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
 static PyMethodDef IoHandle_methods[] = {
-    {"wait_read", METH(IoHandle_wait_read), METH_FASTCALL,
+    {"wait_read", py::method(IoHandle_wait_read), METH_FASTCALL,
      "wait_read($self, timeout=None, /)\n--\n\n"
      "wait_read(timeout=None): wait until readable; TimeoutError."},
-    {"tls_read", METH(IoHandle_tls_read), METH_FASTCALL,
+    {"tls_read", py::method(IoHandle_tls_read), METH_FASTCALL,
      "tls_read($self, sslobj, lock, len, buffer=None, /)\n--\n\n"
      "sslobj.read(len[, buffer]) with lock held, waiting while it raises "
      "SSLWantReadError/SSLWantWriteError, within the handle's timeout; "
      "NotImplemented when non-blocking or the lock is held elsewhere."},
-    {"tls_write", METH(IoHandle_tls_write), METH_FASTCALL,
+    {"tls_write", py::method(IoHandle_tls_write), METH_FASTCALL,
      "tls_write($self, sslobj, lock, data, /)\n--\n\n"
      "sslobj.write(data) as tls_read() reads."},
-    {"wait_write", METH(IoHandle_wait_write), METH_FASTCALL,
+    {"wait_write", py::method(IoHandle_wait_write), METH_FASTCALL,
      "wait_write($self, timeout=None, /)\n--\n\n"
      "wait_write(timeout=None): wait until writable; TimeoutError."},
-    {"recv", METH(IoHandle_recv), METH_FASTCALL,
+    {"recv", py::method(IoHandle_recv), METH_FASTCALL,
      "recv($self, bufsize, flags=0, timeout=None, /)\n--\n\n"
      "recv(bufsize, flags=0, timeout=None) -> bytes"},
-    {"recv_into", METH(IoHandle_recv_into), METH_FASTCALL,
+    {"recv_into", py::method(IoHandle_recv_into), METH_FASTCALL,
      "recv_into($self, buffer, nbytes=0, flags=0, timeout=None, /)\n--\n\n"
      "recv_into(buffer, nbytes=0, flags=0, timeout=None) -> int"},
-    {"send", METH(IoHandle_send), METH_FASTCALL,
+    {"send", py::method(IoHandle_send), METH_FASTCALL,
      "send($self, data, flags=0, timeout=None, /)\n--\n\n"
      "send(data, flags=0, timeout=None) -> int"},
-    {"sendall", METH(IoHandle_sendall), METH_FASTCALL,
+    {"sendall", py::method(IoHandle_sendall), METH_FASTCALL,
      "sendall($self, data, flags=0, timeout=None, /)\n--\n\n"
      "sendall(data, flags=0, timeout=None): the timeout bounds the call."},
-    {"close", METH(IoHandle_close), METH_NOARGS,
+    {"close", py::method(IoHandle_close), METH_NOARGS,
      "close($self, /)\n--\n\n"
      "Unregister; waiters raise OSError(EBADF). Does not close the fd."},
-    {"_close_in_owner", METH(IoHandle_close_in_owner), METH_NOARGS,
+    {"_close_in_owner", py::method(IoHandle_close_in_owner), METH_NOARGS,
      "_close_in_owner($self, /)\n--\n\n"
      "close()'s work, posted to the handle's hub by another thread"},
-    {"_release_in_owner", METH(IoHandle_release_in_owner), METH_NOARGS,
+    {"_release_in_owner", py::method(IoHandle_release_in_owner), METH_NOARGS,
      "_release_in_owner($self, /)\n--\n\n"
      "drop the registration, posted to the handle's hub by a thread that "
      "takes the descriptor over"},

@@ -38,22 +38,6 @@ int poll_now(std::vector<pollfd>& fds) {
   }
 }
 
-PyObject* result_list(const std::vector<pollfd>& fds) {
-  PyObject* out = PyList_New(0);
-  if (!out) return nullptr;
-  for (const pollfd& p : fds) {
-    if (!p.revents) continue;
-    PyObject* item = Py_BuildValue("(ih)", p.fd, p.revents);
-    if (!item || PyList_Append(out, item) < 0) {
-      Py_XDECREF(item);
-      Py_DECREF(out);
-      return nullptr;
-    }
-    Py_DECREF(item);
-  }
-  return out;
-}
-
 // Waits until one of the descriptors has an event, or `seconds` pass
 // (< 0: forever). 0 on wake-up or timeout, -1 on error.
 int wait_any(Hub* hub, Tasklet* t, std::vector<pollfd>& fds, double seconds) {
@@ -90,38 +74,9 @@ int wait_any(Hub* hub, Tasklet* t, std::vector<pollfd>& fds, double seconds) {
   return rc;
 }
 
-// poll_fds([(fd, events), ...], timeout=None) -> [(fd, revents), ...]
-PyObject* fn_poll_fds(PyObject*, PyObject* args) {
-  PyObject* seq;
-  PyObject* timeout_obj = Py_None;
-  if (!PyArg_ParseTuple(args, "O|O:poll_fds", &seq, &timeout_obj))
-    return nullptr;
-  double timeout;
-  if (hub::parse_timeout(timeout_obj, hub::TimeoutMode::kWait, &timeout) < 0)
-    return nullptr;
-  PyObject* fast = PySequence_Fast(seq, "poll_fds() needs a sequence");
-  if (!fast) return nullptr;
-  std::vector<pollfd> fds;
-  Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-  fds.reserve(n);
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    int fd;
-    short events;
-    if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i), "ih", &fd,
-                          &events)) {
-      Py_DECREF(fast);
-      return nullptr;
-    }
-    if (fd < 0) {
-      Py_DECREF(fast);
-      PyErr_Format(PyExc_ValueError,
-                   "file descriptor cannot be a negative integer (%d)", fd);
-      return nullptr;
-    }
-    fds.push_back(pollfd{fd, events, 0});
-  }
-  Py_DECREF(fast);
+}  // namespace
 
+int poll_fds(std::vector<pollfd>& fds, double timeout) {
   using Clock = std::chrono::steady_clock;
   Clock::time_point deadline{};
   if (timeout > 0)
@@ -129,37 +84,28 @@ PyObject* fn_poll_fds(PyObject*, PyObject* args) {
                                   std::chrono::duration<double>(timeout));
   for (;;) {
     int ready = poll_now(fds);
-    if (ready < 0) return nullptr;
-    if (ready > 0 || timeout == 0) return result_list(fds);
+    if (ready < 0) return -1;
+    if (ready > 0 || timeout == 0) return 0;
     double left = -1.0;
     if (timeout > 0) {
       left = std::chrono::duration<double>(deadline - Clock::now()).count();
-      if (left <= 0) return result_list(fds);
+      if (left <= 0) return 0;
     }
     Hub* hub = Hub::get();
-    if (!hub) return nullptr;
+    if (!hub) return -1;
     Tasklet* t = hub->current();
-    if (!t) return nullptr;
+    if (!t) return -1;
     if (fds.empty()) {
       if (timeout < 0) {
         // select([], [], []) with no timeout: wait for nothing, forever.
-        if (t->wait_with_timer(-1) < 0) return nullptr;
+        if (t->wait_with_timer(-1) < 0) return -1;
       } else if (t->wait_with_timer(left) < 0) {
-        return nullptr;
+        return -1;
       }
-      return PyList_New(0);
+      return 0;
     }
-    if (wait_any(hub, t, fds, left) < 0) return nullptr;
+    if (wait_any(hub, t, fds, left) < 0) return -1;
   }
 }
-
-}  // namespace
-
-PyMethodDef poll_functions[] = {
-    {"poll_fds", fn_poll_fds, METH_VARARGS,
-     "poll_fds(fds, timeout=None, /)\n--\n\n"
-     "poll_fds([(fd, events), ...], timeout=None) -> [(fd, revents), ...]: "
-     "poll(2) semantics, blocking only the current tasklet."},
-    {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace ptsevent::io

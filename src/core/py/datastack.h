@@ -24,7 +24,7 @@
 
 #include <Python.h>
 
-namespace ptsevent::hub::datastack {
+namespace ptsevent::py::datastack {
 
 // Wraps the object arena allocator (once per process). Call with the GIL.
 void install();
@@ -37,4 +37,4 @@ void adopt_small_root();
 // For tests and benchmarks: chunks handed out and cached.
 PyObject* stats();
 
-}  // namespace ptsevent::hub::datastack
+}  // namespace ptsevent::py::datastack

@@ -1,4 +1,4 @@
-#include "hub/datastack.h"
+#include "py/datastack.h"
 
 #include <sys/mman.h>
 
@@ -16,7 +16,7 @@
 #define PTSEVENT_SMALL_DATASTACK 0
 #endif
 
-namespace ptsevent::hub::datastack {
+namespace ptsevent::py::datastack {
 
 #if PTSEVENT_SMALL_DATASTACK
 namespace {
@@ -178,4 +178,4 @@ PyObject* stats() {
 
 #endif
 
-}  // namespace ptsevent::hub::datastack
+}  // namespace ptsevent::py::datastack
