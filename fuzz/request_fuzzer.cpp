@@ -79,11 +79,14 @@ bool known(const char* name) {
 std::string_view g_stream;
 const char* g_run = "";
 
-[[noreturn]] void violation(const char* what, int line, std::string_view detail) {
-  std::fprintf(stderr, "\n*** request_fuzzer invariant violated (line %d, %s run): %s\n",
-               line, g_run, what);
+[[noreturn]] void violation(const char* what, int line,
+                            std::string_view detail) {
+  std::fprintf(
+      stderr, "\n*** request_fuzzer invariant violated (line %d, %s run): %s\n",
+      line, g_run, what);
   if (!detail.empty())
-    std::fprintf(stderr, "%.*s\n", static_cast<int>(detail.size()), detail.data());
+    std::fprintf(stderr, "%.*s\n", static_cast<int>(detail.size()),
+                 detail.data());
   std::fprintf(stderr, "stream (%zu bytes): \"", g_stream.size());
   for (unsigned char c : g_stream) {
     if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
@@ -95,24 +98,26 @@ const char* g_run = "";
   std::abort();
 }
 
-#define CHECK(cond) \
-  do {              \
+#define CHECK(cond)                              \
+  do {                                           \
     if (!(cond)) violation(#cond, __LINE__, {}); \
   } while (0)
-#define CHECK_MSG(cond, detail) \
-  do {                          \
+#define CHECK_MSG(cond, detail)                        \
+  do {                                                 \
     if (!(cond)) violation(#cond, __LINE__, (detail)); \
   } while (0)
 
 // ---------------------------------------------------------------- helpers
 
 bool is_tchar(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+      (c >= 'A' && c <= 'Z'))
     return true;
   return c != 0 && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
 }
 bool is_hex(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+         (c >= 'A' && c <= 'F');
 }
 int hex_value(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -120,9 +125,13 @@ int hex_value(unsigned char c) {
   return c - 'A' + 10;
 }
 // field-vchar / SP / HTAB (RFC 9110 5.5; obs-text allowed)
-bool is_field_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+bool is_field_char(unsigned char c) {
+  return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
 bool is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)
@@ -182,7 +191,8 @@ std::string ref_parse_head(std::string_view s, RefHead* h) {
   if (i == m) return "method is not a token";
   h->method = s.substr(m, i - m);
   if (i >= s.size() || s[i] != ' ') return "no SP after method";
-  while (i < s.size() && s[i] == ' ') ++i;  // llhttp takes 1*SP here (RFC 9112 3: MAY)
+  while (i < s.size() && s[i] == ' ')
+    ++i;  // llhttp takes 1*SP here (RFC 9112 3: MAY)
   size_t t = i;
   while (i < s.size() && static_cast<unsigned char>(s[i]) > 0x20 &&
          static_cast<unsigned char>(s[i]) != 0x7f)
@@ -190,11 +200,13 @@ std::string ref_parse_head(std::string_view s, RefHead* h) {
   if (i == t) return "empty target";
   h->target = s.substr(t, i - t);
   if (i >= s.size() || s[i] != ' ') return "no SP after target";
-  while (i < s.size() && s[i] == ' ') ++i;  // and here
+  while (i < s.size() && s[i] == ' ') ++i;     // and here
   static const bool lax_rtsp = known("rtsp");  // F8
-  bool proto = s.substr(i, 5) == "HTTP/" || (lax_rtsp && s.substr(i, 5) == "RTSP/");
-  if (!proto || i + 8 > s.size() || !std::isdigit(static_cast<unsigned char>(s[i + 5])) ||
-      s[i + 6] != '.' || !std::isdigit(static_cast<unsigned char>(s[i + 7])))
+  bool proto =
+      s.substr(i, 5) == "HTTP/" || (lax_rtsp && s.substr(i, 5) == "RTSP/");
+  if (!proto || i + 8 > s.size() ||
+      !std::isdigit(static_cast<unsigned char>(s[i + 5])) || s[i + 6] != '.' ||
+      !std::isdigit(static_cast<unsigned char>(s[i + 7])))
     return "bad HTTP-version";
   h->major = s[i + 5] - '0';
   h->minor = s[i + 7] - '0';
@@ -211,16 +223,19 @@ std::string ref_parse_head(std::string_view s, RefHead* h) {
     }
     size_t n = i;
     while (i < s.size() && is_tchar(s[i])) ++i;
-    if (i == n) return "field name is not a token (or obs-fold, or no final CRLF)";
+    if (i == n)
+      return "field name is not a token (or obs-fold, or no final CRLF)";
     std::string_view name = s.substr(n, i - n);
-    if (i >= s.size() || s[i] != ':') return "no ':' right after the field name";
+    if (i >= s.size() || s[i] != ':')
+      return "no ':' right after the field name";
     ++i;
     size_t v = i;
     while (i < s.size() && is_field_char(s[i])) ++i;
     std::string_view value = s.substr(v, i - v);
     while (!value.empty() && is_ows(value.front())) value.remove_prefix(1);
     while (!value.empty() && is_ows(value.back())) value.remove_suffix(1);
-    if (s.substr(i, 2) != "\r\n") return "field line does not end in CRLF (bare CR/LF, NUL or CTL)";
+    if (s.substr(i, 2) != "\r\n")
+      return "field line does not end in CRLF (bare CR/LF, NUL or CTL)";
     i += 2;
     h->fields.emplace_back(name, value);
   }
@@ -230,7 +245,8 @@ std::string ref_parse_head(std::string_view s, RefHead* h) {
 
 // Strict chunked body (RFC 9112 7.1) from s[0]: returns "" and sets *used and
 // *body when it accepts, else why not ("incomplete" when s ends too soon).
-std::string ref_decode_chunked(std::string_view s, size_t* used, std::string* body) {
+std::string ref_decode_chunked(std::string_view s, size_t* used,
+                               std::string* body) {
   size_t i = 0;
   auto ows = [&] {
     while (i < s.size() && is_ows(s[i])) ++i;
@@ -241,9 +257,11 @@ std::string ref_decode_chunked(std::string_view s, size_t* used, std::string* bo
     while (i < s.size() && is_hex(s[i])) size = size * 16 + hex_value(s[i++]);
     if (i == d) return "chunk size has no hex digit";
     if (i - d > 16) return "chunk size has more than 16 digits";
-    // chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
+    // chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ]
+    // )
     static const bool lax_ext = known("chunkext");
-    if (lax_ext && i < s.size() && s[i] == ';') {  // F4: any bytes but CR, LF, NUL
+    if (lax_ext && i < s.size() &&
+        s[i] == ';') {  // F4: any bytes but CR, LF, NUL
       while (i < s.size() && s[i] != '\r' && s[i] != '\n' && s[i] != '\0') ++i;
       if (i == s.size()) return "incomplete";
     }
@@ -276,7 +294,8 @@ std::string ref_decode_chunked(std::string_view s, size_t* used, std::string* bo
             if (c == '\\') {
               if (i + 1 >= s.size()) return "incomplete";
               unsigned char q = s[i + 1];
-              if (!(q == '\t' || (q >= 0x20 && q != 0x7f))) return "bad quoted-pair";
+              if (!(q == '\t' || (q >= 0x20 && q != 0x7f)))
+                return "bad quoted-pair";
               i += 2;
               continue;
             }
@@ -397,7 +416,8 @@ class Connection {
             return;
           }
           parser_.next_message();
-          CHECK(!parser_.started() && !parser_.in_body() && parser_.headers().empty());
+          CHECK(!parser_.started() && !parser_.in_body() &&
+                parser_.headers().empty());
           in_head_ = true;
           msg_start_ = base_;
           body_.clear();
@@ -417,7 +437,8 @@ class Connection {
     // A dead stream stays dead and consumes nothing.
     size_t consumed = 1;
     std::string sink;
-    CHECK(parser_.feed("GET / HTTP/1.1\r\n", 16, &consumed, &sink) == Status::kError);
+    CHECK(parser_.feed("GET / HTTP/1.1\r\n", 16, &consumed, &sink) ==
+          Status::kError);
     CHECK(consumed == 0 && sink.empty());
     CHECK(parser_.error_status() == st);
     static const bool any_status = known("status");
@@ -436,8 +457,9 @@ class Connection {
     check_head();
     build_environ_keys();
 
-    std::string t = "head " + quote(parser_.method()) + " " + quote(parser_.target()) +
-                    " HTTP/" + std::to_string(parser_.version_major()) + "." +
+    std::string t = "head " + quote(parser_.method()) + " " +
+                    quote(parser_.target()) + " HTTP/" +
+                    std::to_string(parser_.version_major()) + "." +
                     std::to_string(parser_.version_minor()) +
                     " ka=" + std::to_string(parser_.keep_alive()) +
                     " chunked=" + std::to_string(parser_.chunked()) +
@@ -445,7 +467,8 @@ class Connection {
                     " expect=" + std::to_string(parser_.expect_continue()) +
                     " at=" + std::to_string(head_end_);
     for (const http::HeaderField& f : parser_.headers())
-      t += " " + quote(parser_.field_name(f)) + ":" + quote(parser_.field_value(f));
+      t += " " + quote(parser_.field_name(f)) + ":" +
+           quote(parser_.field_value(f));
     trace.push_back(t);
   }
 
@@ -459,14 +482,17 @@ class Connection {
                                "\nhead: " + quote(raw));
     CHECK(ref.method == parser_.method());
     CHECK(ref.target == parser_.target());
-    CHECK(ref.major == parser_.version_major() && ref.minor == parser_.version_minor());
+    CHECK(ref.major == parser_.version_major() &&
+          ref.minor == parser_.version_minor());
     const auto& fields = parser_.headers();
     CHECK_MSG(ref.fields.size() == fields.size(),
-              std::to_string(ref.fields.size()) + " vs " + std::to_string(fields.size()));
+              std::to_string(ref.fields.size()) + " vs " +
+                  std::to_string(fields.size()));
     for (size_t i = 0; i < fields.size(); ++i) {
       CHECK(ref.fields[i].first == parser_.field_name(fields[i]));
       CHECK_MSG(ref.fields[i].second == parser_.field_value(fields[i]),
-                quote(ref.fields[i].second) + " vs " + quote(parser_.field_value(fields[i])));
+                quote(ref.fields[i].second) + " vs " +
+                    quote(parser_.field_value(fields[i])));
     }
 
     // Limits.
@@ -490,7 +516,8 @@ class Connection {
       if (iequals(name, "host")) ++hosts;
       if (iequals(name, "content-length")) ++cls, cl = value;
       if (iequals(name, "transfer-encoding")) ++tes, te = value;
-      if (iequals(name, "connection") && list_has(value, "close")) conn_close = true;
+      if (iequals(name, "connection") && list_has(value, "close"))
+        conn_close = true;
       if (iequals(name, "expect")) {
         CHECK(iequals(value, "100-continue"));
         expect = true;
@@ -536,7 +563,8 @@ class Connection {
         std::string_view q;
         if (cut != std::string_view::npos && target[cut] == '?') {
           size_t hash = target.find('#', cut);
-          q = target.substr(cut + 1, hash == std::string_view::npos ? hash : hash - cut - 1);
+          q = target.substr(
+              cut + 1, hash == std::string_view::npos ? hash : hash - cut - 1);
         }
         CHECK(query == q);
       }
@@ -552,7 +580,8 @@ class Connection {
       std::string_view name = parser_.field_name(f);
       bool ok = http::cgi_header_key(name, &key);
       if (name.find('_') != std::string_view::npos) CHECK(!ok);
-      if (iequals(name, "content-type") || iequals(name, "content-length")) CHECK(!ok);
+      if (iequals(name, "content-type") || iequals(name, "content-length"))
+        CHECK(!ok);
       if (!ok) continue;
       CHECK(key.size() == 5 + name.size() && key.compare(0, 5, "HTTP_") == 0);
       for (size_t i = 5; i < key.size(); ++i) {
@@ -560,7 +589,8 @@ class Connection {
         CHECK(!(c >= 'a' && c <= 'z') && c != '-');
       }
       auto [it, fresh] = seen.emplace(key, to_lower(name));
-      if (!fresh) CHECK_MSG(it->second == to_lower(name), "key collision " + key);
+      if (!fresh)
+        CHECK_MSG(it->second == to_lower(name), "key collision " + key);
     }
   }
 
@@ -578,11 +608,15 @@ class Connection {
     } else {
       size_t used = 0;
       std::string ref_body;
-      std::string why = ref_decode_chunked(stream_.substr(head_end_), &used, &ref_body);
-      CHECK_MSG(why.empty(), "accepted chunked body rejected by the reference: " + why +
-                                 "\nbody: " + quote(stream_.substr(head_end_, end - head_end_)));
-      CHECK_MSG(head_end_ + used == end, "reference ends at " + std::to_string(head_end_ + used) +
-                                             ", parser at " + std::to_string(end));
+      std::string why =
+          ref_decode_chunked(stream_.substr(head_end_), &used, &ref_body);
+      CHECK_MSG(
+          why.empty(),
+          "accepted chunked body rejected by the reference: " + why +
+              "\nbody: " + quote(stream_.substr(head_end_, end - head_end_)));
+      CHECK_MSG(head_end_ + used == end,
+                "reference ends at " + std::to_string(head_end_ + used) +
+                    ", parser at " + std::to_string(end));
       CHECK(ref_body == body_);
     }
     trace.push_back("body " + quote(body_) + " end=" + std::to_string(end) +
@@ -592,8 +626,8 @@ class Connection {
   http::Limits limits_;
   std::string_view stream_;
   http::RequestParser parser_;
-  std::string buf_;    // received, not yet consumed
-  size_t base_ = 0;    // stream offset of buf_[0]
+  std::string buf_;  // received, not yet consumed
+  size_t base_ = 0;  // stream offset of buf_[0]
   size_t msg_start_ = 0, head_end_ = 0;
   std::string body_;
   bool in_head_ = true;
@@ -602,8 +636,10 @@ class Connection {
 
 // Runs the stream cut after each length of `pieces` (cyclically; empty: in
 // one piece) and returns the trace.
-std::vector<std::string> run(const http::Limits& limits, std::string_view stream,
-                             const std::vector<size_t>& pieces, std::string* reason) {
+std::vector<std::string> run(const http::Limits& limits,
+                             std::string_view stream,
+                             const std::vector<size_t>& pieces,
+                             std::string* reason) {
   Connection conn(limits, stream);
   size_t pos = 0, k = 0;
   while (pos < stream.size()) {
@@ -675,7 +711,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view query;
     std::string_view head = std::string_view(stream).substr(0, 256);
     if (http::split_target(head, &path, &query) && !query.empty())
-      CHECK(query.data() >= head.data() && query.data() + query.size() <= head.data() + head.size());
+      CHECK(query.data() >= head.data() &&
+            query.data() + query.size() <= head.data() + head.size());
   }
 
   std::string whole_reason, cut_reason;
@@ -683,13 +720,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::string> whole = run(limits, stream, {}, &whole_reason);
   g_run = "in-pieces";
   std::vector<std::string> cut = run(limits, stream, pieces, &cut_reason);
-  CHECK_MSG(whole == cut, "traces differ\none piece:\n" + join(whole) + "  (" + whole_reason +
-                              ")\nin pieces (" + std::to_string(pieces.size()) +
-                              " lengths, first " + std::to_string(pieces[0]) + "):\n" +
-                              join(cut) + "  (" + cut_reason + ")");
+  CHECK_MSG(whole == cut, "traces differ\none piece:\n" + join(whole) + "  (" +
+                              whole_reason + ")\nin pieces (" +
+                              std::to_string(pieces.size()) +
+                              " lengths, first " + std::to_string(pieces[0]) +
+                              "):\n" + join(cut) + "  (" + cut_reason + ")");
   // REQUEST_FUZZER_TRACE=1 ./request_fuzzer FILE shows what the server saw.
-  static const bool print_trace = std::getenv("REQUEST_FUZZER_TRACE") != nullptr;
+  static const bool print_trace =
+      std::getenv("REQUEST_FUZZER_TRACE") != nullptr;
   if (print_trace)
-    std::fprintf(stderr, "%s  (%s)\n", join(whole).c_str(), whole_reason.c_str());
+    std::fprintf(stderr, "%s  (%s)\n", join(whole).c_str(),
+                 whole_reason.c_str());
   return 0;
 }

@@ -67,8 +67,8 @@ int exec_core(PyObject* m) {
   if (!py::greenlet::import_api()) return -1;
   py::datastack::install();
   for (PyMethodDef* functions :
-       {hub::tasklet_functions, io::poll_functions,
-        hub::wait_queue_functions, hub::lock_functions})
+       {hub::tasklet_functions, io::poll_functions, hub::wait_queue_functions,
+        hub::lock_functions})
     if (PyModule_AddFunctions(m, functions) < 0) return -1;
 
   if (add_type(m, "Tasklet", hub::make_tasklet_type()) < 0 ||
@@ -90,8 +90,8 @@ int exec_core(PyObject* m) {
       PyModule_AddObjectRef(m, "LoopExit", hub::LoopExit) < 0 ||
       PyModule_AddObjectRef(m, "BlockingSwitchOutError",
                             hub::BlockingSwitchOutError) < 0 ||
-      PyModule_AddObjectRef(m, "TaskletExit",
-                            py::greenlet::exit_exception()) < 0)
+      PyModule_AddObjectRef(m, "TaskletExit", py::greenlet::exit_exception()) <
+          0)
     return -1;
   // The tunable options of HttpServer and their defaults (read-only): the
   // one source ptsevent.wsgi.DEFAULTS and the command line read.

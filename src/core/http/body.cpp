@@ -15,7 +15,8 @@ namespace {
 
 // Sends "100 Continue" if the client asked for it and it is still due.
 int continue_if_expected(Connection* c, Request* req) {
-  if (c->parser.expect_continue() && !req->continue_sent && !req->headers_sent) {
+  if (c->parser.expect_continue() && !req->continue_sent &&
+      !req->headers_sent) {
     static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
     req->continue_sent = true;
     if (send_bytes(c, kContinue, sizeof kContinue - 1) < 0) {
@@ -36,7 +37,8 @@ ssize_t recv_body(Connection* c, Request* req, char* buf, size_t cap) {
       if (w == Wait::kError) return -1;
       if (w == Wait::kTimedOut) {
         req->client_gone = true;  // nothing sensible left to answer
-        PyErr_SetString(PyExc_TimeoutError, "timed out reading the request body");
+        PyErr_SetString(PyExc_TimeoutError,
+                        "timed out reading the request body");
         return -1;
       }
     }
@@ -55,8 +57,9 @@ ssize_t recv_body(Connection* c, Request* req, char* buf, size_t cap) {
     }
     if (n == 0) {
       req->client_gone = true;
-      PyErr_SetString(PyExc_ConnectionResetError,
-                      "the client closed the connection before the end of the body");
+      PyErr_SetString(
+          PyExc_ConnectionResetError,
+          "the client closed the connection before the end of the body");
       return -1;
     }
     if (static_cast<size_t>(n) < cap && !c->peer_closed) {
@@ -111,8 +114,10 @@ int fill_body(Connection* c, Request* req) {
     size_t used = 0;
     RequestParser::Status st = feed_body(c, req, data, len, &used, &c->body);
     if (st == RequestParser::Status::kError) return -1;
-    if (from_in) c->in.erase(0, used);
-    else if (used < len) c->in.assign(data + used, len - used);
+    if (from_in)
+      c->in.erase(0, used);
+    else if (used < len)
+      c->in.assign(data + used, len - used);
     if (st == RequestParser::Status::kMessageEnd) return 1;
     if (c->body.size() > before) return 1;
   }
@@ -126,7 +131,8 @@ int fill_body(Connection* c, Request* req) {
 // fast path does not apply.
 constexpr size_t kDirectRead = 65536;
 
-PyObject* read_direct(Connection* c, Request* req, Py_ssize_t size, bool* handled) {
+PyObject* read_direct(Connection* c, Request* req, Py_ssize_t size,
+                      bool* handled) {
   *handled = false;
   RequestParser& p = c->parser;
   if (p.chunked() || p.content_length() <= 0 || p.body_done()) return nullptr;
@@ -141,8 +147,11 @@ PyObject* read_direct(Connection* c, Request* req, Py_ssize_t size, bool* handle
   uint64_t left = static_cast<uint64_t>(p.content_length()) - p.body_bytes();
   size_t avail = c->body.size() - c->body_off;
   uint64_t want = avail + left;
-  if (size >= 0 && static_cast<uint64_t>(size) < want) want = static_cast<uint64_t>(size);
-  if (want < avail + kDirectRead || want > static_cast<uint64_t>(PY_SSIZE_T_MAX)) return nullptr;
+  if (size >= 0 && static_cast<uint64_t>(size) < want)
+    want = static_cast<uint64_t>(size);
+  if (want < avail + kDirectRead ||
+      want > static_cast<uint64_t>(PY_SSIZE_T_MAX))
+    return nullptr;
   *handled = true;
   if (continue_if_expected(c, req) < 0) return nullptr;
   // The declared length is the client's word, not bytes that arrived: the
@@ -175,8 +184,8 @@ PyObject* read_direct(Connection* c, Request* req, Py_ssize_t size, bool* handle
       return nullptr;
     }
     size_t used = 0;
-    RequestParser::Status st =
-        feed_body(c, req, dest + filled, static_cast<size_t>(n), &used, nullptr);
+    RequestParser::Status st = feed_body(
+        c, req, dest + filled, static_cast<size_t>(n), &used, nullptr);
     if (st == RequestParser::Status::kError) {
       Py_DECREF(out);
       return nullptr;
@@ -230,12 +239,17 @@ PyObject* readline_body(Connection* c, Request* req, Py_ssize_t size) {
   size_t scanned = 0;
   for (;;) {
     size_t avail = c->body.size() - c->body_off;
-    size_t limit = size >= 0 ? std::min(avail, static_cast<size_t>(size)) : avail;
+    size_t limit =
+        size >= 0 ? std::min(avail, static_cast<size_t>(size)) : avail;
     const char* base = c->body.data() + c->body_off;
-    const void* nl = limit > scanned ? std::memchr(base + scanned, '\n', limit - scanned)
-                                     : nullptr;
-    if (nl) return take_body(c, static_cast<size_t>(static_cast<const char*>(nl) - base) + 1);
-    if (size >= 0 && avail >= static_cast<size_t>(size)) return take_body(c, static_cast<size_t>(size));
+    const void* nl = limit > scanned
+                         ? std::memchr(base + scanned, '\n', limit - scanned)
+                         : nullptr;
+    if (nl)
+      return take_body(
+          c, static_cast<size_t>(static_cast<const char*>(nl) - base) + 1);
+    if (size >= 0 && avail >= static_cast<size_t>(size))
+      return take_body(c, static_cast<size_t>(size));
     scanned = limit;
     int r = fill_body(c, req);
     if (r < 0) return nullptr;
@@ -247,8 +261,9 @@ bool drain_unread_body(Connection* c, Request* req) {
   RequestParser& p = c->parser;
   if (!p.body_done()) {
     if (p.expect_continue() && !req->continue_sent) return false;
-    if (p.chunked() || p.content_length() - static_cast<int64_t>(p.body_bytes()) >
-                           static_cast<int64_t>(c->server->options_.max_drain))
+    if (p.chunked() ||
+        p.content_length() - static_cast<int64_t>(p.body_bytes()) >
+            static_cast<int64_t>(c->server->options_.max_drain))
       return false;
     while (!p.body_done()) {
       c->body.clear();

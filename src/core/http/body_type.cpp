@@ -13,14 +13,14 @@ namespace {
 PyTypeObject* InputType = nullptr;
 
 struct Input {
-  PyObject_HEAD
-  Connection* conn;  // null once the request is over
+  PyObject_HEAD Connection* conn;  // null once the request is over
   Request* req;
 };
 
 Connection* input_conn(Input* in) {
   if (!in->conn) {
-    PyErr_SetString(PyExc_ValueError, "wsgi.input used after its request ended");
+    PyErr_SetString(PyExc_ValueError,
+                    "wsgi.input used after its request ended");
     return nullptr;
   }
   return in->conn;
@@ -34,7 +34,8 @@ int parse_size(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t* size) {
   }
   if (nargs == 1 && args[0] != Py_None) {
     if (!PyIndex_Check(args[0])) {
-      PyErr_Format(PyExc_TypeError, "argument should be integer or None, not '%.200s'",
+      PyErr_Format(PyExc_TypeError,
+                   "argument should be integer or None, not '%.200s'",
                    Py_TYPE(args[0])->tp_name);
       return -1;
     }
@@ -53,7 +54,8 @@ PyObject* input_read(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   return read_body(c, in->req, size);
 }
 
-PyObject* input_readline(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* input_readline(PyObject* self, PyObject* const* args,
+                         Py_ssize_t nargs) {
   Input* in = reinterpret_cast<Input*>(self);
   Py_ssize_t size;
   if (parse_size(args, nargs, &size) < 0) return nullptr;
@@ -62,7 +64,8 @@ PyObject* input_readline(PyObject* self, PyObject* const* args, Py_ssize_t nargs
   return readline_body(c, in->req, size);
 }
 
-PyObject* input_readlines(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* input_readlines(PyObject* self, PyObject* const* args,
+                          Py_ssize_t nargs) {
   Py_ssize_t hint;
   if (parse_size(args, nargs, &hint) < 0) return nullptr;
   py::Ref lines = py::Ref::steal(PyList_New(0));
@@ -90,16 +93,14 @@ PyObject* input_iternext(PyObject* self) {
 }
 
 PyMethodDef input_methods[] = {
-    {"read", py::method(input_read),
-     METH_FASTCALL, "read($self, size=-1, /)\n--\n\n"
+    {"read", py::method(input_read), METH_FASTCALL,
+     "read($self, size=-1, /)\n--\n\n"
      "read(size=-1) -> bytes of the request body"},
-    {"readline",
-     py::method(input_readline),
-     METH_FASTCALL, "readline($self, size=-1, /)\n--\n\n"
+    {"readline", py::method(input_readline), METH_FASTCALL,
+     "readline($self, size=-1, /)\n--\n\n"
      "readline(size=-1) -> one line of the request body"},
-    {"readlines",
-     py::method(input_readlines),
-     METH_FASTCALL, "readlines($self, hint=-1, /)\n--\n\n"
+    {"readlines", py::method(input_readlines), METH_FASTCALL,
+     "readlines($self, hint=-1, /)\n--\n\n"
      "readlines(hint=-1) -> list of lines"},
     {nullptr, nullptr, 0, nullptr}};
 
@@ -124,7 +125,8 @@ PyTypeObject* make_input_type() {
       {Py_tp_methods, input_methods},
       {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
       {Py_tp_iternext, reinterpret_cast<void*>(input_iternext)},
-      {Py_tp_doc, const_cast<char*>("wsgi.input: the request body, read cooperatively")},
+      {Py_tp_doc,
+       const_cast<char*>("wsgi.input: the request body, read cooperatively")},
       {0, nullptr}};
   static PyType_Spec input_spec = {"ptsevent._core.Input", sizeof(Input), 0,
                                    Py_TPFLAGS_DEFAULT, input_slots};

@@ -59,8 +59,10 @@ bool cgi_header_key(std::string_view name, std::string* key) {
   key->assign("HTTP_");
   for (unsigned char c : name) {
     if (c == '_') return false;
-    if (c == '-') c = '_';
-    else if (c >= 'a' && c <= 'z') c -= 32;
+    if (c == '-')
+      c = '_';
+    else if (c >= 'a' && c <= 'z')
+      c -= 32;
     key->push_back(static_cast<char>(c));
   }
   return *key != "HTTP_CONTENT_TYPE" && *key != "HTTP_CONTENT_LENGTH";

@@ -28,8 +28,10 @@ void process_conn(void* arg);
 
 void unlink_conn(Connection* c) {
   Server* s = c->server;
-  if (c->prev) c->prev->next = c->next;
-  else s->head_ = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->head_ = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = nullptr;
   --s->connections_;
@@ -120,7 +122,8 @@ void on_conn_timer(evutil_socket_t, short, void* arg) {
 void write_now(Connection* c, const std::string& data) {
   size_t off = 0;
   while (off < data.size()) {
-    struct iovec iov = {const_cast<char*>(data.data()) + off, data.size() - off};
+    struct iovec iov = {const_cast<char*>(data.data()) + off,
+                        data.size() - off};
     ssize_t n = transport_sendv(c, &iov, 1);
     if (n > 0) {
       off += static_cast<size_t>(n);
@@ -154,7 +157,8 @@ const std::string& date_line(Server* s) {
     struct tm tm;
     gmtime_r(&now, &tm);
     char buf[64];
-    size_t n = strftime(buf, sizeof buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    size_t n =
+        strftime(buf, sizeof buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
     s->date_.assign(buf, n);
     s->date_at_ = now;
   }
@@ -164,13 +168,13 @@ const std::string& date_line(Server* s) {
 namespace {
 
 void send_error(Connection* c, int status, const char* reason) {
-  std::string body = std::to_string(status) + " " + reason_phrase(status) + ": " +
-                     reason + "\n";
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " +
-                    reason_phrase(status) +
-                    "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
-                    std::to_string(body.size()) + "\r\nConnection: close\r\n" +
-                    date_line(c->server) + "Server: ptsevent\r\n\r\n" + body;
+  std::string body = std::to_string(status) + " " + reason_phrase(status) +
+                     ": " + reason + "\n";
+  std::string out =
+      "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
+      "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\nConnection: close\r\n" +
+      date_line(c->server) + "Server: ptsevent\r\n\r\n" + body;
   write_now(c, out);
 }
 
@@ -402,7 +406,8 @@ NextRequest after_app(Connection* c, AppOutcome outcome) {
 
 Wait wait_io(Connection* c, bool write, double timeout) {
   if (c->aborted) {
-    PyErr_SetString(PyExc_ConnectionAbortedError, "the server closed the connection");
+    PyErr_SetString(PyExc_ConnectionAbortedError,
+                    "the server closed the connection");
     return Wait::kError;
   }
   // The app may hand wsgi.input or write() to another tasklet: whoever
@@ -425,7 +430,8 @@ Wait wait_io(Connection* c, bool write, double timeout) {
   disarm_timer(c);
   if (rc < 0) return Wait::kError;
   if (c->aborted) {
-    PyErr_SetString(PyExc_ConnectionAbortedError, "the server closed the connection");
+    PyErr_SetString(PyExc_ConnectionAbortedError,
+                    "the server closed the connection");
     return Wait::kError;
   }
   if (timed_out && !(write ? c->writable : c->readable)) return Wait::kTimedOut;
@@ -436,7 +442,8 @@ Wait wait_io(Connection* c, bool write, double timeout) {
 int send_iov(Connection* c, struct iovec* iov, int cnt) {
   while (cnt > 0) {
     if (c->aborted) {
-      PyErr_SetString(PyExc_ConnectionAbortedError, "the server closed the connection");
+      PyErr_SetString(PyExc_ConnectionAbortedError,
+                      "the server closed the connection");
       return -1;
     }
     ssize_t n = transport_sendv(c, iov, cnt);
@@ -471,7 +478,5 @@ int send_iov(Connection* c, struct iovec* iov, int cnt) {
   }
   return 0;
 }
-
-
 
 }  // namespace ptsevent::http

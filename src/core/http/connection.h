@@ -65,8 +65,8 @@ struct Connection {
   Connection* prev = nullptr;
   Connection* next = nullptr;
   struct sockaddr_storage* peer = nullptr;  // allocated only for non-IPv4
-  uint32_t peer4 = 0;                        // IPv4 address (network order)
-  uint16_t peer_port = 0;                    // host order
+  uint32_t peer4 = 0;                       // IPv4 address (network order)
+  uint16_t peer_port = 0;                   // host order
   State state = State::kIdle;
   bool readable = true;  // not known to be drained (edge-triggered)
   bool writable = true;
@@ -82,7 +82,7 @@ struct Connection {
   bool waiting_write = false;
   bool timer_armed = false;
   bool registered = false;
-  bool aborted = false;  // closed by the server (stop) while the app ran
+  bool aborted = false;      // closed by the server (stop) while the app ran
   bool send_failed = false;  // the client reset, or stopped reading
 
   Connection(Server* s, hub::Hub* h, int fd, const Limits* limits)

@@ -27,29 +27,38 @@ namespace {
 struct Method {
   const char* name;
   PyObject* obj;
-} methods[] = {{"GET", nullptr},    {"POST", nullptr},  {"HEAD", nullptr},
-               {"PUT", nullptr},    {"DELETE", nullptr}, {"OPTIONS", nullptr},
+} methods[] = {{"GET", nullptr},  {"POST", nullptr},   {"HEAD", nullptr},
+               {"PUT", nullptr},  {"DELETE", nullptr}, {"OPTIONS", nullptr},
                {"PATCH", nullptr}};
 
 struct CommonHeader {
   const char* name;  // lower case
   PyObject* key;
 } common_headers[] = {
-    {"host", nullptr},           {"user-agent", nullptr},
-    {"accept", nullptr},         {"accept-encoding", nullptr},
-    {"accept-language", nullptr}, {"connection", nullptr},
-    {"cookie", nullptr},         {"referer", nullptr},
-    {"cache-control", nullptr},  {"upgrade-insecure-requests", nullptr},
-    {"origin", nullptr},         {"authorization", nullptr},
-    {"x-forwarded-for", nullptr}, {"expect", nullptr},
-    {"transfer-encoding", nullptr}, {"if-none-match", nullptr},
-    {"if-modified-since", nullptr}, {"pragma", nullptr},
+    {"host", nullptr},
+    {"user-agent", nullptr},
+    {"accept", nullptr},
+    {"accept-encoding", nullptr},
+    {"accept-language", nullptr},
+    {"connection", nullptr},
+    {"cookie", nullptr},
+    {"referer", nullptr},
+    {"cache-control", nullptr},
+    {"upgrade-insecure-requests", nullptr},
+    {"origin", nullptr},
+    {"authorization", nullptr},
+    {"x-forwarded-for", nullptr},
+    {"expect", nullptr},
+    {"transfer-encoding", nullptr},
+    {"if-none-match", nullptr},
+    {"if-modified-since", nullptr},
+    {"pragma", nullptr},
 };
 
 }  // namespace
 
 int init_keys() {
-#define KEY(field, text)                                  \
+#define KEY(field, text) \
   if (!(K.field = PyUnicode_InternFromString(text))) return -1;
   KEY(REQUEST_METHOD, "REQUEST_METHOD");
   KEY(SCRIPT_NAME, "SCRIPT_NAME");
@@ -94,7 +103,8 @@ namespace {
 
 PyObject* latin1(std::string_view v) {
   if (v.empty()) return Py_NewRef(K.empty);
-  return PyUnicode_DecodeLatin1(v.data(), static_cast<Py_ssize_t>(v.size()), nullptr);
+  return PyUnicode_DecodeLatin1(v.data(), static_cast<Py_ssize_t>(v.size()),
+                                nullptr);
 }
 
 // Clients often share an address (a proxy, loopback): the last string is
@@ -133,8 +143,8 @@ PyObject* header_key(std::string_view name, std::string* scratch_key) {
   for (CommonHeader& h : common_headers)
     if (iequals(name, h.name)) return Py_NewRef(h.key);
   if (!cgi_header_key(name, scratch_key)) return nullptr;
-  PyObject* k = PyUnicode_FromStringAndSize(scratch_key->data(),
-                                            static_cast<Py_ssize_t>(scratch_key->size()));
+  PyObject* k = PyUnicode_FromStringAndSize(
+      scratch_key->data(), static_cast<Py_ssize_t>(scratch_key->size()));
   if (k) PyUnicode_InternInPlace(&k);
   return k;
 }
@@ -148,7 +158,8 @@ PyObject* remote_addr(Connection* c) {
     a.s_addr = c->peer4;
     inet_ntop(AF_INET, &a, buf, sizeof buf);
   } else if (c->peer->ss_family == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(c->peer)->sin6_addr, buf, sizeof buf);
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(c->peer)->sin6_addr,
+              buf, sizeof buf);
   } else {
     return Py_NewRef(K.empty);
   }
@@ -176,14 +187,16 @@ PyObject* build_environ(Connection* c, Request* req) {
   std::string_view query;
   if (!split_target(p.target(), &path, &query)) {
     req->body_error = 400;
-    PyErr_SetString(PyExc_ValueError, "malformed percent-escape in the request target");
+    PyErr_SetString(PyExc_ValueError,
+                    "malformed percent-escape in the request target");
     return nullptr;
   }
   if (path == "*") path.clear();
   if (set_item(d, K.PATH_INFO, latin1(path)) < 0 ||
       set_item(d, K.QUERY_STRING, latin1(query)) < 0 ||
       set_item(d, K.RAW_URI, latin1(p.target())) < 0 ||
-      PyDict_SetItem(d, K.SERVER_PROTOCOL, p.version_minor() ? K.http11 : K.http10) < 0 ||
+      PyDict_SetItem(d, K.SERVER_PROTOCOL,
+                     p.version_minor() ? K.http11 : K.http10) < 0 ||
       set_item(d, K.REMOTE_ADDR, cached_remote_addr(c)) < 0 ||
       set_item(d, K.REMOTE_PORT, port_string(c->peer_port)) < 0 ||
       PyDict_SetItem(d, K.wsgi_input, req->input.get()) < 0)
@@ -244,9 +257,9 @@ PyObject* make_environ_template(Server* s) {
   py::Ref env = py::Ref::steal(_PyDict_NewPresized(40));
   if (!env) return nullptr;
   PyObject* d = env.get();
-  PyObject* per_request[] = {K.REQUEST_METHOD, K.PATH_INFO,   K.QUERY_STRING,
-                             K.RAW_URI,        K.SERVER_PROTOCOL, K.REMOTE_ADDR,
-                             K.REMOTE_PORT,    K.wsgi_input};
+  PyObject* per_request[] = {
+      K.REQUEST_METHOD,  K.PATH_INFO,   K.QUERY_STRING, K.RAW_URI,
+      K.SERVER_PROTOCOL, K.REMOTE_ADDR, K.REMOTE_PORT,  K.wsgi_input};
   for (PyObject* k : per_request)
     if (PyDict_SetItem(d, k, Py_None) < 0) return nullptr;
   if (PyDict_SetItem(d, K.SCRIPT_NAME, K.empty) < 0 ||
@@ -255,11 +268,14 @@ PyObject* make_environ_template(Server* s) {
       PyDict_SetItem(d, K.wsgi_version, K.version_tuple) < 0 ||
       PyDict_SetItem(d, K.wsgi_url_scheme, s->url_scheme_.get()) < 0 ||
       PyDict_SetItem(d, K.wsgi_errors, s->errors_.get()) < 0 ||
-      PyDict_SetItem(d, K.wsgi_multithread, kMultithread ? Py_True : Py_False) < 0 ||
-      PyDict_SetItem(d, K.wsgi_multiprocess, s->options_.multiprocess ? Py_True : Py_False) < 0 ||
+      PyDict_SetItem(d, K.wsgi_multithread, kMultithread ? Py_True : Py_False) <
+          0 ||
+      PyDict_SetItem(d, K.wsgi_multiprocess,
+                     s->options_.multiprocess ? Py_True : Py_False) < 0 ||
       PyDict_SetItem(d, K.wsgi_run_once, Py_False) < 0 ||
       PyDict_SetItem(d, K.wsgi_input_terminated, Py_True) < 0 ||
-      PyDict_SetItem(d, K.wsgi_file_wrapper, reinterpret_cast<PyObject*>(FileWrapperType)) < 0)
+      PyDict_SetItem(d, K.wsgi_file_wrapper,
+                     reinterpret_cast<PyObject*>(FileWrapperType)) < 0)
     return nullptr;
   return env.release();
 }

@@ -28,13 +28,13 @@ struct Spec {
 // Limits mixes size_t and uint64_t: one integer type for both here.
 static_assert(std::is_same_v<size_t, uint64_t>, "size_t must be uint64_t");
 
-#define OPTION(name, kind, field)                            \
-  Spec {                                                     \
-    #name, Kind::kind, [](Options& o, ServerObjects& x) -> void* { \
+#define OPTION(name, kind, field)                                \
+  Spec {                                                         \
+#name, Kind::kind, [](Options& o, ServerObjects& x) -> void* { \
       (void)o;                                               \
       (void)x;                                               \
       return &(field);                                       \
-    }                                                        \
+    } \
   }
 
 // In the order `python -m ptsevent.wsgi --help` lists them.

@@ -12,13 +12,15 @@ RequestParser* self_of(llhttp_t* p) {
 }
 
 bool is_tchar(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+      (c >= 'A' && c <= 'Z'))
     return true;
   return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != 0;
 }
 
 bool is_hex(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+         (c >= 'A' && c <= 'F');
 }
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -33,8 +35,10 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 std::string_view trim(std::string_view v) {
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+    v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t'))
+    v.remove_suffix(1);
   return v;
 }
 
@@ -182,7 +186,8 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
   // The header-block limit counts byte by byte, in stream order with the
   // other checks, so that the verdict does not depend on how the bytes
   // were split into reads.
-  size_t limit = in_trailers_ ? limits_->max_trailer_block : limits_->max_header_block;
+  size_t limit =
+      in_trailers_ ? limits_->max_trailer_block : limits_->max_header_block;
   size_t& used = in_trailers_ ? trailer_bytes_ : head_bytes_;
   size_t room = limit > used ? limit - used : 0;
   size_t n = len < room ? len : room;
@@ -200,7 +205,8 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
     }
     char c = data[i];
     if (prev_cr_) {
-      if (c != '\n') return fail(400, "bare CR in the request head or trailers");
+      if (c != '\n')
+        return fail(400, "bare CR in the request head or trailers");
       prev_cr_ = false;
       after_lf_ = true;
       bool empty = line_len_ == 0;
@@ -210,7 +216,8 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
       if (line_started_ && !request_line_done_) {
         request_line_done_ = true;
         // llhttp 8.1 also takes RTSP/x.y: only HTTP/1.x is HTTP here.
-        if (rl_tail_len_ < 8 || std::memcmp(rl_tail_ + rl_tail_len_ - 8, "HTTP/1.", 7) != 0)
+        if (rl_tail_len_ < 8 ||
+            std::memcmp(rl_tail_ + rl_tail_len_ - 8, "HTTP/1.", 7) != 0)
           return fail(505, "only HTTP/1.0 and HTTP/1.1 are supported");
       } else if (empty && request_line_done_) {
         // The empty line that ends the head (or the trailers): what
@@ -227,8 +234,10 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
       after_lf_ = false;
       if (c == ' ' || c == '\t')
         return fail(400, "obs-fold or whitespace before a header field");
-      if (c != '\r' && request_line_done_ && ++field_lines_ > limits_->max_headers)
-        return fail(431, in_trailers_ ? "too many trailer fields" : "too many header fields");
+      if (c != '\r' && request_line_done_ &&
+          ++field_lines_ > limits_->max_headers)
+        return fail(431, in_trailers_ ? "too many trailer fields"
+                                      : "too many header fields");
     }
     if (c == '\r') {
       prev_cr_ = true;
@@ -245,7 +254,8 @@ int RequestParser::scan_head_bytes(const char* data, size_t len) {
   }
   used += n;
   if (n < len && !ended)
-    return fail(431, in_trailers_ ? "trailer block too large" : "request header block too large");
+    return fail(431, in_trailers_ ? "trailer block too large"
+                                  : "request header block too large");
   return 0;
 }
 
@@ -269,7 +279,8 @@ void RequestParser::note_request_line(const char* p, size_t n) {
     rl_tail_len_ = sizeof rl_tail_;
     return;
   }
-  size_t keep = rl_tail_len_ + n > sizeof rl_tail_ ? sizeof rl_tail_ - n : rl_tail_len_;
+  size_t keep =
+      rl_tail_len_ + n > sizeof rl_tail_ ? sizeof rl_tail_ - n : rl_tail_len_;
   std::memmove(rl_tail_, rl_tail_ + rl_tail_len_ - keep, keep);
   std::memcpy(rl_tail_ + keep, p, n);
   rl_tail_len_ = keep + n;
@@ -277,10 +288,12 @@ void RequestParser::note_request_line(const char* p, size_t n) {
 
 // llhttp reads chunk sizes of any length as long as they fit in 64 bits
 // (leading zeros): more than 16 hex digits is refused here.
-int RequestParser::scan_chunk_size(const char* data, size_t len, size_t* scanned) {
+int RequestParser::scan_chunk_size(const char* data, size_t len,
+                                   size_t* scanned) {
   size_t i = 0;
   while (i < len && is_hex(static_cast<unsigned char>(data[i]))) {
-    if (++chunk_digits_ > 16) return fail(400, "chunk size has more than 16 digits");
+    if (++chunk_digits_ > 16)
+      return fail(400, "chunk size has more than 16 digits");
     ++i;
   }
   if (i < len) {  // the size ended
@@ -295,7 +308,8 @@ int RequestParser::append_span(Span span, const char* at, size_t len) {
   // The size limits are the byte scanner's (scan_head_bytes), in stream
   // order: llhttp reports spans at the end of each buffer, so a check here
   // would depend on how the bytes were split into reads.
-  if (head_.size() + len > UINT32_MAX) return fail(431, "request head too large");
+  if (head_.size() + len > UINT32_MAX)
+    return fail(431, "request head too large");
   uint32_t off = static_cast<uint32_t>(head_.size());
   head_.append(at, len);
   switch (span) {
@@ -412,7 +426,8 @@ int RequestParser::check_head() {
   if (method == "CONNECT") return fail(501, "CONNECT is not supported");
   if (target.empty()) return fail(400, "empty request target");
   if (target == "*") {
-    if (method != "OPTIONS") return fail(400, "asterisk-form target needs OPTIONS");
+    if (method != "OPTIONS")
+      return fail(400, "asterisk-form target needs OPTIONS");
   } else if (target[0] != '/') {
     // absolute-form only: scheme "://" authority
     size_t colon = target.find("://");
@@ -421,7 +436,8 @@ int RequestParser::check_head() {
     for (size_t i = 0; i < colon; ++i) {
       unsigned char c = target[i];
       bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                (i > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
+                (i > 0 &&
+                 ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
       if (!ok) return fail(400, "bad scheme in absolute-form target");
     }
     // The authority replaces Host (RFC 9112 section 3.2.2): it is checked
@@ -431,7 +447,8 @@ int RequestParser::check_head() {
       return fail(400, "invalid authority in absolute-form target");
   }
   if (minor_ == 1 && host_count_ != 1)
-    return fail(400, host_count_ ? "more than one Host field" : "HTTP/1.1 request without Host");
+    return fail(400, host_count_ ? "more than one Host field"
+                                 : "HTTP/1.1 request without Host");
   if (host_count_ > 1) return fail(400, "more than one Host field");
 
   size_t te_count = 0, cl_count = 0;
@@ -446,7 +463,8 @@ int RequestParser::check_head() {
       cl = field_value(f);
     } else if (iequals(name, "expect")) {
       std::string_view v = field_value(f);
-      if (!iequals(v, "100-continue")) return fail(417, "unsupported expectation");
+      if (!iequals(v, "100-continue"))
+        return fail(417, "unsupported expectation");
       if (minor_ == 1) expect_continue_ = true;
     }
   }
@@ -455,15 +473,18 @@ int RequestParser::check_head() {
     if (cl_count) return fail(400, "both Content-Length and Transfer-Encoding");
     if (te_count > 1) return fail(400, "more than one Transfer-Encoding field");
     if (!iequals(te, "chunked")) {
-      if (is_token_list(te)) return fail(501, "transfer coding not implemented");
+      if (is_token_list(te))
+        return fail(501, "transfer coding not implemented");
       return fail(400, "malformed Transfer-Encoding");
     }
-    if (!(parser_.flags & F_CHUNKED)) return fail(400, "malformed Transfer-Encoding");
+    if (!(parser_.flags & F_CHUNKED))
+      return fail(400, "malformed Transfer-Encoding");
     chunked_ = true;
   }
   if (cl_count) {
     if (cl_count > 1) return fail(400, "more than one Content-Length field");
-    if (cl.empty() || cl.size() > 18) return fail(400, "malformed Content-Length");
+    if (cl.empty() || cl.size() > 18)
+      return fail(400, "malformed Content-Length");
     int64_t n = 0;
     for (unsigned char c : cl) {
       if (c < '0' || c > '9') return fail(400, "malformed Content-Length");
@@ -484,8 +505,10 @@ int RequestParser::check_head() {
       size_t comma = v.find(',', start);
       if (comma == std::string_view::npos) comma = v.size();
       std::string_view token = trim(v.substr(start, comma - start));
-      if (iequals(token, "close")) close = true;
-      else if (iequals(token, "keep-alive")) keep = true;
+      if (iequals(token, "close"))
+        close = true;
+      else if (iequals(token, "keep-alive"))
+        keep = true;
       start = comma + 1;
     }
   }
@@ -613,7 +636,8 @@ RequestParser::Status RequestParser::feed(const char* data, size_t len,
       size_t head_used = used;
       if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
         const char* pos_err = llhttp_get_error_pos(&parser_);
-        head_used = pos_err ? static_cast<size_t>(pos_err - (data + pos)) + 1 : len - pos;
+        head_used = pos_err ? static_cast<size_t>(pos_err - (data + pos)) + 1
+                            : len - pos;
         if (head_used > len - pos) head_used = len - pos;
       }
       int saved_status = error_status_;
@@ -677,21 +701,36 @@ RequestParser::Status RequestParser::feed(const char* data, size_t len,
 
 const char* reason_phrase(int status) noexcept {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 417: return "Expectation Failed";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 408:
+      return "Request Timeout";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 417:
+      return "Expectation Failed";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }
 

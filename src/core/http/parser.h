@@ -167,10 +167,10 @@ class RequestParser {
   bool line_started_ = false;   // the request line's first byte was seen
   bool request_line_done_ = false;
   uint8_t rl_tail_len_ = 0;
-  size_t line_len_ = 0;         // raw bytes of the current head line
-  size_t field_lines_ = 0;      // header (or trailer) lines so far
-  size_t empty_lines_ = 0;      // before the request line
-  char rl_tail_[8] = {};        // the last bytes of the request line
+  size_t line_len_ = 0;     // raw bytes of the current head line
+  size_t field_lines_ = 0;  // header (or trailer) lines so far
+  size_t empty_lines_ = 0;  // before the request line
+  char rl_tail_[8] = {};    // the last bytes of the request line
   bool pause_head_ = false;
   bool pause_end_ = false;
   bool pause_chunk_ = false;

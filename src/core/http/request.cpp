@@ -38,8 +38,8 @@ void callback_failed(PyObject* callback) {
 
 void log_error(Server* s, const char* message, PyObject* exc) {
   if (!s->log_error_ || s->log_error_.get() == Py_None) return;
-  py::Ref r = py::Ref::steal(PyObject_CallFunction(s->log_error_.get(), "sO", message,
-                                                   exc ? exc : Py_None));
+  py::Ref r = py::Ref::steal(PyObject_CallFunction(
+      s->log_error_.get(), "sO", message, exc ? exc : Py_None));
   if (!r) callback_failed(s->log_error_.get());
 }
 
@@ -80,7 +80,8 @@ void access_log(Connection* c, Request* req, double started) {
   line.append(buf);
   py::Ref text = py::Ref::steal(PyUnicode_DecodeLatin1(
       line.data(), static_cast<Py_ssize_t>(line.size()), nullptr));
-  py::Ref r = text ? py::Ref::steal(PyObject_CallOneArg(s->access_log_.get(), text.get()))
+  py::Ref r = text ? py::Ref::steal(
+                         PyObject_CallOneArg(s->access_log_.get(), text.get()))
                    : py::Ref();
   if (!r) callback_failed(s->access_log_.get());
 }
@@ -152,9 +153,12 @@ bool run_app(Connection* c, Request* req, py::Ref* exc) {
   if (send_result(c, req, result.get()) < 0) *exc = py::fetch_error();
   // The iterable's close() is always called.
   if (PyObject_HasAttr(result.get(), K.close)) {
-    py::Ref r = py::Ref::steal(PyObject_CallMethodNoArgs(result.get(), K.close));
-    if (!r && !*exc) *exc = py::fetch_error();
-    else if (!r) PyErr_WriteUnraisable(result.get());
+    py::Ref r =
+        py::Ref::steal(PyObject_CallMethodNoArgs(result.get(), K.close));
+    if (!r && !*exc)
+      *exc = py::fetch_error();
+    else if (!r)
+      PyErr_WriteUnraisable(result.get());
   }
   return !*exc;
 }
@@ -163,7 +167,8 @@ bool run_app(Connection* c, Request* req, py::Ref* exc) {
 // answered, and decide whether the connection goes on.
 void fail_request(Connection* c, Request* req, py::Ref* exc) {
   Server* s = c->server;
-  bool killed = PyErr_GivenExceptionMatches(exc->get(), py::greenlet::exit_exception());
+  bool killed =
+      PyErr_GivenExceptionMatches(exc->get(), py::greenlet::exit_exception());
   if (PyErr_GivenExceptionMatches(exc->get(), PyExc_KeyboardInterrupt) ||
       PyErr_GivenExceptionMatches(exc->get(), PyExc_SystemExit)) {
     // Ctrl-C (the interpreter runs signal handlers in whichever tasklet
@@ -178,7 +183,8 @@ void fail_request(Connection* c, Request* req, py::Ref* exc) {
     req->headers_sent = true;  // nothing more to send
   } else if (!req->headers_sent) {
     int status = req->body_error ? req->body_error : 500;
-    if (status == 500) log_error(s, "error in the WSGI application", exc->get());
+    if (status == 500)
+      log_error(s, "error in the WSGI application", exc->get());
     bool keep = status == 500 && c->parser.keep_alive() && !s->stopping_;
     if (send_simple(c, req, status, keep) < 0) PyErr_Clear();
   } else {
@@ -223,7 +229,8 @@ AppOutcome handle_request(Connection* c, Request* req) {
   detach(req);
   if (!req->keep_alive) return AppOutcome::kClose;
   // An unread body is drained (bounded) so it is never parsed as a request.
-  return drain_unread_body(c, req) ? AppOutcome::kKeepAlive : AppOutcome::kClose;
+  return drain_unread_body(c, req) ? AppOutcome::kKeepAlive
+                                   : AppOutcome::kClose;
 }
 
 // The tasklet entry point: serves the connection's requests until it has
@@ -233,12 +240,14 @@ PyObject* serve(PyObject*, PyObject*) {
   Tasklet* t = hub ? hub->current_or_null() : nullptr;
   Connection* c = t ? static_cast<Connection*>(t->job_arg_) : nullptr;
   if (!c) {
-    PyErr_SetString(PyExc_RuntimeError, "_serve_connection is the HTTP server's own");
+    PyErr_SetString(PyExc_RuntimeError,
+                    "_serve_connection is the HTTP server's own");
     return nullptr;
   }
   t->job_arg_ = nullptr;
   Server* s = c->server;
-  py::Ref hold = py::Ref::borrow(s->self());  // a closing connection drops its own
+  py::Ref hold =
+      py::Ref::borrow(s->self());  // a closing connection drops its own
   for (;;) {
     if (c->aborted) {  // closed by the server before the app started
       after_app(c, AppOutcome::kClose);

@@ -31,7 +31,7 @@ struct Request {
   int64_t content_length = -1;  // the app's Content-Length
   uint64_t sent_body = 0;
   uint64_t app_body = 0;  // body bytes the app produced (sent or not)
-  int body_error = 0;  // a status the request body earned (400, 413)
+  int body_error = 0;     // a status the request body earned (400, 413)
   bool started = false;
   bool headers_sent = false;
   bool chunked = false;

@@ -36,9 +36,11 @@ bool valid_text(std::string_view s) {
 }
 
 // The latin-1 bytes of a str, or an error (TypeError / ValueError).
-int latin1_of(PyObject* o, const char* what, std::string_view* out, py::Ref* keep) {
+int latin1_of(PyObject* o, const char* what, std::string_view* out,
+              py::Ref* keep) {
   if (!PyUnicode_Check(o)) {
-    PyErr_Format(PyExc_TypeError, "%s must be str, not %.200s", what, Py_TYPE(o)->tp_name);
+    PyErr_Format(PyExc_TypeError, "%s must be str, not %.200s", what,
+                 Py_TYPE(o)->tp_name);
     return -1;
   }
   if (PyUnicode_KIND(o) == PyUnicode_1BYTE_KIND) {
@@ -69,7 +71,8 @@ int collect_headers(PyObject* headers, bool no_body, std::string* head,
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* item = PyList_GET_ITEM(headers, i);
     if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
-      PyErr_Format(PyExc_TypeError, "header %zd must be a (name, value) tuple", i);
+      PyErr_Format(PyExc_TypeError, "header %zd must be a (name, value) tuple",
+                   i);
       return -1;
     }
     std::string_view name, value;
@@ -77,7 +80,8 @@ int collect_headers(PyObject* headers, bool no_body, std::string* head,
         latin1_of(PyTuple_GET_ITEM(item, 1), "header value", &value, &keep) < 0)
       return -1;
     if (!valid_token(name)) {
-      PyErr_Format(PyExc_ValueError, "invalid header name: %R", PyTuple_GET_ITEM(item, 0));
+      PyErr_Format(PyExc_ValueError, "invalid header name: %R",
+                   PyTuple_GET_ITEM(item, 0));
       return -1;
     }
     if (!valid_text(value)) {
@@ -93,9 +97,10 @@ int collect_headers(PyObject* headers, bool no_body, std::string* head,
         v = v * 10 + (ch - '0');
       }
       if (facts->content_length >= 0 && v != facts->content_length) {
-        PyErr_Format(
-            PyExc_ValueError, "conflicting Content-Length values: %lld and %R",
-            static_cast<long long>(facts->content_length), PyTuple_GET_ITEM(item, 1));
+        PyErr_Format(PyExc_ValueError,
+                     "conflicting Content-Length values: %lld and %R",
+                     static_cast<long long>(facts->content_length),
+                     PyTuple_GET_ITEM(item, 1));
         return -1;
       }
       bool repeated = facts->content_length >= 0;
@@ -114,7 +119,8 @@ int collect_headers(PyObject* headers, bool no_body, std::string* head,
     head->append(name).append(": ").append(value).append("\r\n");
     continue;
   bad_length:
-    PyErr_Format(PyExc_ValueError, "invalid Content-Length: %R", PyTuple_GET_ITEM(item, 1));
+    PyErr_Format(PyExc_ValueError, "invalid Content-Length: %R",
+                 PyTuple_GET_ITEM(item, 1));
     return -1;
   }
   return 0;
@@ -138,14 +144,16 @@ int parse_status(PyObject* status, std::string_view* st) {
 // 0 yes, -1 with the exception to raise.
 int may_start(Request* req, PyObject* exc_info) {
   if (!req) {
-    PyErr_SetString(PyExc_RuntimeError, "start_response called after its request ended");
+    PyErr_SetString(PyExc_RuntimeError,
+                    "start_response called after its request ended");
     return -1;
   }
   if (exc_info != Py_None) {
     if (req->headers_sent) {
       // PEP 3333: re-raise the app's exception; the response is lost.
       if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
-        PyErr_SetString(PyExc_TypeError, "exc_info must be a (type, value, traceback) tuple");
+        PyErr_SetString(PyExc_TypeError,
+                        "exc_info must be a (type, value, traceback) tuple");
         return -1;
       }
       PyObject* value = PyTuple_GET_ITEM(exc_info, 1);
@@ -204,8 +212,8 @@ int start_response(Request* req, PyObject* status, PyObject* headers,
 
 namespace {
 
-int send_headers(Connection* c, Request* req, const char* first, size_t first_len,
-                 int64_t known_total);
+int send_headers(Connection* c, Request* req, const char* first,
+                 size_t first_len, int64_t known_total);
 
 // --------------------------------------------------------------- responses
 
@@ -217,8 +225,8 @@ std::string hex_size(size_t n) {
 
 // Completes the header block (framing, Date, Server, Connection) and sends
 // it with the first body bytes in one writev.
-int send_headers(Connection* c, Request* req, const char* first, size_t first_len,
-                 int64_t known_total) {
+int send_headers(Connection* c, Request* req, const char* first,
+                 size_t first_len, int64_t known_total) {
   std::string& h = req->head;
   if (req->no_body) {
     // 1xx, 204, 304: no body and no framing of ours.
@@ -226,7 +234,9 @@ int send_headers(Connection* c, Request* req, const char* first, size_t first_le
     // The app's own Content-Length is in the head already.
   } else if (known_total >= 0) {
     req->content_length = known_total;
-    h.append("Content-Length: ").append(std::to_string(known_total)).append("\r\n");
+    h.append("Content-Length: ")
+        .append(std::to_string(known_total))
+        .append("\r\n");
   } else if (req->is_head) {
     // A HEAD answer without a length: nothing to frame.
   } else if (req->minor == 1) {
@@ -236,12 +246,16 @@ int send_headers(Connection* c, Request* req, const char* first, size_t first_le
     req->keep_alive = false;  // HTTP/1.0: the end of the body is the close
   }
   if (c->server->stopping_) req->keep_alive = false;
-  if (c->parser.expect_continue() && !req->continue_sent && !c->parser.body_done())
-    req->keep_alive = false;  // the body never came: the connection cannot go on
+  if (c->parser.expect_continue() && !req->continue_sent &&
+      !c->parser.body_done())
+    req->keep_alive =
+        false;  // the body never came: the connection cannot go on
   if (!req->has_date) h.append(date_line(c->server));
   if (!req->has_server) h.append("Server: ptsevent\r\n");
-  if (!req->keep_alive) h.append("Connection: close\r\n");
-  else if (req->minor == 0) h.append("Connection: keep-alive\r\n");
+  if (!req->keep_alive)
+    h.append("Connection: close\r\n");
+  else if (req->minor == 0)
+    h.append("Connection: keep-alive\r\n");
   h.append("\r\n");
   req->headers_sent = true;
   req->app_body += first_len;
@@ -312,7 +326,8 @@ int64_t sequence_total(PyObject* result) {
 // body's length: it frames the response (one gather write when the
 // framing is ours). After write() the framing is already decided: the
 // items go through send_body like any other body bytes.
-int send_sequence(Connection* c, Request* req, PyObject* result, int64_t total) {
+int send_sequence(Connection* c, Request* req, PyObject* result,
+                  int64_t total) {
   Py_ssize_t n = PySequence_Fast_GET_SIZE(result);
   PyObject** items = PySequence_Fast_ITEMS(result);
   if (req->headers_sent || n == 1 || req->content_length >= 0 || req->no_body ||
@@ -320,8 +335,9 @@ int send_sequence(Connection* c, Request* req, PyObject* result, int64_t total) 
     for (Py_ssize_t i = 0; i < n; ++i) {
       const char* d = PyBytes_AS_STRING(items[i]);
       size_t len = static_cast<size_t>(PyBytes_GET_SIZE(items[i]));
-      int rc = req->headers_sent ? send_body(c, req, d, len)
-                                 : (len ? send_headers(c, req, d, len, total) : 0);
+      int rc = req->headers_sent
+                   ? send_body(c, req, d, len)
+                   : (len ? send_headers(c, req, d, len, total) : 0);
       if (rc < 0) return -1;
     }
     if (!req->headers_sent) return send_headers(c, req, nullptr, 0, total);
@@ -359,7 +375,8 @@ enum class FileSent : uint8_t {
 
 // wsgi.file_wrapper over a regular file: sendfile(2).
 FileSent send_file(Connection* c, Request* req, FileWrapper* fw) {
-  py::Ref fdobj = py::Ref::steal(PyObject_CallMethodNoArgs(fw->filelike, K.fileno));
+  py::Ref fdobj =
+      py::Ref::steal(PyObject_CallMethodNoArgs(fw->filelike, K.fileno));
   if (!fdobj) {
     PyErr_Clear();
     return FileSent::kNotAFile;
@@ -373,7 +390,8 @@ FileSent send_file(Connection* c, Request* req, FileWrapper* fw) {
   if (fstat(ffd, &st) < 0 || !S_ISREG(st.st_mode)) return FileSent::kNotAFile;
   // A buffered file object may hold read-ahead: use its logical position.
   off_t offset;
-  py::Ref pos = py::Ref::steal(PyObject_CallMethod(fw->filelike, "tell", nullptr));
+  py::Ref pos =
+      py::Ref::steal(PyObject_CallMethod(fw->filelike, "tell", nullptr));
   if (pos) {
     offset = static_cast<off_t>(PyLong_AsLongLong(pos.get()));
     if (PyErr_Occurred()) return FileSent::kError;
@@ -382,17 +400,22 @@ FileSent send_file(Connection* c, Request* req, FileWrapper* fw) {
     offset = lseek(ffd, 0, SEEK_CUR);
     if (offset < 0) return FileSent::kNotAFile;
   }
-  uint64_t count = st.st_size > offset ? static_cast<uint64_t>(st.st_size - offset) : 0;
+  uint64_t count =
+      st.st_size > offset ? static_cast<uint64_t>(st.st_size - offset) : 0;
   // What the file holds now; sent below up to the length.
   req->app_body += count;
-  if (req->content_length >= 0 && static_cast<uint64_t>(req->content_length) < count)
+  if (req->content_length >= 0 &&
+      static_cast<uint64_t>(req->content_length) < count)
     count = static_cast<uint64_t>(req->content_length);
-  if (send_headers(c, req, nullptr, 0, static_cast<int64_t>(count)) < 0) return FileSent::kError;
+  if (send_headers(c, req, nullptr, 0, static_cast<int64_t>(count)) < 0)
+    return FileSent::kError;
   if (req->is_head || req->no_body) return FileSent::kSent;
-  if (req->chunked) return FileSent::kNotAFile;  // not reached: the length is known
+  if (req->chunked)
+    return FileSent::kNotAFile;  // not reached: the length is known
   while (count > 0) {
     if (c->aborted) {
-      PyErr_SetString(PyExc_ConnectionAbortedError, "the server closed the connection");
+      PyErr_SetString(PyExc_ConnectionAbortedError,
+                      "the server closed the connection");
       return FileSent::kError;
     }
     size_t chunk = count > (1u << 30) ? (1u << 30) : static_cast<size_t>(count);
@@ -454,7 +477,8 @@ int send_iterable(Connection* c, Request* req, PyObject* result) {
 int send_result_body(Connection* c, Request* req, PyObject* result) {
   int64_t total = sequence_total(result);
   if (total >= 0 && req->started) return send_sequence(c, req, result, total);
-  if (Py_TYPE(result) == FileWrapperType && req->started && !req->headers_sent) {
+  if (Py_TYPE(result) == FileWrapperType && req->started &&
+      !req->headers_sent) {
     switch (send_file(c, req, reinterpret_cast<FileWrapper*>(result))) {
       case FileSent::kSent:
         return 0;
@@ -466,8 +490,9 @@ int send_result_body(Connection* c, Request* req, PyObject* result) {
   }
   if (send_iterable(c, req, result) < 0) return -1;
   if (!req->started) {
-    PyErr_SetString(PyExc_AssertionError,
-                    "the application returned without calling start_response()");
+    PyErr_SetString(
+        PyExc_AssertionError,
+        "the application returned without calling start_response()");
     return -1;
   }
   return 0;
@@ -482,8 +507,10 @@ int send_result(Connection* c, Request* req, PyObject* result) {
 
 int send_simple(Connection* c, Request* req, int status, bool keep_alive) {
   req->keep_alive = keep_alive;
-  std::string body = std::to_string(status) + " " + reason_phrase(status) + "\n";
-  req->head = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
+  std::string body =
+      std::to_string(status) + " " + reason_phrase(status) + "\n";
+  req->head = "HTTP/1.1 " + std::to_string(status) + " " +
+              reason_phrase(status) +
               "\r\nContent-Type: text/plain; charset=utf-8\r\n";
   req->status = status;
   req->content_length = -1;

@@ -15,8 +15,7 @@ namespace ptsevent::http {
 
 // wsgi.file_wrapper (ptsevent.wsgi.FileWrapper).
 struct FileWrapper {
-  PyObject_HEAD
-  PyObject* filelike;
+  PyObject_HEAD PyObject* filelike;
   Py_ssize_t blksize;
 };
 extern PyTypeObject* FileWrapperType;

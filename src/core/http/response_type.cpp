@@ -19,8 +19,7 @@ namespace {
 PyTypeObject* StartResponseType = nullptr;
 
 struct StartResponse {
-  PyObject_HEAD
-  Connection* conn;
+  PyObject_HEAD Connection* conn;
   Request* req;
   PyObject* write;  // the write() callable, made on first use
 };
@@ -28,11 +27,12 @@ struct StartResponse {
 // ----------------------------------------------------------- start_response
 
 PyObject* start_response_write(PyObject* self, PyObject* data);
-PyMethodDef start_response_write_def = {"write", py::method(start_response_write),
-                                        METH_O,
-                                        "write(data): the WSGI write() callable"};
+PyMethodDef start_response_write_def = {
+    "write", py::method(start_response_write), METH_O,
+    "write(data): the WSGI write() callable"};
 
-PyObject* start_response_call(PyObject* self, PyObject* args, PyObject* kwargs) {
+PyObject* start_response_call(PyObject* self, PyObject* args,
+                              PyObject* kwargs) {
   StartResponse* sr = reinterpret_cast<StartResponse*>(self);
   PyObject *status, *headers, *exc_info = Py_None;
   if (!kwargs && PyTuple_GET_SIZE(args) >= 2 && PyTuple_GET_SIZE(args) <= 3) {
@@ -42,8 +42,8 @@ PyObject* start_response_call(PyObject* self, PyObject* args, PyObject* kwargs) 
   } else {
     static const char* kwlist[] = {"status", "headers", "exc_info", nullptr};
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:start_response",
-                                     const_cast<char**>(kwlist), &status, &headers,
-                                     &exc_info))
+                                     const_cast<char**>(kwlist), &status,
+                                     &headers, &exc_info))
       return nullptr;
   }
   if (start_response(sr->req, status, headers, exc_info) < 0) return nullptr;
@@ -55,11 +55,13 @@ PyObject* start_response_write(PyObject* self, PyObject* data) {
   StartResponse* sr = reinterpret_cast<StartResponse*>(self);
   Request* req = sr->req;
   if (!req) {
-    PyErr_SetString(PyExc_RuntimeError, "write() called after its request ended");
+    PyErr_SetString(PyExc_RuntimeError,
+                    "write() called after its request ended");
     return nullptr;
   }
   if (!req->started) {
-    PyErr_SetString(PyExc_AssertionError, "write() called before start_response()");
+    PyErr_SetString(PyExc_AssertionError,
+                    "write() called before start_response()");
     return nullptr;
   }
   if (!PyBytes_Check(data)) {
@@ -80,7 +82,8 @@ void start_response_destroy(PyObject* self) {
 }
 
 PyMethodDef start_response_methods[] = {
-    {"write", py::method(start_response_write), METH_O, "write($self, data, /)\n--\n\n"
+    {"write", py::method(start_response_write), METH_O,
+     "write($self, data, /)\n--\n\n"
      "write(data): the WSGI write() callable"},
     {nullptr, nullptr, 0, nullptr}};
 
@@ -92,7 +95,8 @@ int file_wrapper_init(PyObject* self, PyObject* args, PyObject* kwargs) {
   Py_ssize_t blksize = 8192;
   static const char* kwlist[] = {"filelike", "blksize", nullptr};
   if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|n:FileWrapper",
-                                   const_cast<char**>(kwlist), &filelike, &blksize))
+                                   const_cast<char**>(kwlist), &filelike,
+                                   &blksize))
     return -1;
   if (blksize <= 0) {
     PyErr_SetString(PyExc_ValueError, "blksize must be positive");
@@ -134,7 +138,8 @@ int file_wrapper_clear(PyObject* self) {
 }
 
 PyMethodDef file_wrapper_methods[] = {
-    {"close", py::method(file_wrapper_close), METH_NOARGS, "close($self, /)\n--\n\n"
+    {"close", py::method(file_wrapper_close), METH_NOARGS,
+     "close($self, /)\n--\n\n"
      "close the wrapped file"},
     {nullptr, nullptr, 0, nullptr}};
 
@@ -165,10 +170,12 @@ PyTypeObject* make_start_response_type() {
   static PyType_Slot sr_slots[] = {
       {Py_tp_call, reinterpret_cast<void*>(start_response_call)},
       {Py_tp_methods, start_response_methods},
-      {Py_tp_doc, const_cast<char*>("start_response(status, headers, exc_info=None)")},
+      {Py_tp_doc,
+       const_cast<char*>("start_response(status, headers, exc_info=None)")},
       {0, nullptr}};
-  static PyType_Spec sr_spec = {"ptsevent._core.StartResponse", sizeof(StartResponse), 0,
-                                Py_TPFLAGS_DEFAULT, sr_slots};
+  static PyType_Spec sr_spec = {"ptsevent._core.StartResponse",
+                                sizeof(StartResponse), 0, Py_TPFLAGS_DEFAULT,
+                                sr_slots};
   StartResponseType =
       py::make_heap_type<PyObject, nullptr, start_response_destroy>(&sr_spec);
   return StartResponseType;
@@ -183,13 +190,15 @@ PyTypeObject* make_file_wrapper_type() {
       {Py_tp_iternext, reinterpret_cast<void*>(file_wrapper_next)},
       {Py_tp_methods, file_wrapper_methods},
       {Py_tp_members, file_wrapper_members},
-      {Py_tp_doc, const_cast<char*>(
-                      "FileWrapper(filelike, blksize=8192)\n--\n\n"
-                      "FileWrapper(filelike, blksize=8192): wsgi.file_wrapper; a "
-                      "regular file is sent with sendfile(2)")},
+      {Py_tp_doc,
+       const_cast<char*>(
+           "FileWrapper(filelike, blksize=8192)\n--\n\n"
+           "FileWrapper(filelike, blksize=8192): wsgi.file_wrapper; a "
+           "regular file is sent with sendfile(2)")},
       {0, nullptr}};
-  static PyType_Spec fw_spec = {"ptsevent.wsgi.FileWrapper", sizeof(FileWrapper), 0,
-                                Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, fw_slots};
+  static PyType_Spec fw_spec = {
+      "ptsevent.wsgi.FileWrapper", sizeof(FileWrapper), 0,
+      Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, fw_slots};
   FileWrapperType = py::make_heap_type<PyObject, file_wrapper_clear>(&fw_spec);
   return FileWrapperType;
 }

@@ -37,7 +37,6 @@ void app_done(Server* s) {
   for (Tasklet* t : s->drain_waiters_) s->hub_->schedule(t);
 }
 
-
 namespace {
 
 constexpr int kAcceptBatch = 64;
@@ -69,7 +68,8 @@ void new_connection(Server* s, int fd, const struct sockaddr_storage& addr) {
   } else {
     c->peer = new sockaddr_storage(addr);
     if (addr.ss_family == AF_INET6)
-      c->peer_port = ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
+      c->peer_port =
+          ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
   }
   if (addr.ss_family == AF_INET || addr.ss_family == AF_INET6) {
     int one = 1;
@@ -95,7 +95,8 @@ void accept_ready(void* arg) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
       ++s->accept_errors_;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM) {
         // Out of descriptors: stop accepting for a moment instead of
         // spinning on a listener that stays readable; connections already
         // accepted go on being served.
@@ -103,7 +104,8 @@ void accept_ready(void* arg) {
         if (!s->backoff_armed_) {
           s->backoff_armed_ = true;
           s->hub_->on_event_armed();
-          event_add(&s->backoff_ev_, s->hub_->timeout_tv(s->options_.accept_backoff));
+          event_add(&s->backoff_ev_,
+                    s->hub_->timeout_tv(s->options_.accept_backoff));
         }
       }
       return;
@@ -149,7 +151,7 @@ void close_idle(Server* s) {
 
 void abort_active(Server* s) {
   Py_INCREF(s->self());
-  for (Connection* c = s->head_, *next; c; c = next) {
+  for (Connection *c = s->head_, *next; c; c = next) {
     next = c->next;
     if (c->state != Connection::State::kApp || c->aborted) continue;
     if (c->tasklet && c->tasklet->state_ == hub::State::kDead) {
@@ -177,7 +179,8 @@ void abort_active(Server* s) {
 int check_thread(Server* s) {
   if (!s->started_) return 0;
   if (!Hub::here(s->hub_, s->hub_serial_)) {
-    PyErr_SetString(PyExc_RuntimeError, "the server belongs to another thread's hub");
+    PyErr_SetString(PyExc_RuntimeError,
+                    "the server belongs to another thread's hub");
     return -1;
   }
   return 0;
@@ -204,11 +207,12 @@ int start(Server* s) {
   if (!s->environ_template_) return -1;
   s->hub_ = hub;
   s->hub_serial_ = hub->serial();
-  hub::assign_event(&s->accept_ev_, hub->base(), s->listen_fd_, EV_READ | EV_PERSIST,
-               on_accept_event, s);
+  hub::assign_event(&s->accept_ev_, hub->base(), s->listen_fd_,
+                    EV_READ | EV_PERSIST, on_accept_event, s);
   hub::assign_timer(&s->backoff_ev_, hub->base(), on_backoff, s);
   if (event_add(&s->accept_ev_, nullptr) < 0) {
-    PyErr_SetString(PyExc_OSError, "libevent: cannot watch the listening socket");
+    PyErr_SetString(PyExc_OSError,
+                    "libevent: cannot watch the listening socket");
     return -1;
   }
   hub->add_native_events(1);
@@ -239,8 +243,8 @@ void close_server(Server* s) {
 }
 
 // Suspends the calling tasklet until no request runs (1) or `seconds`
-// pass on the monotonic clock (0); -1 with an error set. The last request to end
-// wakes it (app_done): no polling. Called from one of the server's own
+// pass on the monotonic clock (0); -1 with an error set. The last request to
+// end wakes it (app_done): no polling. Called from one of the server's own
 // requests (an app that stops its server), it waits for the others.
 int wait_drained(Server* s, double seconds) {
   if (check_thread(s) < 0) return -1;

@@ -35,13 +35,12 @@ struct ServerOwner : hub::Hub::NativeOwner {
 };
 
 struct Server {
-  PyObject_HEAD
-  hub::Hub* hub_;
+  PyObject_HEAD hub::Hub* hub_;
   uint64_t hub_serial_;
   int listen_fd_;
   py::Ref listener_;  // the Python socket (keeps the descriptor open)
   py::Ref app_;
-  py::Ref context_;   // contextvars of start(): each request runs in a copy
+  py::Ref context_;  // contextvars of start(): each request runs in a copy
   py::Ref server_name_, server_port_, url_scheme_, errors_;
   py::Ref log_error_;   // callable(message, exc) or None
   py::Ref access_log_;  // callable(line) or None

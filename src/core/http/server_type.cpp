@@ -51,7 +51,8 @@ int server_init(PyObject* self, PyObject* args, PyObject* kw) {
   Options o;
   ServerObjects x;
   if (parse_options(kw, &o, &x) < 0) return -1;
-  py::Ref fdobj = py::Ref::steal(PyObject_CallMethod(listener, "fileno", nullptr));
+  py::Ref fdobj =
+      py::Ref::steal(PyObject_CallMethod(listener, "fileno", nullptr));
   if (!fdobj) return -1;
   int fd = as_int(fdobj.get());
   if (fd == -1 && PyErr_Occurred()) return -1;
@@ -66,11 +67,13 @@ int server_init(PyObject* self, PyObject* args, PyObject* kw) {
   }
   if (!x.server_name || !PyUnicode_Check(x.server_name) || !x.server_port ||
       !PyUnicode_Check(x.server_port)) {
-    PyErr_SetString(PyExc_TypeError, "server_name and server_port must be given as str");
+    PyErr_SetString(PyExc_TypeError,
+                    "server_name and server_port must be given as str");
     return -1;
   }
-  py::Ref scheme = x.url_scheme ? py::Ref::borrow(x.url_scheme)
-                                : py::Ref::steal(PyUnicode_InternFromString("http"));
+  py::Ref scheme = x.url_scheme
+                       ? py::Ref::borrow(x.url_scheme)
+                       : py::Ref::steal(PyUnicode_InternFromString("http"));
   if (!scheme || !PyUnicode_Check(scheme.get())) {
     PyErr_SetString(PyExc_TypeError, "url_scheme must be a str");
     return -1;
@@ -138,10 +141,10 @@ PyObject* server_stats(PyObject* self, PyObject*) {
   long idle = 0;
   for (Connection* c = s->head_; c; c = c->next)
     if (c->state == Connection::State::kIdle) ++idle;
-  return Py_BuildValue("{s:l,s:l,s:l,s:K,s:K,s:O}", "connections", s->connections_,
-                       "active", s->active_, "idle", idle, "requests", s->requests_,
-                       "accept_errors", s->accept_errors_, "accepting",
-                       s->accepting_ ? Py_True : Py_False);
+  return Py_BuildValue(
+      "{s:l,s:l,s:l,s:K,s:K,s:O}", "connections", s->connections_, "active",
+      s->active_, "idle", idle, "requests", s->requests_, "accept_errors",
+      s->accept_errors_, "accepting", s->accepting_ ? Py_True : Py_False);
 }
 
 // The Python references of the server, for the garbage collector: an app
@@ -149,9 +152,9 @@ PyObject* server_stats(PyObject* self, PyObject*) {
 // a connection is open, the server holds a reference to itself that no
 // traverse reports, so the collector never clears a running server.
 std::array<py::Ref*, 11> server_refs(Server* s) {
-  return {&s->listener_,   &s->app_,       &s->context_,
-          &s->server_name_, &s->server_port_, &s->url_scheme_,
-          &s->errors_,     &s->log_error_, &s->access_log_,
+  return {&s->listener_,         &s->app_,         &s->context_,
+          &s->server_name_,      &s->server_port_, &s->url_scheme_,
+          &s->errors_,           &s->log_error_,   &s->access_log_,
           &s->environ_template_, &s->last_addr_};
 }
 
@@ -170,7 +173,8 @@ int server_clear(PyObject* self) {
 // After server_clear (py::make_heap_type's dealloc).
 void server_destroy(PyObject* self) {
   Server* s = reinterpret_cast<Server*>(self);
-  if (s->started_ && s->hub_ && Hub::alive(s->hub_)) s->hub_->remove_owner(&s->owner_);
+  if (s->started_ && s->hub_ && Hub::alive(s->hub_))
+    s->hub_->remove_owner(&s->owner_);
   s->options_.~Options();
   s->owner_.~ServerOwner();
   s->date_.~basic_string();
@@ -178,21 +182,27 @@ void server_destroy(PyObject* self) {
 }
 
 PyMethodDef server_methods[] = {
-    {"start", py::method(server_start), METH_NOARGS, "start($self, /)\n--\n\n"
+    {"start", py::method(server_start), METH_NOARGS,
+     "start($self, /)\n--\n\n"
      "start accepting connections on this thread's hub"},
-    {"stop_accepting", py::method(server_stop_accepting), METH_NOARGS, "stop_accepting($self, /)\n--\n\n"
+    {"stop_accepting", py::method(server_stop_accepting), METH_NOARGS,
+     "stop_accepting($self, /)\n--\n\n"
      "stop accepting new connections"},
     {"close_idle", py::method(server_close_idle), METH_NOARGS,
      "close_idle($self, /)\n--\n\n"
-     "close idle keep-alive connections now; busy ones close after their response"},
-    {"abort", py::method(server_abort), METH_NOARGS, "abort($self, /)\n--\n\n"
+     "close idle keep-alive connections now; busy ones close after their "
+     "response"},
+    {"abort", py::method(server_abort), METH_NOARGS,
+     "abort($self, /)\n--\n\n"
      "close every connection now, busy ones too"},
-    {"close", py::method(server_close), METH_NOARGS, "close($self, /)\n--\n\n"
+    {"close", py::method(server_close), METH_NOARGS,
+     "close($self, /)\n--\n\n"
      "stop accepting and close every connection"},
     {"wait_drained", py::method(server_wait_drained), METH_VARARGS,
      "wait_drained($self, timeout=None, /)\n--\n\n"
      "wait until no request runs (True) or the timeout passes (False)"},
-    {"stats", py::method(server_stats), METH_NOARGS, "stats($self, /)\n--\n\n"
+    {"stats", py::method(server_stats), METH_NOARGS,
+     "stats($self, /)\n--\n\n"
      "counters: connections, active, idle, requests"},
     {nullptr, nullptr, 0, nullptr}};
 
@@ -207,17 +217,18 @@ PyTypeObject* make_server_type() {
       {Py_tp_init, reinterpret_cast<void*>(server_init)},
       {Py_tp_traverse, reinterpret_cast<void*>(server_traverse)},
       {Py_tp_methods, server_methods},
-      {Py_tp_doc, const_cast<char*>(
-                      "HttpServer(listener, app, /, **options)\n--\n\n"
-                      "HttpServer(listener, app, *, server_name, server_port, ...): the "
-                      "C++ HTTP/1.1 WSGI server (use ptsevent.wsgi.WSGIServer)")},
+      {Py_tp_doc,
+       const_cast<char*>(
+           "HttpServer(listener, app, /, **options)\n--\n\n"
+           "HttpServer(listener, app, *, server_name, server_port, ...): the "
+           "C++ HTTP/1.1 WSGI server (use ptsevent.wsgi.WSGIServer)")},
       {0, nullptr}};
-  static PyType_Spec server_spec = {"ptsevent._core.HttpServer", sizeof(Server), 0,
-                                    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+  static PyType_Spec server_spec = {"ptsevent._core.HttpServer", sizeof(Server),
+                                    0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
                                     server_slots};
   if (!types_made) return nullptr;
-  ServerType = py::make_heap_type<PyObject, server_clear, server_destroy>(
-      &server_spec);
+  ServerType =
+      py::make_heap_type<PyObject, server_clear, server_destroy>(&server_spec);
   return ServerType;
 }
 

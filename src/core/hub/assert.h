@@ -59,8 +59,8 @@ inline bool on_thread_stack(const void* p) noexcept {
 
 #if PTSEVENT_ASSERTS
 
-#define PTSEVENT_ASSERT(cond, what)                                       \
-  ((cond) ? static_cast<void>(0)                                          \
+#define PTSEVENT_ASSERT(cond, what) \
+  ((cond) ? static_cast<void>(0)    \
           : ::ptsevent::hub::assert_failed(#cond, what, __FILE__, __LINE__))
 
 #else

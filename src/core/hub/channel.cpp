@@ -13,17 +13,17 @@
 //
 // Channels belong to the hub of the thread that made them (Stackless's
 // channels also worked across threads; ptsevent's do not).
+#include "hub/channel.h"
+
 #include <Python.h>
+#include <structmember.h>
 
 #include <deque>
 
-#include "hub/channel.h"
 #include "hub/tasklet.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
 #include "py/method.h"
-
-#include <structmember.h>
 
 namespace ptsevent::hub {
 
@@ -34,8 +34,7 @@ namespace {
 enum : uint8_t { kValue = 0, kException = 1, kClosed = 2 };
 
 struct Channel {
-  PyObject_HEAD
-  PyObject* weakrefs_;
+  PyObject_HEAD PyObject* weakrefs_;
   Hub* hub_;
   uint64_t hub_serial_;
   std::deque<Tasklet*>* queue_;  // blocked tasklets, all one direction
@@ -158,20 +157,23 @@ PyObject* do_receive(Channel* ch) {
 // An exception instance from (type, *args) as `raise type(*args)` would.
 PyObject* make_exception(PyObject* const* args, Py_ssize_t nargs) {
   if (nargs < 1) {
-    PyErr_SetString(PyExc_TypeError, "send_exception() needs an exception type");
+    PyErr_SetString(PyExc_TypeError,
+                    "send_exception() needs an exception type");
     return nullptr;
   }
   PyObject* exc = args[0];
   if (PyExceptionInstance_Check(exc)) {
     if (nargs > 1) {
-      PyErr_SetString(PyExc_TypeError, "instance exception may not have separate args");
+      PyErr_SetString(PyExc_TypeError,
+                      "instance exception may not have separate args");
       return nullptr;
     }
     return Py_NewRef(exc);
   }
   if (!PyExceptionClass_Check(exc)) {
-    PyErr_SetString(PyExc_TypeError,
-                    "exceptions must be classes or instances deriving from BaseException");
+    PyErr_SetString(
+        PyExc_TypeError,
+        "exceptions must be classes or instances deriving from BaseException");
     return nullptr;
   }
   py::Ref tuple = py::Ref::steal(PyTuple_New(nargs - 1));
@@ -205,17 +207,21 @@ void Channel_destroy(Channel* ch) {
   delete ch->queue_;
 }
 
-PyObject* Channel_send(Channel* ch, PyObject* value) { return do_send(ch, value, kValue); }
+PyObject* Channel_send(Channel* ch, PyObject* value) {
+  return do_send(ch, value, kValue);
+}
 
 PyObject* Channel_receive(Channel* ch, PyObject*) { return do_receive(ch); }
 
-PyObject* Channel_send_exception(Channel* ch, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* Channel_send_exception(Channel* ch, PyObject* const* args,
+                                 Py_ssize_t nargs) {
   py::Ref exc = py::Ref::steal(make_exception(args, nargs));
   if (!exc) return nullptr;
   return do_send(ch, exc.get(), kException);
 }
 
-PyObject* Channel_send_throw(Channel* ch, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* Channel_send_throw(Channel* ch, PyObject* const* args,
+                             Py_ssize_t nargs) {
   // send_throw(exc, value=None, tb=None): the exception as generator.throw
   // builds it: a class with a value that is an instance of it, a tuple of
   // arguments, a single argument or nothing; an instance with no value.
@@ -228,7 +234,8 @@ PyObject* Channel_send_throw(Channel* ch, PyObject* const* args, Py_ssize_t narg
   py::Ref exc;
   if (PyExceptionInstance_Check(type)) {
     if (value != Py_None) {
-      PyErr_SetString(PyExc_TypeError, "instance exception may not have a separate value");
+      PyErr_SetString(PyExc_TypeError,
+                      "instance exception may not have a separate value");
       return nullptr;
     }
     exc = py::Ref::borrow(type);
@@ -244,18 +251,22 @@ PyObject* Channel_send_throw(Channel* ch, PyObject* const* args, Py_ssize_t narg
     }
     if (!exc) return nullptr;
     if (!PyExceptionInstance_Check(exc.get())) {
-      PyErr_Format(PyExc_TypeError, "calling %R should have returned an instance of "
-                   "BaseException, not %s", type, Py_TYPE(exc.get())->tp_name);
+      PyErr_Format(PyExc_TypeError,
+                   "calling %R should have returned an instance of "
+                   "BaseException, not %s",
+                   type, Py_TYPE(exc.get())->tp_name);
       return nullptr;
     }
   } else {
-    PyErr_SetString(PyExc_TypeError,
-                    "exceptions must be classes or instances deriving from BaseException");
+    PyErr_SetString(
+        PyExc_TypeError,
+        "exceptions must be classes or instances deriving from BaseException");
     return nullptr;
   }
   if (nargs > 2 && args[2] != Py_None) {
     if (!PyTraceBack_Check(args[2])) {
-      PyErr_SetString(PyExc_TypeError, "throw() third argument must be a traceback object");
+      PyErr_SetString(PyExc_TypeError,
+                      "throw() third argument must be a traceback object");
       return nullptr;
     }
     if (PyException_SetTraceback(exc.get(), args[2]) < 0) return nullptr;
@@ -313,14 +324,22 @@ PyObject* Channel_iternext(PyObject* self) {
   return r;
 }
 
-PyObject* get_balance(Channel* ch, void*) { return PyLong_FromLong(ch->balance_); }
-PyObject* get_closing(Channel* ch, void*) { return PyBool_FromLong(ch->closing_); }
-PyObject* get_closed(Channel* ch, void*) { return PyBool_FromLong(ch->closed()); }
+PyObject* get_balance(Channel* ch, void*) {
+  return PyLong_FromLong(ch->balance_);
+}
+PyObject* get_closing(Channel* ch, void*) {
+  return PyBool_FromLong(ch->closing_);
+}
+PyObject* get_closed(Channel* ch, void*) {
+  return PyBool_FromLong(ch->closed());
+}
 PyObject* get_queue(Channel* ch, void*) {
   if (ch->queue_->empty()) Py_RETURN_NONE;
   return Py_NewRef(ch->queue_->front()->self());
 }
-PyObject* get_preference(Channel* ch, void*) { return PyLong_FromLong(ch->preference_); }
+PyObject* get_preference(Channel* ch, void*) {
+  return PyLong_FromLong(ch->preference_);
+}
 int set_preference(Channel* ch, PyObject* v, void*) {
   if (!v) {
     PyErr_SetString(PyExc_AttributeError, "cannot delete preference");
@@ -339,19 +358,21 @@ int set_preference(Channel* ch, PyObject* v, void*) {
 PyGetSetDef Channel_getset[] = {
     {"balance", reinterpret_cast<getter>(get_balance), nullptr,
      "senders waiting (> 0) or receivers waiting (< 0)", nullptr},
-    {"closing", reinterpret_cast<getter>(get_closing), nullptr, "close() was called", nullptr},
+    {"closing", reinterpret_cast<getter>(get_closing), nullptr,
+     "close() was called", nullptr},
     {"closed", reinterpret_cast<getter>(get_closed), nullptr,
      "closing and nobody waits: nothing more will pass", nullptr},
     {"queue", reinterpret_cast<getter>(get_queue), nullptr,
      "the first blocked tasklet, or None", nullptr},
     {"preference", reinterpret_cast<getter>(get_preference),
      reinterpret_cast<setter>(set_preference),
-     "-1 prefer the receiver (default), 1 prefer the sender, 0 never switch", nullptr},
+     "-1 prefer the receiver (default), 1 prefer the sender, 0 never switch",
+     nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
-
 PyMethodDef Channel_methods[] = {
-    {"send", py::method(Channel_send), METH_O, "send($self, value, /)\n--\n\n"
+    {"send", py::method(Channel_send), METH_O,
+     "send($self, value, /)\n--\n\n"
      "send(value): rendezvous with a receiver"},
     {"receive", py::method(Channel_receive), METH_NOARGS,
      "receive($self, /)\n--\n\n"
@@ -368,7 +389,8 @@ PyMethodDef Channel_methods[] = {
     {"close", py::method(Channel_close), METH_NOARGS,
      "close($self, /)\n--\n\n"
      "stop sends; closed once no sender is left"},
-    {"open", py::method(Channel_open), METH_NOARGS, "open($self, /)\n--\n\n"
+    {"open", py::method(Channel_open), METH_NOARGS,
+     "open($self, /)\n--\n\n"
      "undo close()"},
     {nullptr, nullptr, 0, nullptr}};
 
@@ -376,7 +398,8 @@ PyMethodDef Channel_methods[] = {
 
 PyTypeObject* make_channel_type() {
   static PyMemberDef members[] = {
-      {"__weaklistoffset__", T_PYSSIZET, offsetof(Channel, weakrefs_), READONLY, nullptr},
+      {"__weaklistoffset__", T_PYSSIZET, offsetof(Channel, weakrefs_), READONLY,
+       nullptr},
       {nullptr, 0, 0, 0, nullptr}};
   static PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(Channel_new)},
@@ -385,9 +408,10 @@ PyTypeObject* make_channel_type() {
       {Py_tp_members, members},
       {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
       {Py_tp_iternext, reinterpret_cast<void*>(Channel_iternext)},
-      {Py_tp_doc, const_cast<char*>(
-                      "Channel()\n--\n\n"
-                      "channel(): Stackless's rendezvous channel between tasklets")},
+      {Py_tp_doc,
+       const_cast<char*>(
+           "Channel()\n--\n\n"
+           "channel(): Stackless's rendezvous channel between tasklets")},
       {0, nullptr}};
   static PyType_Spec spec = {"ptsevent._core.Channel", sizeof(Channel), 0,
                              Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};

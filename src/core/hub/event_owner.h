@@ -64,9 +64,8 @@ inline int assign_timer(struct event* ev, event_base* base,
 
 // event_new() likewise: the event itself is on the heap (event_free it).
 template <typename Owner>
-inline struct event* new_event(event_base* base, evutil_socket_t fd,
-                               short what, event_callback_fn cb,
-                               Owner* owner) noexcept {
+inline struct event* new_event(event_base* base, evutil_socket_t fd, short what,
+                               event_callback_fn cb, Owner* owner) noexcept {
   check_owner(owner);
   return event_new(base, fd, what, cb, owner);
 }

@@ -3,9 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <time.h>
+#include <unistd.h>
 
 #include <cmath>
 
@@ -159,8 +158,8 @@ Hub* Hub::get() {
     // (thread exit, GIL held, in that thread), through a capsule kept in
     // the thread state's dict. The main thread's hub goes at exit (atexit).
     PyObject* dict = PyThreadState_GetDict();
-    py::Ref cap = py::Ref::steal(
-        PyCapsule_New(h, "ptsevent.hub", [](PyObject* c) {
+    py::Ref cap =
+        py::Ref::steal(PyCapsule_New(h, "ptsevent.hub", [](PyObject* c) {
           Hub* hub = static_cast<Hub*>(PyCapsule_GetPointer(c, "ptsevent.hub"));
           if (hub && hub == tls_hub) shutdown_current();
         }));
@@ -237,10 +236,10 @@ int Hub::open_wakeups() {
   // (patched), which chains a user's fd behind this one.
   py::Ref signal_mod = py::Ref::steal(PyImport_ImportModule("_signal"));
   if (!signal_mod) return -1;
-  py::Ref kw = py::Ref::steal(Py_BuildValue("{s:O}", "warn_on_full_buffer",
-                                            Py_False));
-  py::Ref fn = py::Ref::steal(
-      PyObject_GetAttrString(signal_mod.get(), "set_wakeup_fd"));
+  py::Ref kw =
+      py::Ref::steal(Py_BuildValue("{s:O}", "warn_on_full_buffer", Py_False));
+  py::Ref fn =
+      py::Ref::steal(PyObject_GetAttrString(signal_mod.get(), "set_wakeup_fd"));
   py::Ref args = py::Ref::steal(Py_BuildValue("(i)", sig_wfd_));
   if (!kw || !fn || !args) return -1;
   py::Ref old = py::Ref::steal(PyObject_Call(fn.get(), args.get(), kw.get()));
@@ -396,8 +395,8 @@ PyObject* Hub::take_greenlet() {
 
 int Hub::ensure_hub_greenlet() {
   if (hub_greenlet_ && !py::greenlet::dead(hub_greenlet_.get())) return 0;
-  hub_greenlet_ = py::Ref::steal(
-      py::greenlet::create(hub_main_fn, root_greenlet_.get()));
+  hub_greenlet_ =
+      py::Ref::steal(py::greenlet::create(hub_main_fn, root_greenlet_.get()));
   return hub_greenlet_ ? 0 : -1;
 }
 
@@ -522,11 +521,13 @@ PyObject* Hub::run_loop() {
 double monotonic_seconds() noexcept {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+  return static_cast<double>(ts.tv_sec) +
+         static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
 bool Hub::poll_due() const noexcept {
-  return pass_runs_ >= kPassLimit || monotonic_seconds() - last_poll_ >= kPollInterval;
+  return pass_runs_ >= kPassLimit ||
+         monotonic_seconds() - last_poll_ >= kPollInterval;
 }
 
 int Hub::poll() {
@@ -540,9 +541,9 @@ int Hub::poll() {
     // event_base_loop and touch no Python object.
     Py_BEGIN_ALLOW_THREADS rc = event_base_loop(base(), EVLOOP_ONCE);
     Py_END_ALLOW_THREADS
-    // The poll's end is a turn: published before polling_ clears, so a
-    // watchdog never sees "not polling" with the time of an older poll.
-    last_poll_ = monotonic_seconds();
+        // The poll's end is a turn: published before polling_ clears, so a
+        // watchdog never sees "not polling" with the time of an older poll.
+        last_poll_ = monotonic_seconds();
     publish_turn();
     pub_polling_.store(false, std::memory_order_relaxed);
   } else {
@@ -725,7 +726,8 @@ int Hub::post_call(unsigned long thread, PyObject* fn, PyObject* args) {
     return 0;
   }
   Py_DECREF(call);
-  PyErr_Format(PyExc_RuntimeError, "thread %lu has no running ptsevent hub", thread);
+  PyErr_Format(PyExc_RuntimeError, "thread %lu has no running ptsevent hub",
+               thread);
   return -1;
 }
 
@@ -742,13 +744,12 @@ int Hub::post_method(unsigned long thread, PyObject* obj, const char* name,
 PyObject* Hub::stats() const {
   return Py_BuildValue(
       "{s:l,s:l,s:l,s:i,s:l,s:n,s:l,s:l,s:K,s:K,s:l,s:l}", "tasklets",
-      live_count_, "events",
-      armed_events_, "internal_events", internal_events_, "libevent_events",
-      event_base_get_num_events(base(), EVENT_BASE_COUNT_ADDED),
-      "thread_jobs", thread_jobs_.load(), "ready",
-      static_cast<Py_ssize_t>(ready_.size() + batch_.size()),
-      "signal_handlers", signal_handlers_, "native_events", native_events_,
-      "polls",
+      live_count_, "events", armed_events_, "internal_events", internal_events_,
+      "libevent_events",
+      event_base_get_num_events(base(), EVENT_BASE_COUNT_ADDED), "thread_jobs",
+      thread_jobs_.load(), "ready",
+      static_cast<Py_ssize_t>(ready_.size() + batch_.size()), "signal_handlers",
+      signal_handlers_, "native_events", native_events_, "polls",
       static_cast<unsigned long long>(polls_), "blocking_polls",
       static_cast<unsigned long long>(blocking_polls_), "io_handles",
       io_handles_, "io_waiters", io_waiters_);
@@ -761,8 +762,8 @@ void Hub::set_error_handler(PyObject* fn) {
 
 void Hub::report_error(Tasklet* t, PyObject* exc) {
   if (error_handler) {
-    py::Ref r = py::Ref::steal(PyObject_CallFunctionObjArgs(
-        error_handler, t->self(), exc, nullptr));
+    py::Ref r = py::Ref::steal(
+        PyObject_CallFunctionObjArgs(error_handler, t->self(), exc, nullptr));
     if (r) return;
     PyErr_WriteUnraisable(error_handler);
     return;

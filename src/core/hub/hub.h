@@ -21,8 +21,8 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -228,9 +228,9 @@ class Hub {
   // computation) from one that waits for events. Published once per poll
   // (relaxed atomics: a few stores per poll, nothing per switch).
   struct Turns {
-    uint64_t passes;    // polls so far
-    double last_poll;   // monotonic seconds at the end of the latest poll
-    bool polling;       // in a blocking poll now: idle, not held
+    uint64_t passes;   // polls so far
+    double last_poll;  // monotonic seconds at the end of the latest poll
+    bool polling;      // in a blocking poll now: idle, not held
   };
   Turns turns() const noexcept {
     return {pub_passes_.load(std::memory_order_relaxed),
@@ -349,7 +349,7 @@ class Hub {
 
   // Cross-thread wake-up: an eventfd the hub watches.
   std::mutex posts_mu_;
-  std::vector<Waiter*> posts_;  // owned refs
+  std::vector<Waiter*> posts_;    // owned refs
   std::vector<PyObject*> calls_;  // owned (fn, args) tuples
   unsigned long thread_ident_ = 0;
   void deliver_calls(std::vector<PyObject*>* calls);
@@ -376,9 +376,9 @@ class Hub {
   }
 
   uint64_t serial_ = 0;
-  uint64_t polls_ = 0;         // event_base_loop calls
-  uint32_t pass_runs_ = 0;     // tasklets run since the last poll
-  double last_poll_ = 0;       // monotonic_seconds() at the end of the last poll
+  uint64_t polls_ = 0;      // event_base_loop calls
+  uint32_t pass_runs_ = 0;  // tasklets run since the last poll
+  double last_poll_ = 0;    // monotonic_seconds() at the end of the last poll
   uint64_t blocking_polls_ = 0;
   bool stopping_ = false;
   bool closed_ = false;

@@ -14,20 +14,20 @@
 // acquire a free lock and may release it (as with threading.Lock): the
 // state changes at once and, if tasklets wait, the owner hub hands the lock
 // to the oldest one through Hub::post_call.
+#include "hub/lock.h"
+
 #include <Python.h>
+#include <structmember.h>
 
 #include <cmath>
 #include <deque>
 
-#include "hub/lock.h"
 #include "hub/tasklet.h"
 #include "hub/waiters.h"
 #include "py/args.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
 #include "py/method.h"
-
-#include <structmember.h>
 
 namespace ptsevent::hub {
 
@@ -38,8 +38,7 @@ namespace {
 double g_timeout_max = 0;  // _thread.TIMEOUT_MAX
 
 struct Lock {
-  PyObject_HEAD
-  PyObject* weakrefs_;
+  PyObject_HEAD PyObject* weakrefs_;
   Waiters w_;
   bool locked_;
 
@@ -98,7 +97,8 @@ int lock_timeout(PyObject* blocking_obj, PyObject* timeout_obj, double* out) {
     return 0;
   }
   if (timeout < 0) {
-    PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
+    PyErr_SetString(PyExc_ValueError,
+                    "timeout value must be a non-negative number");
     return -1;
   }
   if (timeout > g_timeout_max) {
@@ -135,7 +135,8 @@ PyObject* Lock_acquire(Lock* l, PyObject* const* args, Py_ssize_t nargs,
                        PyObject* kwnames) {
   static const char* const names[] = {"blocking", "timeout"};
   PyObject* a[2] = {nullptr, nullptr};
-  if (py::parse_args("acquire", args, nargs, kwnames, names, 2, a) < 0) return nullptr;
+  if (py::parse_args("acquire", args, nargs, kwnames, names, 2, a) < 0)
+    return nullptr;
   PyObject *blocking = a[0], *timeout = a[1];
   double seconds = -1;
   if ((blocking || timeout) && lock_timeout(blocking, timeout, &seconds) < 0)
@@ -199,7 +200,9 @@ PyObject* Lock_dispatch(Lock* l, PyObject*) {
   Py_RETURN_NONE;
 }
 
-PyObject* Lock_locked(Lock* l, PyObject*) { return PyBool_FromLong(l->locked_); }
+PyObject* Lock_locked(Lock* l, PyObject*) {
+  return PyBool_FromLong(l->locked_);
+}
 
 PyObject* Lock_at_fork_reinit(Lock* l, PyObject*) {
   // The waiting tasklets stayed in the parent.
@@ -212,8 +215,8 @@ PyObject* Lock_repr(Lock* l) {
   PyTypeObject* type = Py_TYPE(l);
   py::Ref module = py::Ref::steal(
       PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__module__"));
-  py::Ref qualname = py::Ref::steal(
-      PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__qualname__"));
+  py::Ref qualname = py::Ref::steal(PyObject_GetAttrString(
+      reinterpret_cast<PyObject*>(type), "__qualname__"));
   if (!module || !qualname) return nullptr;
   return PyUnicode_FromFormat("<%s %S.%S object at %p>",
                               l->locked_ ? "locked" : "unlocked", module.get(),
@@ -224,10 +227,13 @@ PyObject* get_waiting(Lock* l, void*) {
   return PyLong_FromSsize_t(static_cast<Py_ssize_t>(l->w_.size()));
 }
 
-PyObject* get_handed(Lock* l, void*) { return PyLong_FromSsize_t(l->w_.handed); }
+PyObject* get_handed(Lock* l, void*) {
+  return PyLong_FromSsize_t(l->w_.handed);
+}
 
-PyObject* get_has_queue(Lock* l, void*) { return PyBool_FromLong(l->w_.list != nullptr); }
-
+PyObject* get_has_queue(Lock* l, void*) {
+  return PyBool_FromLong(l->w_.list != nullptr);
+}
 
 PyMethodDef Lock_methods[] = {
     {"acquire", py::method(Lock_acquire), METH_FASTCALL | METH_KEYWORDS,
@@ -243,7 +249,8 @@ PyMethodDef Lock_methods[] = {
     {"__exit__", py::method(Lock_exit), METH_FASTCALL,
      "__exit__($self, /, *exc_info)\n--\n\n"
      "release()"},
-    {"locked", py::method(Lock_locked), METH_NOARGS, "locked($self, /)\n--\n\n"
+    {"locked", py::method(Lock_locked), METH_NOARGS,
+     "locked($self, /)\n--\n\n"
      "locked() -> bool"},
     {"_at_fork_reinit", py::method(Lock_at_fork_reinit), METH_NOARGS,
      "_at_fork_reinit($self, /)\n--\n\n"
@@ -258,7 +265,8 @@ PyGetSetDef Lock_getset[] = {
     {"_waiting", reinterpret_cast<getter>(get_waiting), nullptr,
      "number of tasklets waiting", nullptr},
     {"_handed", reinterpret_cast<getter>(get_handed), nullptr,
-     "waiters handed the lock that have not returned from acquire() yet", nullptr},
+     "waiters handed the lock that have not returned from acquire() yet",
+     nullptr},
     {"_has_queue", reinterpret_cast<getter>(get_has_queue), nullptr,
      "a waiter queue was ever needed", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
@@ -290,13 +298,15 @@ PyTypeObject* make_lock_type() {
   {
     py::Ref thread = py::Ref::steal(PyImport_ImportModule("_thread"));
     if (!thread) return nullptr;
-    py::Ref max = py::Ref::steal(PyObject_GetAttrString(thread.get(), "TIMEOUT_MAX"));
+    py::Ref max =
+        py::Ref::steal(PyObject_GetAttrString(thread.get(), "TIMEOUT_MAX"));
     if (!max) return nullptr;
     g_timeout_max = PyFloat_AsDouble(max.get());
     if (g_timeout_max == -1 && PyErr_Occurred()) return nullptr;
   }
   static PyMemberDef members[] = {
-      {"__weaklistoffset__", T_PYSSIZET, offsetof(Lock, weakrefs_), READONLY, nullptr},
+      {"__weaklistoffset__", T_PYSSIZET, offsetof(Lock, weakrefs_), READONLY,
+       nullptr},
       {nullptr, 0, 0, 0, nullptr}};
   static PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(Lock_new)},
@@ -304,12 +314,13 @@ PyTypeObject* make_lock_type() {
       {Py_tp_methods, Lock_methods},
       {Py_tp_getset, Lock_getset},
       {Py_tp_members, members},
-      {Py_tp_doc, const_cast<char*>(
-                      "Lock()\n--\n\n"
-                      "Lock(): a primitive lock, as threading.Lock, fair between "
-                      "tasklets.\n\nAny tasklet (or thread) may release it, not only "
-                      "the one that acquired it. Waiters get it in the order they "
-                      "asked for it.")},
+      {Py_tp_doc,
+       const_cast<char*>(
+           "Lock()\n--\n\n"
+           "Lock(): a primitive lock, as threading.Lock, fair between "
+           "tasklets.\n\nAny tasklet (or thread) may release it, not only "
+           "the one that acquired it. Waiters get it in the order they "
+           "asked for it.")},
       {0, nullptr}};
   static PyType_Spec spec = {"ptsevent.locks.Lock", sizeof(Lock), 0,
                              Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};

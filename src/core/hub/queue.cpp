@@ -16,20 +16,20 @@
 // Threads: as the other primitives (see waiters.h). put_nowait() (and put()
 // on a queue that is not full) from another OS thread stores the item at
 // once and the owner hub hands it to its oldest waiting getter.
+#include "hub/queue.h"
+
 #include <Python.h>
+#include <structmember.h>
 
 #include <cmath>
 
 #include "hub/lock.h"
-#include "hub/queue.h"
 #include "hub/tasklet.h"
 #include "hub/waiters.h"
 #include "py/args.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
 #include "py/method.h"
-
-#include <structmember.h>
 
 namespace ptsevent::hub {
 
@@ -43,12 +43,11 @@ PyObject* exc_empty = nullptr;
 PyObject *str_append, *str_popleft, *str_init, *str_qsize, *str_put, *str_get;
 
 struct Queue {
-  PyObject_HEAD
-  PyObject* dict_;
+  PyObject_HEAD PyObject* dict_;
   PyObject* weakrefs_;
-  PyObject* queue_;    // the storage (`queue` attribute)
+  PyObject* queue_;  // the storage (`queue` attribute)
   PyObject* maxsize_obj_;
-  PyObject* mutex_;    // a Lock, made when first asked for
+  PyObject* mutex_;     // a Lock, made when first asked for
   Py_ssize_t maxsize_;  // <= 0: unbounded
   Py_ssize_t unfinished_;
   Waiters getters_, putters_, joiners_;
@@ -98,7 +97,8 @@ int parse_timeout_arg(PyObject* obj, double* out) {
     return -1;
   }
   if (t < 0) {
-    PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
+    PyErr_SetString(PyExc_ValueError,
+                    "'timeout' must be a non-negative number");
     return -1;
   }
   *out = t;
@@ -113,7 +113,8 @@ int block_arg(PyObject* block) { return block ? PyObject_IsTrue(block) : 1; }
 // error. A hand-off received by a waiter that is then interrupted goes to
 // the next waiter.
 template <typename Ready>
-int wait_for(Queue* q, Waiters& w, double timeout, PyObject* on_timeout, Ready ready) {
+int wait_for(Queue* q, Waiters& w, double timeout, PyObject* on_timeout,
+             Ready ready) {
   Hub* hub = Hub::get();
   if (!hub) return -1;
   int adopted = w.adopt(hub, "Queue");
@@ -177,12 +178,13 @@ int set_maxsize(Queue* q, PyObject* value) {
 int Queue_init(Queue* q, PyObject* args, PyObject* kwds) {
   static const char* kwlist[] = {"maxsize", nullptr};
   PyObject* maxsize = nullptr;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:Queue", const_cast<char**>(kwlist),
-                                   &maxsize))
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:Queue",
+                                   const_cast<char**>(kwlist), &maxsize))
     return -1;
   if (maxsize && set_maxsize(q, maxsize) < 0) return -1;
   q->unfinished_ = 0;
-  py::Ref r = py::Ref::steal(PyObject_CallMethodOneArg(q->self(), str_init, q->maxsize_obj_));
+  py::Ref r = py::Ref::steal(
+      PyObject_CallMethodOneArg(q->self(), str_init, q->maxsize_obj_));
   return r ? 0 : -1;
 }
 
@@ -237,14 +239,17 @@ PyObject* do_put(Queue* q, PyObject* item, int block, PyObject* timeout_obj) {
   }
   if (store(q, item) < 0) return nullptr;
   ++q->unfinished_;
-  q->getters_.notify(q->self(), 1, "_dispatch_getters");  // reserved for the oldest
+  q->getters_.notify(q->self(), 1,
+                     "_dispatch_getters");  // reserved for the oldest
   Py_RETURN_NONE;
 }
 
-PyObject* Queue_put(Queue* q, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* Queue_put(Queue* q, PyObject* const* args, Py_ssize_t nargs,
+                    PyObject* kwnames) {
   static const char* const names[] = {"item", "block", "timeout"};
   PyObject* a[3] = {nullptr, nullptr, nullptr};
-  if (py::parse_args("put", args, nargs, kwnames, names, 3, a) < 0) return nullptr;
+  if (py::parse_args("put", args, nargs, kwnames, names, 3, a) < 0)
+    return nullptr;
   if (!a[0]) {
     PyErr_SetString(PyExc_TypeError, "put() missing required argument 'item'");
     return nullptr;
@@ -254,7 +259,9 @@ PyObject* Queue_put(Queue* q, PyObject* const* args, Py_ssize_t nargs, PyObject*
   return do_put(q, a[0], block, a[2]);
 }
 
-PyObject* Queue_put_nowait(Queue* q, PyObject* item) { return do_put(q, item, 0, nullptr); }
+PyObject* Queue_put_nowait(Queue* q, PyObject* item) {
+  return do_put(q, item, 0, nullptr);
+}
 
 PyObject* do_get(Queue* q, int block, PyObject* timeout_obj) {
   double timeout = -1;
@@ -279,16 +286,20 @@ PyObject* do_get(Queue* q, int block, PyObject* timeout_obj) {
   return item;
 }
 
-PyObject* Queue_get(Queue* q, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* Queue_get(Queue* q, PyObject* const* args, Py_ssize_t nargs,
+                    PyObject* kwnames) {
   static const char* const names[] = {"block", "timeout"};
   PyObject* a[2] = {nullptr, nullptr};
-  if (py::parse_args("get", args, nargs, kwnames, names, 2, a) < 0) return nullptr;
+  if (py::parse_args("get", args, nargs, kwnames, names, 2, a) < 0)
+    return nullptr;
   int block = block_arg(a[0]);
   if (block < 0) return nullptr;
   return do_get(q, block, a[1]);
 }
 
-PyObject* Queue_get_nowait(Queue* q, PyObject*) { return do_get(q, 0, nullptr); }
+PyObject* Queue_get_nowait(Queue* q, PyObject*) {
+  return do_get(q, 0, nullptr);
+}
 
 // ------------------------------------------------------ task_done/join
 
@@ -325,7 +336,8 @@ PyObject* Queue_dispatch_getters(Queue* q, PyObject*) {
   Py_ssize_t n = qsize(q);
   if (n < 0) return nullptr;
   Py_ssize_t k = n - g.handed;
-  if (k > static_cast<Py_ssize_t>(g.size())) k = static_cast<Py_ssize_t>(g.size());
+  if (k > static_cast<Py_ssize_t>(g.size()))
+    k = static_cast<Py_ssize_t>(g.size());
   if (k > 0) g.hand(k);
   Py_RETURN_NONE;
 }
@@ -346,7 +358,8 @@ PyObject* Queue_dispatch_putters(Queue* q, PyObject*) {
 
 PyObject* Queue_dispatch_joiners(Queue* q, PyObject*) {
   q->joiners_.posted = false;
-  if (q->joiners_.owner_here() && !q->unfinished_) q->joiners_.hand(PY_SSIZE_T_MAX);
+  if (q->joiners_.owner_here() && !q->unfinished_)
+    q->joiners_.hand(PY_SSIZE_T_MAX);
   Py_RETURN_NONE;
 }
 
@@ -377,7 +390,8 @@ PyObject* Queue__init(Queue* q, PyObject*) {
 
 PyObject* storage(Queue* q) {
   if (!q->queue_) {
-    PyErr_SetString(PyExc_AttributeError, "'queue': _init() did not set the storage");
+    PyErr_SetString(PyExc_AttributeError,
+                    "'queue': _init() did not set the storage");
     return nullptr;
   }
   return q->queue_;
@@ -403,12 +417,14 @@ PyObject* Queue__get(Queue* q, PyObject*) {
 PyObject* Queue_repr(Queue* q) {
   PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(q));
   py::Ref module = py::Ref::steal(PyObject_GetAttrString(type, "__module__"));
-  py::Ref qualname = py::Ref::steal(PyObject_GetAttrString(type, "__qualname__"));
+  py::Ref qualname =
+      py::Ref::steal(PyObject_GetAttrString(type, "__qualname__"));
   if (!module || !qualname) return nullptr;
   Py_ssize_t n = qsize(q);
   if (n < 0) return nullptr;
-  return PyUnicode_FromFormat("<%S.%S at %p maxsize=%R qsize=%zd>", module.get(),
-                              qualname.get(), q->self(), q->maxsize_obj_, n);
+  return PyUnicode_FromFormat("<%S.%S at %p maxsize=%R qsize=%zd>",
+                              module.get(), qualname.get(), q->self(),
+                              q->maxsize_obj_, n);
 }
 
 // ----------------------------------------------------------- getters
@@ -416,7 +432,9 @@ PyObject* Queue_repr(Queue* q) {
 PyObject* get_maxsize(Queue* q, void*) { return Py_NewRef(q->maxsize_obj_); }
 int set_maxsize_attr(Queue* q, PyObject* v, void*) { return set_maxsize(q, v); }
 
-PyObject* get_unfinished(Queue* q, void*) { return PyLong_FromSsize_t(q->unfinished_); }
+PyObject* get_unfinished(Queue* q, void*) {
+  return PyLong_FromSsize_t(q->unfinished_);
+}
 int set_unfinished(Queue* q, PyObject* v, void*) {
   if (!v) {
     PyErr_SetString(PyExc_AttributeError, "cannot delete unfinished_tasks");
@@ -437,16 +455,16 @@ PyObject* get_mutex(Queue* q, void*) {
 }
 
 PyObject* get_waiting(Queue* q, void* which) {
-  Waiters* w = which == nullptr ? &q->getters_
+  Waiters* w = which == nullptr                      ? &q->getters_
                : which == reinterpret_cast<void*>(1) ? &q->putters_
                                                      : &q->joiners_;
   return Py_BuildValue("(nn)", static_cast<Py_ssize_t>(w->size()), w->handed);
 }
 
 PyObject* get_has_waiters(Queue* q, void*) {
-  return PyBool_FromLong(q->getters_.list || q->putters_.list || q->joiners_.list);
+  return PyBool_FromLong(q->getters_.list || q->putters_.list ||
+                         q->joiners_.list);
 }
-
 
 PyMethodDef Queue_methods[] = {
     {"put", py::method(Queue_put), METH_FASTCALL | METH_KEYWORDS,
@@ -471,20 +489,26 @@ PyMethodDef Queue_methods[] = {
     {"join", py::method(Queue_join), METH_NOARGS,
      "join($self, /)\n--\n\n"
      "block until every item put has been marked done (task_done)"},
-    {"qsize", py::method(Queue_qsize), METH_NOARGS, "qsize($self, /)\n--\n\n"
+    {"qsize", py::method(Queue_qsize), METH_NOARGS,
+     "qsize($self, /)\n--\n\n"
      "the number of items in the queue"},
-    {"empty", py::method(Queue_empty), METH_NOARGS, "empty($self, /)\n--\n\n"
+    {"empty", py::method(Queue_empty), METH_NOARGS,
+     "empty($self, /)\n--\n\n"
      "True if the queue holds no item"},
     {"full", py::method(Queue_full), METH_NOARGS,
      "full($self, /)\n--\n\n"
      "True if the queue holds maxsize items (never when unbounded)"},
-    {"_init", py::method(Queue__init), METH_O, "_init($self, maxsize, /)\n--\n\n"
+    {"_init", py::method(Queue__init), METH_O,
+     "_init($self, maxsize, /)\n--\n\n"
      "storage hook: self.queue = deque()"},
-    {"_qsize", py::method(Queue__qsize), METH_NOARGS, "_qsize($self, /)\n--\n\n"
+    {"_qsize", py::method(Queue__qsize), METH_NOARGS,
+     "_qsize($self, /)\n--\n\n"
      "storage hook: len(self.queue)"},
-    {"_put", py::method(Queue__put), METH_O, "_put($self, item, /)\n--\n\n"
+    {"_put", py::method(Queue__put), METH_O,
+     "_put($self, item, /)\n--\n\n"
      "storage hook: self.queue.append(item)"},
-    {"_get", py::method(Queue__get), METH_NOARGS, "_get($self, /)\n--\n\n"
+    {"_get", py::method(Queue__get), METH_NOARGS,
+     "_get($self, /)\n--\n\n"
      "storage hook: self.queue.popleft()"},
     {"_dispatch_getters", py::method(Queue_dispatch_getters), METH_NOARGS,
      "_dispatch_getters($self, /)\n--\n\n"
@@ -504,8 +528,8 @@ PyGetSetDef Queue_getset[] = {
     {"maxsize", reinterpret_cast<getter>(get_maxsize),
      reinterpret_cast<setter>(set_maxsize_attr), "<= 0: unbounded", nullptr},
     {"unfinished_tasks", reinterpret_cast<getter>(get_unfinished),
-     reinterpret_cast<setter>(set_unfinished), "items put and not yet task_done()",
-     nullptr},
+     reinterpret_cast<setter>(set_unfinished),
+     "items put and not yet task_done()", nullptr},
     {"mutex", reinterpret_cast<getter>(get_mutex), nullptr,
      "a Lock, for code written against queue.Queue that holds q.mutex while it "
      "touches q.queue directly; the queue's own methods do not take it (no "
@@ -517,7 +541,8 @@ PyGetSetDef Queue_getset[] = {
      "(blocked putters, putters handed a slot not yet returned)",
      reinterpret_cast<void*>(1)},
     {"_joiners", reinterpret_cast<getter>(get_waiting), nullptr,
-     "(tasklets in join(), woken not yet returned)", reinterpret_cast<void*>(2)},
+     "(tasklets in join(), woken not yet returned)",
+     reinterpret_cast<void*>(2)},
     {"_has_waiters", reinterpret_cast<getter>(get_has_waiters), nullptr,
      "a tasklet ever waited on this queue", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
@@ -537,12 +562,9 @@ PyTypeObject* make_queue_type() {
   struct {
     PyObject** slot;
     const char* text;
-  } strings[] = {{&str_append, "append"},
-                 {&str_popleft, "popleft"},
-                 {&str_init, "_init"},
-                 {&str_qsize, "_qsize"},
-                 {&str_put, "_put"},
-                 {&str_get, "_get"}};
+  } strings[] = {{&str_append, "append"}, {&str_popleft, "popleft"},
+                 {&str_init, "_init"},    {&str_qsize, "_qsize"},
+                 {&str_put, "_put"},      {&str_get, "_get"}};
   for (auto& s : strings) {
     *s.slot = PyUnicode_InternFromString(s.text);
     if (!*s.slot) return nullptr;
@@ -551,7 +573,8 @@ PyTypeObject* make_queue_type() {
       {"queue", T_OBJECT, offsetof(Queue, queue_), 0,
        "the storage (a deque for Queue), as queue.Queue's"},
       {"__dictoffset__", T_PYSSIZET, offsetof(Queue, dict_), READONLY, nullptr},
-      {"__weaklistoffset__", T_PYSSIZET, offsetof(Queue, weakrefs_), READONLY, nullptr},
+      {"__weaklistoffset__", T_PYSSIZET, offsetof(Queue, weakrefs_), READONLY,
+       nullptr},
       {nullptr, 0, 0, 0, nullptr}};
   static PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(Queue_new)},
@@ -561,11 +584,12 @@ PyTypeObject* make_queue_type() {
       {Py_tp_methods, Queue_methods},
       {Py_tp_getset, Queue_getset},
       {Py_tp_members, members},
-      {Py_tp_doc, const_cast<char*>(
-                      "Queue(maxsize=0)\n--\n\n"
-                      "Queue(maxsize=0): a FIFO queue, as queue.Queue; maxsize <= 0 "
-                      "means unbounded. Blocked getters and putters are served "
-                      "oldest first.")},
+      {Py_tp_doc,
+       const_cast<char*>(
+           "Queue(maxsize=0)\n--\n\n"
+           "Queue(maxsize=0): a FIFO queue, as queue.Queue; maxsize <= 0 "
+           "means unbounded. Blocked getters and putters are served "
+           "oldest first.")},
       {0, nullptr}};
   static PyType_Spec spec = {
       "ptsevent.queue.Queue", sizeof(Queue), 0,

@@ -12,9 +12,7 @@ namespace ptsevent::hub {
 
 PyTypeObject* TaskletType = nullptr;
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 int bind_job(Tasklet* t, PyObject* fn, PyObject* args, PyObject* kw) {
   if (!PyCallable_Check(fn)) {
@@ -168,8 +166,7 @@ int Tasklet::wait_fd(int fd, short what, double seconds) {
                   "a tasklet waits with an event already armed");
   assign_event(&ev_, hub_->base(), fd, what, on_io, this);
   errno = 0;
-  if (event_add(&ev_, seconds >= 0 ? hub_->timeout_tv(seconds) : nullptr) <
-      0) {
+  if (event_add(&ev_, seconds >= 0 ? hub_->timeout_tv(seconds) : nullptr) < 0) {
     if (errno == EPERM)
       PyErr_Format(PyExc_OSError,
                    "[Errno %d] descriptor %d cannot be waited on (a regular "
@@ -233,7 +230,8 @@ void Tasklet::finish(PyObject* value, PyObject* exc) {
   if (py::Ref joiners = std::move(joiners_)) {
     Py_ssize_t n = PyList_GET_SIZE(joiners.get());
     for (Py_ssize_t i = 0; i < n; ++i) {
-      Tasklet* w = reinterpret_cast<Tasklet*>(PyList_GET_ITEM(joiners.get(), i));
+      Tasklet* w =
+          reinterpret_cast<Tasklet*>(PyList_GET_ITEM(joiners.get(), i));
       if (w->waiting_ && hub) hub->schedule(w);
     }
   }
@@ -241,8 +239,8 @@ void Tasklet::finish(PyObject* value, PyObject* exc) {
     py::Ref args = py::Ref::steal(PyTuple_Pack(1, self()));
     Py_ssize_t n = args ? PyList_GET_SIZE(links.get()) : 0;
     for (Py_ssize_t i = 0; i < n && hub; ++i) {
-      Tasklet* l =
-          new_tasklet(hub, PyList_GET_ITEM(links.get(), i), args.get(), nullptr);
+      Tasklet* l = new_tasklet(hub, PyList_GET_ITEM(links.get(), i), args.get(),
+                               nullptr);
       if (!l || l->start(0) < 0) PyErr_WriteUnraisable(self());
       if (l) Py_DECREF(l->self());
     }

@@ -33,10 +33,9 @@ enum class State : uint8_t {
 enum class Wake : uint8_t { kNone, kReady, kIo, kTimeout };
 
 struct Tasklet {
-  PyObject_HEAD
-  PyObject* dict_;
+  PyObject_HEAD PyObject* dict_;
   PyObject* weakrefs_;
-  Hub* hub_;           // only dereferenced when hub_serial_ matches
+  Hub* hub_;  // only dereferenced when hub_serial_ matches
   uint64_t hub_serial_;
 
   py::Ref greenlet_;
@@ -66,22 +65,22 @@ struct Tasklet {
 
   State state_;
   Wake wake_;
-  bool live_;        // on the hub's live list (holds a reference)
-  bool queued_;      // on the run queue
-  bool zombie_;      // died while queued: the queue owns the hub's ref
-  bool waiting_;     // inside Hub::suspend
+  bool live_;     // on the hub's live list (holds a reference)
+  bool queued_;   // on the run queue
+  bool zombie_;   // died while queued: the queue owns the hub's ref
+  bool waiting_;  // inside Hub::suspend
   bool io_armed_;
   bool timer_armed_;
-  bool adopted_;     // wraps a greenlet ptsevent did not create
-  bool main_;        // the thread's root greenlet
+  bool adopted_;       // wraps a greenlet ptsevent did not create
+  bool main_;          // the thread's root greenlet
   uint8_t temp_kind_;  // what tempval_ is: 0 value, 1 exception, 2 closed
-  bool notified_;    // set by WaitQueue::notify (never a pointer into a
-                     // greenlet's stack: suspended stacks are moved)
+  bool notified_;      // set by WaitQueue::notify (never a pointer into a
+                       // greenlet's stack: suspended stacks are moved)
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
   // Every owned reference, for construction, tp_traverse and destruction.
   std::array<py::Ref*, 11> refs() noexcept {
-    return {&greenlet_, &run_,   &args_,  &kwargs_,  &context_, &value_,
+    return {&greenlet_,  &run_,   &args_,    &kwargs_,      &context_, &value_,
             &exception_, &links_, &joiners_, &pending_exc_, &tempval_};
   }
 

@@ -123,12 +123,21 @@ static void Tasklet_destroy(Tasklet* t) {
 static PyObject* Tasklet_repr(Tasklet* t) {
   const char* state = "idle";
   switch (t->state_) {
-    case State::kIdle: state = "idle"; break;
-    case State::kPending: state = "pending"; break;
-    case State::kRunning: state = t->waiting_ ? "waiting" : "running"; break;
-    case State::kDead: state = "dead"; break;
+    case State::kIdle:
+      state = "idle";
+      break;
+    case State::kPending:
+      state = "pending";
+      break;
+    case State::kRunning:
+      state = t->waiting_ ? "waiting" : "running";
+      break;
+    case State::kDead:
+      state = "dead";
+      break;
   }
-  if (t->main_) return PyUnicode_FromFormat("<Tasklet main at %p: %s>", t, state);
+  if (t->main_)
+    return PyUnicode_FromFormat("<Tasklet main at %p: %s>", t, state);
   if (t->run_)
     return PyUnicode_FromFormat("<Tasklet at %p: %R: %s>", t, t->run_.get(),
                                 state);
@@ -200,13 +209,15 @@ static PyObject* Tasklet_insert(Tasklet* t, PyObject*) {
 
 // _bind(run, args=(), kwargs=None): rebinds the job of a tasklet that has
 // not been started (Stackless's tasklet.bind / setup).
-static PyObject* Tasklet_bind(Tasklet* t, PyObject* const* args, Py_ssize_t nargs) {
+static PyObject* Tasklet_bind(Tasklet* t, PyObject* const* args,
+                              Py_ssize_t nargs) {
   if (nargs < 1 || nargs > 3) {
     PyErr_SetString(PyExc_TypeError, "_bind(run, args=(), kwargs=None)");
     return nullptr;
   }
   if (t->state_ != State::kIdle) {
-    PyErr_SetString(PyExc_RuntimeError, "cannot bind a tasklet that was started");
+    PyErr_SetString(PyExc_RuntimeError,
+                    "cannot bind a tasklet that was started");
     return nullptr;
   }
   PyObject* a = nargs > 1 && args[1] != Py_None ? args[1] : nullptr;
@@ -313,7 +324,6 @@ static PyObject* Tasklet_get_main(Tasklet* t, void*) {
   return PyBool_FromLong(t->main_);
 }
 
-
 static PyMethodDef Tasklet_methods[] = {
     {"join", py::method(Tasklet_join), METH_FASTCALL | METH_KEYWORDS,
      "join($self, timeout=None)\n--\n\n"
@@ -388,10 +398,10 @@ PyTypeObject* make_tasklet_type() {
       {Py_tp_methods, Tasklet_methods},
       {Py_tp_getset, Tasklet_getset},
       {Py_tp_members, Tasklet_members},
-      {Py_tp_doc, const_cast<char*>(
-                      "Tasklet(run, /, *args, **kwargs)\n--\n\n"
-                      "run(*args, **kwargs) as a lightweight cooperative "
-                      "task once started.")},
+      {Py_tp_doc,
+       const_cast<char*>("Tasklet(run, /, *args, **kwargs)\n--\n\n"
+                         "run(*args, **kwargs) as a lightweight cooperative "
+                         "task once started.")},
       {0, nullptr}};
   PyType_Spec spec = {
       "ptsevent.Tasklet", sizeof(Tasklet), 0,
@@ -449,7 +459,8 @@ static PyObject* fn_sleep(PyObject*, PyObject* const* args, Py_ssize_t nargs,
                           PyObject* kwnames) {
   static const char* const names[] = {"seconds"};
   PyObject* a[1] = {nullptr};
-  if (parse_args("sleep", args, nargs, kwnames, names, 1, a) < 0) return nullptr;
+  if (parse_args("sleep", args, nargs, kwnames, names, 1, a) < 0)
+    return nullptr;
   double seconds = 0;
   if (a[0]) {
     if (a[0] == Py_None) {
@@ -570,8 +581,7 @@ static PyObject* fn_hub_turns(PyObject*, PyObject* const* args,
   bool found;
   // The lookup takes a mutex that a hub's thread holds only briefly.
   Py_BEGIN_ALLOW_THREADS found = Hub::turns_of(ident, &t);
-  Py_END_ALLOW_THREADS
-  if (!found) Py_RETURN_NONE;
+  Py_END_ALLOW_THREADS if (!found) Py_RETURN_NONE;
   return turns_tuple(t);
 }
 
@@ -631,7 +641,8 @@ PyMethodDef tasklet_functions[] = {
      "getmain() -> the main tasklet of this thread"},
     {"_schedule", py::method(fn_schedule), METH_NOARGS,
      "_schedule()\n--\n\n"
-     "_schedule(): yield to the end of this pass's runnables (Stackless's schedule)"},
+     "_schedule(): yield to the end of this pass's runnables (Stackless's "
+     "schedule)"},
     {"getcurrent", py::method(fn_getcurrent), METH_NOARGS,
      "getcurrent()\n--\n\n"
      "getcurrent() -> the running Tasklet."},

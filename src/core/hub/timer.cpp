@@ -187,17 +187,15 @@ static PyObject* Timer_pending(Timer* self, void*) {
 }
 
 static PyMethodDef Timer_methods[] = {
-    {"start", py::method(Timer_start),
-     METH_FASTCALL, "start($self, seconds, exception, /)\n--\n\n"
+    {"start", py::method(Timer_start), METH_FASTCALL,
+     "start($self, seconds, exception, /)\n--\n\n"
      "start(seconds, exception): arm for the running tasklet"},
-    {"cancel", py::method(Timer_cancel),
-     METH_NOARGS,
+    {"cancel", py::method(Timer_cancel), METH_NOARGS,
      "cancel($self, /)\n--\n\n"
      "disarm; does nothing if not armed (from another thread: handed to the "
      "timer's hub, and it may still fire until that hub has run it)"},
-    {"_cancel_run",
-     py::method(Timer_cancel_run),
-     METH_O, "_cancel_run($self, run, /)\n--\n\n"},
+    {"_cancel_run", py::method(Timer_cancel_run), METH_O,
+     "_cancel_run($self, run, /)\n--\n\n"},
     {nullptr, nullptr, 0, nullptr}};
 
 static PyGetSetDef Timer_getset[] = {
@@ -217,10 +215,10 @@ PyTypeObject* make_timer_type() {
       {Py_tp_methods, Timer_methods},
       {Py_tp_getset, Timer_getset},
       {Py_tp_members, Timer_members},
-      {Py_tp_doc, const_cast<char*>(
-                      "Timer()\n--\n\n"
-                      "A one-shot timer that interrupts the tasklet that "
-                      "started it.")},
+      {Py_tp_doc,
+       const_cast<char*>("Timer()\n--\n\n"
+                         "A one-shot timer that interrupts the tasklet that "
+                         "started it.")},
       {0, nullptr}};
   PyType_Spec spec = {"ptsevent._core.Timer", sizeof(Timer), 0,
                       Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots};
@@ -282,8 +280,7 @@ static int Waiter_clear(Waiter* self) {
 static void Waiter_destroy(Waiter* self) {
   // The count is atomic: a Waiter dropped in another thread (its result
   // never delivered) still releases it, or LoopExit could never fire.
-  if (self->counted_ && Hub::alive(self->hub_))
-    self->hub_->add_thread_jobs(-1);
+  if (self->counted_ && Hub::alive(self->hub_)) self->hub_->add_thread_jobs(-1);
   self->waiter_.~Ref();
   self->value_.~Ref();
   self->exc_.~Ref();
@@ -378,18 +375,17 @@ static PyObject* Waiter_ready(Waiter* self, PyObject*) {
 }
 
 static PyMethodDef Waiter_methods[] = {
-    {"switch", py::method(Waiter_switch),
-     METH_FASTCALL, "switch($self, value=None, /)\n--\n\n"
+    {"switch", py::method(Waiter_switch), METH_FASTCALL,
+     "switch($self, value=None, /)\n--\n\n"
      "switch(value=None): set the result (any thread)"},
-    {"throw", py::method(Waiter_throw),
-     METH_O, "throw($self, exc, /)\n--\n\n"
+    {"throw", py::method(Waiter_throw), METH_O,
+     "throw($self, exc, /)\n--\n\n"
      "throw(exc): set an exception as the result (any thread)"},
-    {"get", py::method(Waiter_get),
-     METH_FASTCALL | METH_KEYWORDS,
+    {"get", py::method(Waiter_get), METH_FASTCALL | METH_KEYWORDS,
      "get($self, timeout=None)\n--\n\n"
      "get(timeout=None): wait for the result; TimeoutError if late"},
-    {"ready", py::method(Waiter_ready),
-     METH_NOARGS, "ready($self, /)\n--\n\n"
+    {"ready", py::method(Waiter_ready), METH_NOARGS,
+     "ready($self, /)\n--\n\n"
      "True once the result arrived in this thread"},
     {nullptr, nullptr, 0, nullptr}};
 
@@ -404,10 +400,10 @@ PyTypeObject* make_waiter_type() {
       {Py_tp_traverse, reinterpret_cast<void*>(Waiter_traverse)},
       {Py_tp_methods, Waiter_methods},
       {Py_tp_members, Waiter_members},
-      {Py_tp_doc, const_cast<char*>(
-                      "Waiter(remote=False)\n--\n\n"
-                      "A one-shot result slot that a tasklet waits on and "
-                      "any thread may fill.")},
+      {Py_tp_doc,
+       const_cast<char*>("Waiter(remote=False)\n--\n\n"
+                         "A one-shot result slot that a tasklet waits on and "
+                         "any thread may fill.")},
       {0, nullptr}};
   PyType_Spec spec = {"ptsevent._core.Waiter", sizeof(Waiter), 0,
                       Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots};

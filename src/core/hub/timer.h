@@ -26,13 +26,12 @@
 namespace ptsevent::hub {
 
 struct Timer {
-  PyObject_HEAD
-  PyObject* weakrefs_;
+  PyObject_HEAD PyObject* weakrefs_;
   Hub* hub_;
   uint64_t hub_serial_;
   uint64_t starts_;  // start() calls so far: names the run a cancel is for
-  py::Ref target_;  // the Tasklet to interrupt
-  py::Ref exc_;     // what it raises
+  py::Ref target_;   // the Tasklet to interrupt
+  py::Ref exc_;      // what it raises
   struct event ev_;
   // A libevent callback argument (hub/event_owner.h): a Python object on
   // the heap that holds a reference to itself while armed.
@@ -50,8 +49,7 @@ struct Timer {
 };
 
 struct Waiter {
-  PyObject_HEAD
-  PyObject* weakrefs_;
+  PyObject_HEAD PyObject* weakrefs_;
   Hub* hub_;
   py::Ref waiter_;  // the Tasklet inside get()
   py::Ref value_;

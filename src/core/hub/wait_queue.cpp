@@ -1,11 +1,11 @@
 #include "hub/wait_queue.h"
 
+#include <structmember.h>
+
 #include "hub/tasklet.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
 #include "py/method.h"
-
-#include <structmember.h>
 
 namespace ptsevent::hub {
 
@@ -34,13 +34,15 @@ void WaitQueue_destroy(WaitQueue* q) {
 }
 
 // wait(timeout=None) -> True when notified, False on timeout.
-PyObject* WaitQueue_wait(WaitQueue* q, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* WaitQueue_wait(WaitQueue* q, PyObject* const* args,
+                         Py_ssize_t nargs) {
   if (nargs > 1) {
     PyErr_SetString(PyExc_TypeError, "wait() takes at most 1 argument");
     return nullptr;
   }
   double timeout;
-  if (parse_timeout(nargs ? args[0] : Py_None, TimeoutMode::kWait, &timeout) < 0)
+  if (parse_timeout(nargs ? args[0] : Py_None, TimeoutMode::kWait, &timeout) <
+      0)
     return nullptr;
   Hub* hub = q->w_.owner_here();
   if (!hub) {
@@ -79,7 +81,8 @@ PyObject* notify_method(WaitQueue* q, Py_ssize_t n) {
   return PyLong_FromSsize_t(q->w_.hand(n));
 }
 
-PyObject* WaitQueue_notify(WaitQueue* q, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* WaitQueue_notify(WaitQueue* q, PyObject* const* args,
+                           Py_ssize_t nargs) {
   if (nargs > 1) {
     PyErr_SetString(PyExc_TypeError, "notify() takes at most 1 argument");
     return nullptr;
@@ -105,14 +108,12 @@ Py_ssize_t WaitQueue_len(WaitQueue* q) {
 }
 
 PyMethodDef WaitQueue_methods[] = {
-    {"wait", py::method(WaitQueue_wait),
-     METH_FASTCALL,
+    {"wait", py::method(WaitQueue_wait), METH_FASTCALL,
      "wait($self, timeout=None, /)\n--\n\n"
      "wait(timeout=None) -> bool: suspend until notified (True) or the timeout "
      "(False)"},
-    {"notify",
-     py::method(WaitQueue_notify),
-     METH_FASTCALL, "notify($self, n=1, /)\n--\n\n"
+    {"notify", py::method(WaitQueue_notify), METH_FASTCALL,
+     "notify($self, n=1, /)\n--\n\n"
      "notify(n=1) -> int: wake up to n waiters, oldest first"},
     {"notify_all", py::method(WaitQueue_notify_all), METH_NOARGS,
      "notify_all($self, /)\n--\n\n"
@@ -121,11 +122,13 @@ PyMethodDef WaitQueue_methods[] = {
 
 PyObject* call_threadsafe(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs < 2) {
-    PyErr_SetString(PyExc_TypeError, "call_threadsafe(thread_ident, fn, *args)");
+    PyErr_SetString(PyExc_TypeError,
+                    "call_threadsafe(thread_ident, fn, *args)");
     return nullptr;
   }
   unsigned long ident = PyLong_AsUnsignedLong(args[0]);
-  if (ident == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
+  if (ident == static_cast<unsigned long>(-1) && PyErr_Occurred())
+    return nullptr;
   if (!PyCallable_Check(args[1])) {
     PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
                  Py_TYPE(args[1])->tp_name);
@@ -142,9 +145,7 @@ PyObject* call_threadsafe(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }  // namespace
 
 PyMethodDef wait_queue_functions[] = {
-    {"call_threadsafe",
-     py::method(call_threadsafe),
-     METH_FASTCALL,
+    {"call_threadsafe", py::method(call_threadsafe), METH_FASTCALL,
      "call_threadsafe(thread_ident, fn, /, *args)\n--\n\n"
      "call_threadsafe(thread_ident, fn, *args): run fn(*args) in a new tasklet "
      "of that thread's hub; callable from any thread"},
@@ -152,7 +153,8 @@ PyMethodDef wait_queue_functions[] = {
 
 PyTypeObject* make_wait_queue_type() {
   static PyMemberDef members[] = {
-      {"__weaklistoffset__", T_PYSSIZET, offsetof(WaitQueue, weakrefs_), READONLY, nullptr},
+      {"__weaklistoffset__", T_PYSSIZET, offsetof(WaitQueue, weakrefs_),
+       READONLY, nullptr},
       {nullptr, 0, 0, 0, nullptr}};
   static PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(WaitQueue_new)},

@@ -20,8 +20,7 @@
 namespace ptsevent::hub {
 
 struct WaitQueue {
-  PyObject_HEAD
-  PyObject* weakrefs_;
+  PyObject_HEAD PyObject* weakrefs_;
   Waiters w_;  // owned by the hub of the thread that made the queue
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }

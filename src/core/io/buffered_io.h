@@ -23,13 +23,12 @@
 namespace ptsevent::io {
 
 struct BufferedIo {
-  PyObject_HEAD
-  PyObject* weakrefs_;
+  PyObject_HEAD PyObject* weakrefs_;
   py::Ref in_;   // IoHandle
   py::Ref out_;  // IoHandle (may be the same object)
   ByteBuffer rbuf_;
   ByteBuffer wbuf_;
-  double read_timeout_;   // < 0: none
+  double read_timeout_;  // < 0: none
   double write_timeout_;
   bool eof_;
 
@@ -44,7 +43,7 @@ struct BufferedIo {
   // Up to and including `delim` (not empty), at most `limit` bytes (< 0:
   // any); b"" at EOF.
   PyObject* readline(std::string_view delim, Py_ssize_t limit);
-  PyObject* peek(Py_ssize_t n);   // n > 0 bytes, or what is buffered
+  PyObject* peek(Py_ssize_t n);  // n > 0 bytes, or what is buffered
   PyObject* readlines(Py_ssize_t hint);
   // The index of `delim` in the input, reading as needed: -1 if EOF or
   // `limit` bytes come first, -2 with an error set.

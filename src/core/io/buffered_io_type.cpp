@@ -32,8 +32,7 @@ std::string_view as_view(const Py_buffer& view) {
 }
 
 // readline / read_upto with a delimiter object (null: b"\n").
-PyObject* readline_with(BufferedIo* b, PyObject* delim_obj,
-                        Py_ssize_t limit) {
+PyObject* readline_with(BufferedIo* b, PyObject* delim_obj, Py_ssize_t limit) {
   if (!delim_obj) return b->readline("\n", limit);
   Py_buffer view;
   if (parse_delim(delim_obj, &view) < 0) return nullptr;
@@ -102,8 +101,10 @@ PyObject* BufferedIo_readline(BufferedIo* b, PyObject* const* args,
             : PyUnicode_CompareWithASCIIString(key, names[1]) == 0 ? 1
                                                                    : -1;
     if (i < 0 || a[i]) {
-      PyErr_Format(PyExc_TypeError, "readline() got an unexpected or repeated "
-                   "argument '%U'", key);
+      PyErr_Format(PyExc_TypeError,
+                   "readline() got an unexpected or repeated "
+                   "argument '%U'",
+                   key);
       return nullptr;
     }
     a[i] = args[nargs + k];
@@ -130,9 +131,8 @@ PyObject* BufferedIo_find(BufferedIo* b, PyObject* args, PyObject* kw) {
   static const char* kwlist[] = {"delim", "limit", nullptr};
   Py_ssize_t limit = -1;
   PyObject* delim_obj;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|n:find",
-                                   const_cast<char**>(kwlist), &delim_obj,
-                                   &limit))
+  if (!PyArg_ParseTupleAndKeywords(
+          args, kw, "O|n:find", const_cast<char**>(kwlist), &delim_obj, &limit))
     return nullptr;
   Py_buffer view;
   if (parse_delim(delim_obj, &view) < 0) return nullptr;
@@ -256,7 +256,8 @@ PyMethodDef BufferedIo_methods[] = {
     {"readline", py::method(BufferedIo_readline), METH_FASTCALL | METH_KEYWORDS,
      "readline($self, limit=-1, delim=b'\\n')\n--\n\n"
      "readline(limit=-1, delim=b'\\n'): up to and including delim."},
-    {"read_upto", py::method(BufferedIo_read_upto), METH_VARARGS | METH_KEYWORDS,
+    {"read_upto", py::method(BufferedIo_read_upto),
+     METH_VARARGS | METH_KEYWORDS,
      "read_upto($self, delim, limit=-1)\n--\n\n"
      "read_upto(delim, limit=-1): up to and including delim (any length)."},
     {"find", py::method(BufferedIo_find), METH_VARARGS | METH_KEYWORDS,
@@ -278,7 +279,8 @@ PyMethodDef BufferedIo_methods[] = {
     {"write", py::method(BufferedIo_write), METH_O,
      "write($self, data, /)\n--\n\n"
      "write(data): buffer data (sent by flush or when 64 KiB are waiting)."},
-    {"flush", py::method(BufferedIo_flush), METH_NOARGS, "flush($self, /)\n--\n\n"
+    {"flush", py::method(BufferedIo_flush), METH_NOARGS,
+     "flush($self, /)\n--\n\n"
      "Send the write buffer."},
     {"sendall", py::method(BufferedIo_sendall), METH_O,
      "sendall($self, data, /)\n--\n\n"
@@ -313,10 +315,10 @@ PyTypeObject* make_buffered_io_type() {
       {Py_tp_methods, BufferedIo_methods},
       {Py_tp_getset, BufferedIo_getset},
       {Py_tp_members, BufferedIo_members},
-      {Py_tp_doc, const_cast<char*>(
-                      "BufferedIo(in_handle, out_handle=None)\n--\n\n"
-                      "BufferedIo(in_handle, out_handle=None): C++ read and "
-                      "write buffers over IoHandles.")},
+      {Py_tp_doc,
+       const_cast<char*>("BufferedIo(in_handle, out_handle=None)\n--\n\n"
+                         "BufferedIo(in_handle, out_handle=None): C++ read and "
+                         "write buffers over IoHandles.")},
       {0, nullptr}};
   PyType_Spec spec = {"ptsevent._core.BufferedIo", sizeof(BufferedIo), 0,
                       Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};

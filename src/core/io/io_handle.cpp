@@ -1,6 +1,8 @@
 #include "io/io_handle.h"
 
+#include <Python.h>
 #include <errno.h>
+#include <structmember.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -8,13 +10,9 @@
 #include <memory>
 #include <new>
 
-#include <Python.h>
-#include <structmember.h>
-
-
 #include "hub/tasklet.h"
-#include "py/heap_type.h"
 #include "io/tls_calls.h"
+#include "py/heap_type.h"
 #include "py/method.h"
 
 namespace ptsevent::io {
@@ -139,7 +137,8 @@ int IoHandle::wait(short what, double seconds) {
       // registration itself, and this tasklet waits until it has.
       Tasklet* me = hub->current();
       if (!me) return -1;
-      if (Hub::post_method(hub_->thread_ident(), self(), "_release_in_owner") == 0) {
+      if (Hub::post_method(hub_->thread_ident(), self(), "_release_in_owner") ==
+          0) {
         for (int i = 0; registered_ && i < 4000; ++i)
           if (me->wait_with_timer(0.0005) < 0) return -1;
         if (registered_) {
@@ -165,8 +164,8 @@ int IoHandle::wait(short what, double seconds) {
     // EV_CLOSED (EPOLLRDHUP) tells a peer's shutdown apart from data, for
     // the drained-stream shortcut (maybe_readable_).
     hub::assign_event(&ev_, hub->base(), fd_,
-                 EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
-                 on_event, this);
+                      EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
+                      on_event, this);
     errno = 0;
     if (event_add(&ev_, nullptr) < 0) {
       if (errno)
@@ -228,7 +227,8 @@ static void IoHandle_finalize(IoHandle* h) {
     return;
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
-  if (Hub::post_method(h->hub_->thread_ident(), h->self(), "_release_in_owner") < 0)
+  if (Hub::post_method(h->hub_->thread_ident(), h->self(),
+                       "_release_in_owner") < 0)
     PyErr_Clear();  // that hub is closing: its base goes with it
   PyErr_Restore(type, value, tb);
 }
@@ -261,7 +261,8 @@ static PyObject* IoHandle_close(IoHandle* h, PyObject*) {
     // Another thread's hub, which may be polling without the GIL right
     // now: it unregisters and wakes its own waiters (the bound method
     // keeps this handle alive until then).
-    if (Hub::post_method(h->hub_->thread_ident(), h->self(), "_close_in_owner") < 0) {
+    if (Hub::post_method(h->hub_->thread_ident(), h->self(),
+                         "_close_in_owner") < 0) {
       PyErr_Clear();  // that hub is closing: nothing is left to wake
       h->registered_ = false;
     }
@@ -357,7 +358,8 @@ static char* scratch_buffer(Py_ssize_t size) {
 }
 
 // recv(bufsize, flags=0, timeout=None) -> bytes
-static PyObject* IoHandle_recv(IoHandle* h, PyObject* const* args, Py_ssize_t nargs) {
+static PyObject* IoHandle_recv(IoHandle* h, PyObject* const* args,
+                               Py_ssize_t nargs) {
   Py_ssize_t size;
   int flags = 0;
   PyObject* timeout = nullptr;
@@ -365,7 +367,8 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* const* args, Py_ssize_t na
     // recv(n), the common call: no format string to interpret.
     size = PyLong_AsSsize_t(args[0]);
     if (size == -1 && PyErr_Occurred()) return nullptr;
-  } else if (!_PyArg_ParseStack(args, nargs, "n|iO:recv", &size, &flags, &timeout)) {
+  } else if (!_PyArg_ParseStack(args, nargs, "n|iO:recv", &size, &flags,
+                                &timeout)) {
     return nullptr;
   }
   if (size < 0) {
@@ -387,8 +390,8 @@ static PyObject* IoHandle_recv(IoHandle* h, PyObject* const* args, Py_ssize_t na
     if (ioctl(h->fd_, FIONREAD, &queued) == 0 && queued <= kScratchMax)
       size = kScratchMax;
   }
-  bool direct = size > kScratchMax ||
-                (h->last_read_ >= kLargeRead && size <= kDirectMax);
+  bool direct =
+      size > kScratchMax || (h->last_read_ >= kLargeRead && size <= kDirectMax);
   if (!direct) {
     char* scratch = scratch_buffer(size);
     if (!scratch) return nullptr;
@@ -437,8 +440,8 @@ static PyObject* IoHandle_recv_into(IoHandle* h, PyObject* const* args,
   Py_ssize_t nbytes = 0;
   int flags = 0;
   PyObject* timeout = nullptr;
-  if (!_PyArg_ParseStack(args, nargs, "w*|niO:recv_into", &view, &nbytes, &flags,
-                         &timeout))
+  if (!_PyArg_ParseStack(args, nargs, "w*|niO:recv_into", &view, &nbytes,
+                         &flags, &timeout))
     return nullptr;
   PyObject* result = nullptr;
   double seconds;
@@ -480,8 +483,9 @@ static PyObject* send_impl(IoHandle* h, PyObject* const* args, Py_ssize_t nargs,
     // send(data) with bytes, the common call: the format string's result
     // without interpreting it.
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return nullptr;
-  } else if (!_PyArg_ParseStack(args, nargs, all ? "y*|iO:sendall" : "y*|iO:send",
-                                &view, &flags, &timeout)) {
+  } else if (!_PyArg_ParseStack(args, nargs,
+                                all ? "y*|iO:sendall" : "y*|iO:send", &view,
+                                &flags, &timeout)) {
     return nullptr;
   }
   double seconds;
@@ -519,11 +523,13 @@ static PyObject* send_impl(IoHandle* h, PyObject* const* args, Py_ssize_t nargs,
   return result;
 }
 
-static PyObject* IoHandle_send(IoHandle* h, PyObject* const* args, Py_ssize_t nargs) {
+static PyObject* IoHandle_send(IoHandle* h, PyObject* const* args,
+                               Py_ssize_t nargs) {
   return send_impl(h, args, nargs, false);
 }
 
-static PyObject* IoHandle_sendall(IoHandle* h, PyObject* const* args, Py_ssize_t nargs) {
+static PyObject* IoHandle_sendall(IoHandle* h, PyObject* const* args,
+                                  Py_ssize_t nargs) {
   return send_impl(h, args, nargs, true);
 }
 
@@ -546,7 +552,6 @@ static int IoHandle_set_timeout(IoHandle* h, PyObject* v, void*) {
   }
   return parse_seconds(v, &h->timeout_);
 }
-
 
 static PyMethodDef IoHandle_methods[] = {
     {"wait_read", py::method(IoHandle_wait_read), METH_FASTCALL,
@@ -594,8 +599,7 @@ static PyGetSetDef IoHandle_getset[] = {
      nullptr},
     {"timeout", reinterpret_cast<getter>(IoHandle_get_timeout),
      reinterpret_cast<setter>(IoHandle_set_timeout),
-     "timeout of recv/send calls that pass none (None: wait forever)",
-     nullptr},
+     "timeout of recv/send calls that pass none (None: wait forever)", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 static PyMemberDef IoHandle_members[] = {

@@ -29,8 +29,7 @@
 namespace ptsevent::io {
 
 struct IoHandle {
-  PyObject_HEAD
-  PyObject* weakrefs_;
+  PyObject_HEAD PyObject* weakrefs_;
   hub::Hub* hub_;
   uint64_t hub_serial_;
   int fd_;
@@ -83,7 +82,8 @@ struct IoHandle {
   // Until the descriptor is registered no edge can have been seen, so the
   // flag means nothing: try the call.
   bool should_try_read() const noexcept {
-    return !stream_ || maybe_readable_ || !registered_ || peer_closed_ || unconfirmed_;
+    return !stream_ || maybe_readable_ || !registered_ || peer_closed_ ||
+           unconfirmed_;
   }
   // Records the outcome of a read of `asked` bytes that returned n (>= 0).
   // A short read proves the buffer empty, but not that no FIN or reset is

@@ -68,9 +68,10 @@ int try_acquire(PyObject* lock) {
 int release(PyObject* lock) {
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
-  PyObject* done = Py_IS_TYPE(lock, hub::LockType)
-                       ? hub::lock_release(lock)
-                       : PyObject_VectorcallMethod(names.release, &lock, 1, nullptr);
+  PyObject* done =
+      Py_IS_TYPE(lock, hub::LockType)
+          ? hub::lock_release(lock)
+          : PyObject_VectorcallMethod(names.release, &lock, 1, nullptr);
   if (!done) {
     Py_XDECREF(type);
     Py_XDECREF(value);
@@ -111,7 +112,8 @@ int wait_within(IoHandle* h, short what, const Deadline& d,
 // an SSL_read failing with EAGAIN and reported as SSLWantReadError).
 // 0: no wait needed, 1: waited, -1: error.
 int wait_before_read(IoHandle* h, PyObject* sslobj, const Deadline& d) {
-  PyObject* pending = PyObject_VectorcallMethod(names.pending, &sslobj, 1, nullptr);
+  PyObject* pending =
+      PyObject_VectorcallMethod(names.pending, &sslobj, 1, nullptr);
   if (!pending) return -1;
   int left_over = PyObject_IsTrue(pending);
   Py_DECREF(pending);
@@ -150,11 +152,12 @@ PyObject* call_loop(IoHandle* h, PyObject* method, PyObject* const* args,
     waited = true;
   }
   if (reading) {
-    Py_ssize_t n = !result ? 0
+    Py_ssize_t n = !result                      ? 0
                    : PyBytes_CheckExact(result) ? PyBytes_GET_SIZE(result)
                                                 : PyLong_AsSsize_t(result);
     if (n < 0) PyErr_Clear();  // not a count: nothing to learn from it
-    h->tls_streaming_ = !waited && (n >= kFullRecord || (n > 0 && n == want_len));
+    h->tls_streaming_ =
+        !waited && (n >= kFullRecord || (n > 0 && n == want_len));
   }
 done:
   if (release(lock) < 0) Py_CLEAR(result);
@@ -163,10 +166,12 @@ done:
 
 }  // namespace
 
-PyObject* IoHandle_tls_read(IoHandle* h, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* IoHandle_tls_read(IoHandle* h, PyObject* const* args,
+                            Py_ssize_t nargs) {
   if (nargs < 3 || nargs > 4) {
-    PyErr_SetString(PyExc_TypeError,
-                    "tls_read(sslobj, lock, len, buffer=None) takes 3 or 4 arguments");
+    PyErr_SetString(
+        PyExc_TypeError,
+        "tls_read(sslobj, lock, len, buffer=None) takes 3 or 4 arguments");
     return nullptr;
   }
   // sslobj.read(len[, buffer])
@@ -178,9 +183,11 @@ PyObject* IoHandle_tls_read(IoHandle* h, PyObject* const* args, Py_ssize_t nargs
   return call_loop(h, names.read, call, n, args[1], len < 0 ? 0 : len);
 }
 
-PyObject* IoHandle_tls_write(IoHandle* h, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* IoHandle_tls_write(IoHandle* h, PyObject* const* args,
+                             Py_ssize_t nargs) {
   if (nargs != 3) {
-    PyErr_SetString(PyExc_TypeError, "tls_write(sslobj, lock, data) takes 3 arguments");
+    PyErr_SetString(PyExc_TypeError,
+                    "tls_write(sslobj, lock, data) takes 3 arguments");
     return nullptr;
   }
   PyObject* call[] = {args[0], args[2]};  // sslobj.write(data)

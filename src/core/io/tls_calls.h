@@ -16,7 +16,9 @@ namespace ptsevent::io {
 // IoHandle.tls_write(sslobj, lock, data) -> int
 // NotImplemented when the caller must take its general path: the socket is
 // non-blocking (timeout 0) or the lock is held by another tasklet.
-PyObject* IoHandle_tls_read(IoHandle* h, PyObject* const* args, Py_ssize_t nargs);
-PyObject* IoHandle_tls_write(IoHandle* h, PyObject* const* args, Py_ssize_t nargs);
+PyObject* IoHandle_tls_read(IoHandle* h, PyObject* const* args,
+                            Py_ssize_t nargs);
+PyObject* IoHandle_tls_write(IoHandle* h, PyObject* const* args,
+                             Py_ssize_t nargs);
 
 }  // namespace ptsevent::io

@@ -9,12 +9,13 @@ namespace ptsevent::py {
 // into `out` (by position in `names`; entries not given keep what the
 // caller put there). Returns -1 with TypeError for too many arguments, an
 // unknown keyword or one given twice.
-inline int parse_args(const char* fname, PyObject* const* args, Py_ssize_t nargs,
-                      PyObject* kwnames, const char* const* names, Py_ssize_t n,
-                      PyObject** out) {
+inline int parse_args(const char* fname, PyObject* const* args,
+                      Py_ssize_t nargs, PyObject* kwnames,
+                      const char* const* names, Py_ssize_t n, PyObject** out) {
   if (nargs > n) {
-    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)",
-                 fname, n, nargs);
+    PyErr_Format(PyExc_TypeError,
+                 "%s() takes at most %zd arguments (%zd given)", fname, n,
+                 nargs);
     return -1;
   }
   for (Py_ssize_t i = 0; i < nargs; ++i) out[i] = args[i];
@@ -25,13 +26,14 @@ inline int parse_args(const char* fname, PyObject* const* args, Py_ssize_t nargs
     for (; i < n; ++i)
       if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0) break;
     if (i == n) {
-      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
-                   fname, key);
+      PyErr_Format(PyExc_TypeError,
+                   "%s() got an unexpected keyword argument '%U'", fname, key);
       return -1;
     }
     if (i < nargs) {
-      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
-                   fname, names[i]);
+      PyErr_Format(PyExc_TypeError,
+                   "%s() got multiple values for argument '%s'", fname,
+                   names[i]);
       return -1;
     }
     out[i] = args[nargs + k];

@@ -10,8 +10,8 @@ namespace ptsevent::py::greenlet {
 // Imports greenlet's C API capsule. Returns false with a Python error set.
 bool import_api();
 
-PyTypeObject* type();         // greenlet.greenlet
-PyObject* exit_exception();   // greenlet.GreenletExit (borrowed)
+PyTypeObject* type();        // greenlet.greenlet
+PyObject* exit_exception();  // greenlet.GreenletExit (borrowed)
 
 PyObject* current();  // new reference to the running greenlet
 // A new greenlet that will call run() with the arguments of its first

@@ -76,8 +76,7 @@ PyTypeObject* make_heap_type(PyType_Spec* spec, PyObject* base = nullptr) {
   slots.push_back({0, nullptr});
   PyType_Spec copy = *spec;
   copy.slots = slots.data();
-  return reinterpret_cast<PyTypeObject*>(
-      PyType_FromSpecWithBases(&copy, base));
+  return reinterpret_cast<PyTypeObject*>(PyType_FromSpecWithBases(&copy, base));
 }
 
 }  // namespace ptsevent::py
