@@ -8,6 +8,7 @@
 #include "hub/lock.h"
 #include "hub/queue.h"
 #include "hub/tasklet.h"
+#include "hub/timeout.h"
 #include "hub/timer.h"
 #include "hub/wait_queue.h"
 #include "io/buffered_io.h"
@@ -24,7 +25,8 @@ NB_MODULE(_core, m) {
   if (PyModule_AddFunctions(m.ptr(), hub::tasklet_functions) < 0 ||
       PyModule_AddFunctions(m.ptr(), io::poll_functions) < 0 ||
       PyModule_AddFunctions(m.ptr(), hub::wait_queue_functions) < 0 ||
-      PyModule_AddFunctions(m.ptr(), hub::lock_functions) < 0)
+      PyModule_AddFunctions(m.ptr(), hub::lock_functions) < 0 ||
+      PyModule_AddFunctions(m.ptr(), hub::timeout_functions) < 0)
     throw nb::python_error();
 
   auto add_type = [&](const char* name, PyTypeObject* type) {

@@ -6,6 +6,7 @@
 
 #include "hub/datastack.h"
 #include "hub/tasklet.h"
+#include "hub/timeout.h"
 #include "hub/timer.h"
 #include "py/args.h"
 #include "py/greenlet_api.h"

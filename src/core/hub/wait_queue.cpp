@@ -1,6 +1,7 @@
 #include "hub/wait_queue.h"
 
 #include "hub/tasklet.h"
+#include "hub/timeout.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "hub/timeout.h"
 #include "io/byte_buffer.h"
 #include "io/io_handle.h"
 #include "py/heap_type.h"

@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <poll.h>
 
-#include <chrono>
 #include <vector>
 
+#include "hub/clock.h"
 #include "hub/hub.h"
 #include "hub/tasklet.h"
+#include "hub/timeout.h"
+#include "io/io_handle.h"
 
 namespace ptsevent::io {
 
@@ -122,20 +124,13 @@ PyObject* fn_poll_fds(PyObject*, PyObject* args) {
   }
   Py_DECREF(fast);
 
-  using Clock = std::chrono::steady_clock;
-  Clock::time_point deadline{};
-  if (timeout > 0)
-    deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                  std::chrono::duration<double>(timeout));
+  hub::Deadline deadline(timeout);
   for (;;) {
     int ready = poll_now(fds);
     if (ready < 0) return nullptr;
-    if (ready > 0 || timeout == 0) return result_list(fds);
-    double left = -1.0;
-    if (timeout > 0) {
-      left = std::chrono::duration<double>(deadline - Clock::now()).count();
-      if (left <= 0) return result_list(fds);
-    }
+    if (ready > 0 || deadline.never_wait()) return result_list(fds);
+    double left = deadline.wait_seconds();
+    if (deadline.expired()) return result_list(fds);
     Hub* hub = Hub::get();
     if (!hub) return nullptr;
     Tasklet* t = hub->current();
@@ -153,9 +148,52 @@ PyObject* fn_poll_fds(PyObject*, PyObject* args) {
   }
 }
 
+// retry_read(fd, fn, *args) / retry_write(...): the IoHandle's
+// retry_read() for a bare descriptor (os.read, os.write), without a
+// timeout.
+PyObject* retry_fd(short what, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs < 2) {
+    PyErr_SetString(PyExc_TypeError,
+                    "expected a descriptor, a callable and its arguments");
+    return nullptr;
+  }
+  long fd = PyLong_AsLong(args[0]);
+  if (fd == -1 && PyErr_Occurred()) return nullptr;
+  hub::Deadline forever(-1);
+  return retry_python_call(args + 1, static_cast<size_t>(nargs - 1), forever,
+                           [&]() -> int {
+                             Hub* hub = Hub::get();
+                             Tasklet* t = hub ? hub->current() : nullptr;
+                             if (!t) return -1;
+                             return t->wait_fd(static_cast<int>(fd), what,
+                                               -1) < 0
+                                        ? -1
+                                        : 0;
+                           });
+}
+
+PyObject* fn_retry_read(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  return retry_fd(EV_READ, args, nargs);
+}
+
+PyObject* fn_retry_write(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  return retry_fd(EV_WRITE, args, nargs);
+}
+
 }  // namespace
 
 PyMethodDef poll_functions[] = {
+    {"retry_read",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn_retry_read)),
+     METH_FASTCALL,
+     "retry_read(fd, fn, /, *args)\n--\n\n"
+     "fn(*args), waiting until fd is readable while it raises "
+     "BlockingIOError."},
+    {"retry_write",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn_retry_write)),
+     METH_FASTCALL,
+     "retry_write(fd, fn, /, *args)\n--\n\n"
+     "retry_read() waiting until fd is writable."},
     {"poll_fds", fn_poll_fds, METH_VARARGS,
      "poll_fds(fds, timeout=None, /)\n--\n\n"
      "poll_fds([(fd, events), ...], timeout=None) -> [(fd, revents), ...]: "
