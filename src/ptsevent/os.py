@@ -223,6 +223,10 @@ def open(file, mode="r", buffering=-1, encoding=None, errors=None,
         except OSError as e:
             # A FIFO's writer waits (cooperatively) for a reader, as a
             # blocking open(2) would; O_NONBLOCK makes it fail with ENXIO.
+            # Polling is the only way: the kernel signals no reader's
+            # arrival. inotify's IN_OPEN comes only once a reader's open
+            # has returned, and a blocking reader's open (`cat fifo`)
+            # returns only once a writer exists: it would never come.
             if not (fifo and e.errno == _errno.ENXIO):
                 raise
             _core.sleep(0.005)

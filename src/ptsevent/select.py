@@ -14,11 +14,12 @@ import errno as _errno
 import os as _os
 import select as _select
 import selectors as _selectors
-from time import monotonic as _monotonic
 from select import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT,  # noqa: F401
                     POLLPRI, POLLRDNORM, POLLWRNORM, error)
 
 from ptsevent import _core
+from ptsevent._deadline import deadline as _deadline
+from ptsevent._deadline import remaining as _remaining
 from ptsevent.patch._registry import os_thread_ident as _get_ident
 
 __all__ = ["select", "poll", "epoll", "error", "PtseventSelector",
@@ -193,9 +194,9 @@ class epoll:
             ready = self._ep.poll(0, maxevents)
             if ready or timeout == 0:
                 return ready
-        deadline = None if timeout is None else _monotonic() + timeout
+        end = _deadline(timeout)
         while True:
-            left = None if deadline is None else deadline - _monotonic()
+            left = _remaining(end)
             if left is not None and left <= 0:
                 return []
             try:

@@ -35,9 +35,10 @@ from ssl import (
     SSLWantReadError,
     SSLWantWriteError,
 )
-from time import monotonic as _monotonic
 
 from ptsevent import socket as _psocket
+from ptsevent._deadline import deadline as _deadline
+from ptsevent._deadline import remaining as _remaining
 from ptsevent.locks import Lock as _Lock
 from ptsevent.socket import create_connection, socket  # noqa: F401
 
@@ -99,10 +100,10 @@ def _acquire(lock, timeout, message):
     if timeout is None:
         lock.acquire()
         return None
-    start = _monotonic()
+    end = _deadline(timeout)
     if not lock.acquire(True, timeout):
         raise TimeoutError(message or _WRITE_TIMED_OUT)
-    return max(0.0, timeout - (_monotonic() - start))
+    return _remaining(end)
 
 
 class SSLSocket(_ssl.SSLSocket, _psocket.socket):
@@ -189,10 +190,9 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
                 timed_out = message or _WRITE_TIMED_OUT
             want = None  # its traceback holds this frame: no cycle
             if deadline is False:
-                deadline = None if timeout is None else _monotonic() + timeout
+                deadline = _deadline(timeout)
             try:
-                wait(None if deadline is None
-                     else max(0.0, deadline - _monotonic()))
+                wait(_remaining(deadline))
             except TimeoutError:
                 if timed_out is _HANDSHAKE_TIMED_OUT:
                     raise _handshake_timeout_error() from None
