@@ -5,9 +5,10 @@ import atexit
 import logging
 import os
 import signal as _signal
-import time
 
 from ptsevent import _core
+from ptsevent._deadline import deadline as _deadline
+from ptsevent._deadline import remaining as _remaining
 
 logger = logging.getLogger("ptsevent")
 
@@ -64,15 +65,15 @@ def joinall(tasklets, timeout=None, raise_error=False):
     if raise_error:
         _join_any_failure(tasklets, timeout)
     else:
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
+        end = _deadline(timeout)
         for t in tasklets:
-            if deadline is None:
+            if end is None:
                 t.join()
             else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                left = _remaining(end)
+                if left <= 0:
                     break
-                t.join(remaining)
+                t.join(left)
     return [t for t in tasklets if t.dead]
 
 

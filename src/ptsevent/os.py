@@ -41,22 +41,37 @@ def _pollable(fd):
                 _stat.S_ISDIR(mode))
 
 
+# The one place that switches a descriptor to non-blocking mode and back
+# (sockets, nbfile and the files below use these two).
+
+def _make_nonblocking(fd):
+    """Put fd in non-blocking mode. Returns its previous flags if it was
+    blocking (what _give_back() restores), else None."""
+    flags = _fcntl.fcntl(fd, _fcntl.F_GETFL)
+    if flags & _os.O_NONBLOCK:
+        return None
+    _fcntl.fcntl(fd, _fcntl.F_SETFL, flags | _os.O_NONBLOCK)
+    return flags
+
+
+def _give_back(fd, flags):
+    """Restore the flags _make_nonblocking() returned (None: nothing)."""
+    if flags is not None:
+        _fcntl.fcntl(fd, _fcntl.F_SETFL, flags)
+
+
 def set_nonblocking(fd, created=False):
     """Put fd in non-blocking mode; unless `created`, remember to restore."""
-    flags = _fcntl.fcntl(fd, _fcntl.F_GETFL)
-    if not flags & _os.O_NONBLOCK:
-        if not created:
-            _restore.setdefault(fd, flags)
-        _fcntl.fcntl(fd, _fcntl.F_SETFL, flags | _os.O_NONBLOCK)
+    flags = _make_nonblocking(fd)
+    if flags is not None and not created:
+        _restore.setdefault(fd, flags)
 
 
 def _restore_mode(fd):
-    flags = _restore.pop(fd, None)
-    if flags is not None:
-        try:
-            _fcntl.fcntl(fd, _fcntl.F_SETFL, flags)
-        except OSError:
-            pass
+    try:
+        _give_back(fd, _restore.pop(fd, None))
+    except OSError:
+        pass
 
 
 @_atexit.register
@@ -75,24 +90,12 @@ def pipe():
 
 def read(fd, n):
     """os.read that blocks only the calling tasklet."""
-    while True:
-        try:
-            return _os.read(fd, n)
-        except BlockingIOError:
-            _core.wait_read(fd)
-        except InterruptedError:
-            continue
+    return _core.retry_read(fd, _os.read, fd, n)
 
 
 def write(fd, data):
     """os.write that blocks only the calling tasklet."""
-    while True:
-        try:
-            return _os.write(fd, data)
-        except BlockingIOError:
-            _core.wait_write(fd)
-        except InterruptedError:
-            continue
+    return _core.retry_write(fd, _os.write, fd, data)
 
 
 class CooperativeFileIO(_io.RawIOBase):
@@ -129,25 +132,13 @@ class CooperativeFileIO(_io.RawIOBase):
         self._checkClosed()
         if not self.readable():
             raise _io.UnsupportedOperation("not readable")
-        while True:
-            try:
-                return _os.readv(self._fd, [buffer])
-            except BlockingIOError:
-                self._io.wait_read()
-            except InterruptedError:
-                continue
+        return self._io.retry_read(0, _os.readv, self._fd, [buffer])
 
     def write(self, data):
         self._checkClosed()
         if not self.writable():
             raise _io.UnsupportedOperation("not writable")
-        while True:
-            try:
-                return _os.write(self._fd, data)
-            except BlockingIOError:
-                self._io.wait_write()
-            except InterruptedError:
-                continue
+        return self._io.retry_write(0, _os.write, self._fd, data)
 
     def close(self):
         if self.closed:
@@ -232,6 +223,10 @@ def open(file, mode="r", buffering=-1, encoding=None, errors=None,
         except OSError as e:
             # A FIFO's writer waits (cooperatively) for a reader, as a
             # blocking open(2) would; O_NONBLOCK makes it fail with ENXIO.
+            # Polling is the only way: the kernel signals no reader's
+            # arrival. inotify's IN_OPEN comes only once a reader's open
+            # has returned, and a blocking reader's open (`cat fifo`)
+            # returns only once a writer exists: it would never come.
             if not (fifo and e.errno == _errno.ENXIO):
                 raise
             _core.sleep(0.005)

@@ -56,7 +56,6 @@ run (one hub turn later); ``join`` and ``kill`` drop the dead ones at once.
 """
 
 import sys
-import time
 from collections import deque
 from concurrent.futures import CancelledError
 from functools import partial
@@ -65,6 +64,8 @@ from operator import index as _index
 from queue import Full
 
 from ptsevent import _core
+from ptsevent._deadline import deadline as _deadline
+from ptsevent._deadline import remaining as _remaining
 from ptsevent.event import Event
 from ptsevent.hub import joinall, killall
 from ptsevent.locks import Semaphore
@@ -75,7 +76,6 @@ _getcurrent = _core.getcurrent
 _spawn = _core.spawn
 _Tasklet = _core.Tasklet
 _TaskletExit = _core.TaskletExit
-_monotonic = time.monotonic
 _END = object()
 
 
@@ -92,14 +92,6 @@ def _check_callable(fn):
 def _check_tasklet(t):
     if not isinstance(t, _Tasklet):
         raise TypeError(f"expected a Tasklet, got {type(t).__name__}")
-
-
-def _deadline(timeout):
-    return None if timeout is None else _monotonic() + max(timeout, 0)
-
-
-def _remaining(deadline):
-    return None if deadline is None else deadline - _monotonic()
 
 
 def _killed_error(t):

@@ -14,11 +14,12 @@ import errno as _errno
 import os as _os
 import select as _select
 import selectors as _selectors
-from time import monotonic as _monotonic
 from select import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT,  # noqa: F401
                     POLLPRI, POLLRDNORM, POLLWRNORM, error)
 
 from ptsevent import _core
+from ptsevent._deadline import deadline as _deadline
+from ptsevent._deadline import remaining as _remaining
 from ptsevent.patch._registry import os_thread_ident as _get_ident
 
 __all__ = ["select", "poll", "epoll", "error", "PtseventSelector",
@@ -51,23 +52,9 @@ def _fd(obj):
     return fd
 
 
-def _timeout_seconds(timeout):
-    if timeout is None:
-        return None
-    if isinstance(timeout, (str, bytes)) or not hasattr(type(timeout),
-                                                         "__float__"):
-        raise TypeError("timeout must be a float or None")
-    timeout = float(timeout)
-    if timeout != timeout:
-        raise ValueError("Invalid value NaN (not a number)")
-    if timeout < 0:
-        raise ValueError("timeout must be non-negative")
-    return timeout
-
-
 def select(rlist, wlist, xlist, timeout=None):
     """Wait until descriptors are ready, as select.select, cooperatively."""
-    timeout = _timeout_seconds(timeout)
+    timeout = _core.parse_timeout(timeout, "select")
     lists = [_with_fds(rlist), _with_fds(wlist), _with_fds(xlist)]
     masks = {}
     for pairs, bit in zip(lists, (POLLIN, POLLOUT, POLLPRI)):
@@ -136,12 +123,10 @@ class poll:
 
     def poll(self, timeout=None):
         """Events ready within timeout milliseconds (None or < 0: forever)."""
+        # Milliseconds; None or negative: forever.
+        timeout = _core.parse_timeout(timeout, "poll")
         if timeout is not None:
-            if isinstance(timeout, (str, bytes)) or not hasattr(
-                    type(timeout), "__float__"):
-                raise TypeError("timeout must be an integer or None")
-            timeout = float(timeout)
-            timeout = None if timeout < 0 else timeout / 1000.0
+            timeout /= 1000.0
         return _poll_yielding(list(self._fds.items()), timeout)
 
     @staticmethod
@@ -198,10 +183,7 @@ class epoll:
 
     def poll(self, timeout=None, maxevents=-1):
         """Events ready within timeout seconds (None or < 0: forever)."""
-        if timeout is not None:
-            timeout = _timeout_arg(timeout)
-            if timeout < 0:
-                timeout = None
+        timeout = _core.parse_timeout(timeout, "poll")  # < 0: None
         ready = self._ep.poll(0, maxevents)  # validates maxevents, closed
         if ready or timeout == 0:
             # As _poll_yielding: a loop over ready descriptors lets the
@@ -212,9 +194,9 @@ class epoll:
             ready = self._ep.poll(0, maxevents)
             if ready or timeout == 0:
                 return ready
-        deadline = None if timeout is None else _monotonic() + timeout
+        end = _deadline(timeout)
         while True:
-            left = None if deadline is None else deadline - _monotonic()
+            left = _remaining(end)
             if left is not None and left <= 0:
                 return []
             try:
@@ -258,13 +240,6 @@ class epoll:
                 self._io.close()
             except Exception:  # noqa: BLE001 - finalizer
                 pass
-
-
-def _timeout_arg(timeout):
-    if isinstance(timeout, (str, bytes)) or not hasattr(type(timeout),
-                                                         "__float__"):
-        raise TypeError("timeout must be an integer or None")
-    return float(timeout)
 
 
 class PtseventSelector(_selectors.EpollSelector):

@@ -1,24 +1,26 @@
 """Cooperative sockets: the `socket` module's API, blocking only the tasklet.
 
 `ptsevent.socket.socket` is a subclass of the standard `socket.socket`
-whose descriptor is always non-blocking underneath; its timeout (None, 0 or
-seconds, from `socket.getdefaulttimeout()` at creation) is kept in Python
-and applied by the C++ wait loops, which raise `TimeoutError("timed out")`
-as the standard library does. recv, recv_into, send and sendall loop in C++
-(system call first, wait on EAGAIN); the other calls retry in Python around
-the same waits. `makefile()` is the standard one, over these methods.
+whose descriptor is always non-blocking underneath. Its timeout (None, 0 or
+seconds, from `socket.getdefaulttimeout()` at creation) has one owner: the
+C++ IoHandle, whose loops apply it (system call first, wait on EAGAIN, one
+deadline per call) and raise `TimeoutError("timed out")` as the standard
+library does. recv, recv_into, send, sendall, recvfrom, recvfrom_into and
+sendto make their system calls in C++; accept, recvmsg, sendmsg and
+sendfile make the standard call inside the same C++ loop (retry_read/
+retry_write). MSG_DONTWAIT in a call's flags makes that call non-blocking.
+`makefile()` is the standard one, over these methods.
 """
 
 import _socket as _c_socket
 import errno as _errno
-import fcntl as _fcntl
 from operator import attrgetter as _attrgetter
 import os as _os
 import socket as _socket
-import time as _time
 from socket import *  # noqa: F401,F403 - constants and helpers re-exported
 
 from ptsevent import _core
+from ptsevent.os import _give_back, _make_nonblocking
 from ptsevent.threadpool import run_in_thread as _run_in_thread
 
 __all__ = [name for name in dir(_socket) if not name.startswith("_")]
@@ -39,73 +41,52 @@ _HANDED_OVER = object()
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
 
 
-
-_MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
-
-
 def _arg(args, index):
     return args[index] if len(args) > index else 0
-
-
-def _remaining(deadline):
-    if deadline is None:
-        return None
-    return max(0.0, deadline - _time.monotonic())
 
 
 class socket(_std_socket):
     """A socket whose blocking calls suspend only the calling tasklet."""
 
-    __slots__ = ("_io", "_ptimeout", "_restore_flags")
+    __slots__ = ("_io", "_restore_flags")
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         super().__init__(family, type, proto, fileno)
+        # O_NONBLOCK is shared with every holder of this open file (a
+        # dup, a parent process): a descriptor we were given gets its
+        # flags back on close and detach.
         self._restore_flags = None
         if fileno is not None:
-            # O_NONBLOCK is shared with every holder of this open file (a
-            # dup, a parent process): give it back on close and detach.
-            flags = _fcntl.fcntl(_std_socket.fileno(self), _fcntl.F_GETFL)
-            if not flags & _os.O_NONBLOCK:
-                self._restore_flags = flags
-        if isinstance(type, int) and type != -1 and type & _SOCK_NONBLOCK:
-            self._ptimeout = 0.0
-        else:
-            self._ptimeout = _socket.getdefaulttimeout()
+            self._restore_flags = _make_nonblocking(_std_socket.fileno(self))
+        # The C socket's own timeout stays 0: its descriptor is always
+        # non-blocking, and its calls return EAGAIN to the C++ loops.
+        timeout = _std_socket.gettimeout(self)
         _std_socket.settimeout(self, 0.0)
         self._io = _core.IoHandle(_std_socket.fileno(self),
                                   self.type == _socket.SOCK_STREAM)
-        self._io.timeout = self._ptimeout
+        self._io.timeout = timeout
 
-    # -- timeouts -----------------------------------------------------------
+    # -- timeouts: the IoHandle's ------------------------------------------
 
     def settimeout(self, value):
-        # The C socket validates exactly as the standard library does
-        # (TypeError, ValueError, OverflowError); the descriptor itself
-        # stays non-blocking.
-        try:
-            _c_socket.socket.settimeout(self, value)
-        finally:
-            checked = _c_socket.socket.gettimeout(self)
-            _c_socket.socket.settimeout(self, 0.0)
-        self._ptimeout = checked if value is not None else None
-        self._io.timeout = self._ptimeout
+        # Read as the standard settimeout reads it (same errors, whole
+        # nanoseconds); the descriptor itself stays non-blocking.
+        self._io.timeout = value
 
     def gettimeout(self):
-        return self._ptimeout
+        return self._io.timeout
 
     def setblocking(self, flag):
         # The descriptor stays non-blocking; setting it so again checks it
         # as the standard setblocking does (OSError for a closed one).
         _c_socket.socket.setblocking(self, False)
-        self._ptimeout = None if flag else 0.0
-        self._io.timeout = self._ptimeout
+        self._io.timeout = None if flag else 0.0
 
     def getblocking(self):
-        return self._ptimeout != 0.0
+        return self._io.timeout != 0.0
 
-    @property
-    def timeout(self):
-        return self._ptimeout
+    timeout = property(_attrgetter("_io.timeout"),
+                       doc="the timeout (None, 0.0 or seconds)")
 
     # -- the C++ loops ------------------------------------------------------
     # Looking one of these up yields the IoHandle's own C method (it keeps
@@ -119,76 +100,59 @@ class socket(_std_socket):
     sendall = property(_attrgetter("_io.sendall"),
                        doc="sendall(data[, flags]): the timeout bounds the call")
 
-    # -- retried in Python around the same waits ----------------------------
-
-    def _retry(self, wait, call, *args, flags=0):
-        # MSG_DONTWAIT makes this one call non-blocking, whatever the
-        # socket's timeout: BlockingIOError reaches the caller.
-        timeout = (0.0 if isinstance(flags, int) and flags & _MSG_DONTWAIT
-                   else self._ptimeout)
-        deadline = None if timeout is None else _time.monotonic() + timeout
-        while True:
-            try:
-                return call(*args)
-            except BlockingIOError:
-                if timeout == 0.0:
-                    raise
-                wait(_remaining(deadline))
-            except InterruptedError:
-                continue
+    # -- the same loops around the standard call -----------------------------
+    # recvfrom, recvfrom_into and sendto make the system call in C++ for
+    # IPv4/IPv6/Unix addresses (NotImplemented otherwise, before any call);
+    # the others run the standard call in the IoHandle's loop, which waits
+    # on BlockingIOError within the timeout (flags: MSG_DONTWAIT).
 
     def _accept(self):
-        return self._retry(self._io.wait_read, super()._accept)
+        return self._io.retry_read(0, super()._accept)
 
     def recvfrom(self, bufsize, flags=0):
-        return self._retry(self._io.wait_read, super().recvfrom, bufsize, flags,
-                           flags=flags)
+        got = self._io.recvfrom(bufsize, flags)
+        if got is NotImplemented:
+            got = self._io.retry_read(flags, super().recvfrom, bufsize, flags)
+        return got
 
     def recvfrom_into(self, buffer, nbytes=0, flags=0):
-        return self._retry(self._io.wait_read, super().recvfrom_into, buffer,
-                           nbytes, flags, flags=flags)
+        got = self._io.recvfrom_into(buffer, nbytes, flags)
+        if got is NotImplemented:
+            got = self._io.retry_read(flags, super().recvfrom_into, buffer,
+                                      nbytes, flags)
+        return got
+
+    def sendto(self, *args):
+        sent = self._io.sendto(*args)
+        if sent is NotImplemented:
+            # sendto(data, flags, address) or sendto(data, address)
+            flags = args[1] if len(args) > 2 else 0
+            sent = self._io.retry_write(flags, super().sendto, *args)
+        return sent
 
     # Their flags come third: recvmsg(bufsize, ancbufsize, flags),
     # recvmsg_into(buffers, ancbufsize, flags), sendmsg(buffers, ancdata,
-    # flags, address); sendto(data, flags, address) or sendto(data, address).
+    # flags, address).
 
     def recvmsg(self, *args):
-        return self._retry(self._io.wait_read, super().recvmsg, *args,
-                           flags=_arg(args, 2))
+        return self._io.retry_read(_arg(args, 2), super().recvmsg, *args)
 
     def recvmsg_into(self, *args):
-        return self._retry(self._io.wait_read, super().recvmsg_into, *args,
-                           flags=_arg(args, 2))
-
-    def sendto(self, *args):
-        return self._retry(self._io.wait_write, super().sendto, *args,
-                           flags=_arg(args, 1) if len(args) > 2 else 0)
+        return self._io.retry_read(_arg(args, 2), super().recvmsg_into, *args)
 
     def sendmsg(self, *args):
-        return self._retry(self._io.wait_write, super().sendmsg, *args,
-                           flags=_arg(args, 2))
+        return self._io.retry_write(_arg(args, 2), super().sendmsg, *args)
 
     def connect(self, address):
-        err = self._connect(address)
+        err = self._io.finish_connect(super().connect_ex(address))
         if err:
             raise OSError(err, _os.strerror(err))
 
     def connect_ex(self, address):
         try:
-            return self._connect(address)
+            return self._io.finish_connect(super().connect_ex(address))
         except TimeoutError:
             return _errno.EWOULDBLOCK  # what CPython's connect_ex returns
-
-    def _connect(self, address):
-        err = super().connect_ex(address)
-        if err in (_errno.EINPROGRESS, _errno.EAGAIN, _errno.EALREADY):
-            if self._ptimeout == 0.0:
-                return err
-            self._io.wait_write(self._ptimeout)
-            err = self.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
-        elif err == _errno.EISCONN:
-            err = 0
-        return err
 
     def sendfile(self, file, offset=0, count=None):
         """Send a file with os.sendfile (zero-copy), waiting cooperatively."""
@@ -207,8 +171,6 @@ class socket(_std_socket):
             return 0
         total = 0
         blocksize = min(count or fsize, 2 ** 30)
-        timeout = self._ptimeout
-        deadline = None if timeout is None else _time.monotonic() + timeout
         try:
             while True:
                 if count:
@@ -216,10 +178,10 @@ class socket(_std_socket):
                     if blocksize <= 0:
                         break
                 try:
-                    sent = _os.sendfile(self.fileno(), fileno, offset, blocksize)
-                except BlockingIOError:
-                    self._io.wait_write(_remaining(deadline))
-                    continue
+                    # The timeout bounds each wait, as the standard
+                    # sendfile's does.
+                    sent = self._io.retry_write(0, _os.sendfile, self.fileno(),
+                                                fileno, offset, blocksize)
                 except OSError as err:
                     if total == 0 and err.errno in (_errno.EINVAL, _errno.ENOTSOCK):
                         return self._sendfile_use_send(file, offset, count)
@@ -247,7 +209,7 @@ class socket(_std_socket):
         handed = self._io, self._restore_flags
         self._io = _core.IoHandle(_std_socket.fileno(self),
                                   self.type == _socket.SOCK_STREAM)
-        self._io.timeout = self._ptimeout
+        self._io.timeout = handed[0].timeout
         self._restore_flags = _HANDED_OVER
         return handed
 
@@ -263,9 +225,9 @@ class socket(_std_socket):
             self._restore_flags = None
             return
         if self._restore_flags is not None:
-            _fcntl.fcntl(fd, _fcntl.F_SETFL, self._restore_flags)
+            _give_back(fd, self._restore_flags)
             self._restore_flags = None
-        elif self._ptimeout is None:
+        elif self._io.timeout is None:
             _os.set_blocking(fd, True)
 
     def _real_close(self, _ss=_c_socket.socket):
@@ -497,7 +459,6 @@ class fastsocket(_BufferedMixin, socket):
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         super().__init__(family, type, proto, fileno)
-        self._ptimeout = None
         self._io.timeout = None
         self._buf = _core.BufferedIo(self._io)
 
@@ -582,7 +543,6 @@ class nbfile(_BufferedMixin):
 
 
     def __init__(self, fd_in, fd_out=None, closefd=True):
-        import fcntl
         fd_out = fd_in if fd_out is None else fd_out
         fds = [fd_in] if fd_in == fd_out else [fd_in, fd_out]
         self._flags = {}
@@ -592,9 +552,7 @@ class nbfile(_BufferedMixin):
             if fd < 0:
                 raise ValueError(
                     f"file descriptor cannot be a negative integer ({fd})")
-            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-            self._flags[fd] = flags
-            fcntl.fcntl(fd, fcntl.F_SETFL, flags | _os.O_NONBLOCK)
+            self._flags[fd] = _make_nonblocking(fd)
         self._fds = (fd_in, fd_out)
         self._closefd = closefd
         self._ins = _core.IoHandle(fd_in)
@@ -618,7 +576,6 @@ class nbfile(_BufferedMixin):
         self._buf.write_timeout = write
 
     def close(self):
-        import fcntl
         if self._ins.closed:
             return
         try:
@@ -628,7 +585,7 @@ class nbfile(_BufferedMixin):
             self._outs.close()
             for fd, flags in self._flags.items():
                 try:
-                    fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+                    _give_back(fd, flags)
                     if self._closefd:
                         _os.close(fd)
                 except OSError:

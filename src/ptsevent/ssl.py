@@ -35,9 +35,10 @@ from ssl import (
     SSLWantReadError,
     SSLWantWriteError,
 )
-from time import monotonic as _monotonic
 
 from ptsevent import socket as _psocket
+from ptsevent._deadline import deadline as _deadline
+from ptsevent._deadline import remaining as _remaining
 from ptsevent.locks import Lock as _Lock
 from ptsevent.socket import create_connection, socket  # noqa: F401
 
@@ -99,10 +100,10 @@ def _acquire(lock, timeout, message):
     if timeout is None:
         lock.acquire()
         return None
-    start = _monotonic()
+    end = _deadline(timeout)
     if not lock.acquire(True, timeout):
         raise TimeoutError(message or _WRITE_TIMED_OUT)
-    return max(0.0, timeout - (_monotonic() - start))
+    return _remaining(end)
 
 
 class SSLSocket(_ssl.SSLSocket, _psocket.socket):
@@ -131,15 +132,15 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
                     handed[0].close()
             raise
         if handed is not None:
+            handed[0].timeout = self._io.timeout  # what _create set
             self._io.close()  # made by our __init__, never registered
             self._io, self._restore_flags = handed
-            self._io.timeout = self._ptimeout
         self._rlock = _Lock()
         self._wlock = _Lock()
         self.do_handshake_on_connect = do_handshake_on_connect
         if self._connected and do_handshake_on_connect:
             try:
-                if self._ptimeout == 0.0:
+                if self._io.timeout == 0.0:
                     raise ValueError("do_handshake_on_connect should not be "
                                      "specified for non-blocking sockets")
                 self.do_handshake()
@@ -160,7 +161,7 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
         lock included; 0 means non-blocking: the Want errors reach the
         caller, as with the standard library."""
         if timeout is False:
-            timeout = self._ptimeout
+            timeout = self._io.timeout
         if lock is None:
             return self._ssl_loop(call, args, message, timeout)
         if not lock.acquire(False):
@@ -189,10 +190,9 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
                 timed_out = message or _WRITE_TIMED_OUT
             want = None  # its traceback holds this frame: no cycle
             if deadline is False:
-                deadline = None if timeout is None else _monotonic() + timeout
+                deadline = _deadline(timeout)
             try:
-                wait(None if deadline is None
-                     else max(0.0, deadline - _monotonic()))
+                wait(_remaining(deadline))
             except TimeoutError:
                 if timed_out is _HANDSHAKE_TIMED_OUT:
                     raise _handshake_timeout_error() from None
@@ -201,7 +201,7 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
     def do_handshake(self, block=False):
         """Perform the TLS handshake, waiting cooperatively."""
         self._check_connected()
-        timeout = self._ptimeout
+        timeout = self._io.timeout
         if timeout == 0.0 and block:
             timeout = None
         self._ssl_call(self._sslobj.do_handshake, (), None,
@@ -281,7 +281,7 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
         sslobj = self._sslobj
         if not sslobj:
             raise ValueError("No SSL wrapper around " + str(self))
-        timeout = self._ptimeout
+        timeout = self._io.timeout
         if timeout is None:
             timeout = SHUTDOWN_TIMEOUT
         # After the writer in progress, if any: OpenSSL must finish a write

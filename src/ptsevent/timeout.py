@@ -17,15 +17,7 @@ class Timeout(BaseException):
     """
 
     def __init__(self, seconds=None, exception=None):
-        if seconds is not None:
-            if isinstance(seconds, (str, bytes)) or not hasattr(
-                    type(seconds), "__float__"):
-                raise TypeError("Timeout seconds must be a number or None, "
-                                f"not {type(seconds).__name__}")
-            if seconds != seconds:
-                raise ValueError("Invalid value NaN (not a number)")
-            if seconds < 0:
-                raise ValueError("Timeout seconds must be non-negative")
+        _core.parse_timeout(seconds, "Timeout")  # TypeError, ValueError
         if not (exception is None or exception is False or
                 isinstance(exception, BaseException) or
                 (isinstance(exception, type) and

@@ -18,6 +18,7 @@
 #include "hub/lock.h"
 #include "hub/queue.h"
 #include "hub/tasklet.h"
+#include "hub/timeout.h"
 #include "hub/timer.h"
 #include "hub/wait_queue.h"
 #include "io/buffered_io.h"
@@ -68,7 +69,7 @@ int exec_core(PyObject* m) {
   py::datastack::install();
   for (PyMethodDef* functions :
        {hub::tasklet_functions, io::poll_functions, hub::wait_queue_functions,
-        hub::lock_functions})
+        hub::lock_functions, hub::timeout_functions})
     if (PyModule_AddFunctions(m, functions) < 0) return -1;
 
   if (add_type(m, "Tasklet", hub::make_tasklet_type()) < 0 ||

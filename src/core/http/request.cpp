@@ -8,6 +8,7 @@
 #include "http/environ.h"
 #include "http/response.h"
 #include "http/server.h"
+#include "hub/clock.h"
 #include "hub/tasklet.h"
 #include "py/errors.h"
 #include "py/greenlet_api.h"

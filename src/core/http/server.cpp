@@ -9,7 +9,12 @@
 #include <climits>
 
 #include "http/environ.h"
+#include "http/request.h"
+#include "http/response.h"
+#include "hub/clock.h"
 #include "hub/tasklet.h"
+#include "hub/timeout.h"
+#include "py/errors.h"
 #include "py/greenlet_api.h"
 
 namespace ptsevent::http {

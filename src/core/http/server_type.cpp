@@ -12,6 +12,7 @@
 #include "http/response.h"
 #include "http/server.h"
 #include "hub/tasklet.h"
+#include "hub/timeout.h"
 #include "py/heap_type.h"
 #include "py/method.h"
 

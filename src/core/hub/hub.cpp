@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "hub/clock.h"
 #include "hub/tasklet.h"
 #include "hub/timer.h"
 #include "py/errors.h"
@@ -50,56 +51,6 @@ int set_nonblock_cloexec(int fd) {
 }  // namespace
 
 // ---------------------------------------------------------------- timeouts
-
-int parse_timeout(PyObject* obj, TimeoutMode mode, double* seconds) {
-  if (obj == nullptr || obj == Py_None) {
-    *seconds = -1.0;
-    return 0;
-  }
-  double s;
-  if (PyFloat_CheckExact(obj)) {
-    s = PyFloat_AS_DOUBLE(obj);
-  } else if (PyLong_Check(obj)) {
-    s = PyLong_AsDouble(obj);
-    if (s == -1.0 && PyErr_Occurred()) return -1;
-  } else {
-    if (PyUnicode_Check(obj) || PyBytes_Check(obj) ||
-        !(Py_TYPE(obj)->tp_as_number &&
-          (Py_TYPE(obj)->tp_as_number->nb_float ||
-           Py_TYPE(obj)->tp_as_number->nb_index))) {
-      PyErr_Format(PyExc_TypeError,
-                   "'%.200s' object cannot be interpreted as a number of "
-                   "seconds",
-                   Py_TYPE(obj)->tp_name);
-      return -1;
-    }
-    s = PyFloat_AsDouble(obj);
-    if (s == -1.0 && PyErr_Occurred()) return -1;
-  }
-  if (std::isnan(s)) {
-    PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
-    return -1;
-  }
-  if (s < 0) {
-    if (mode == TimeoutMode::kWait) {
-      s = 0;
-    } else if (mode == TimeoutMode::kSleep) {
-      PyErr_SetString(PyExc_ValueError, "sleep length must be non-negative");
-      return -1;
-    } else {
-      PyErr_SetString(PyExc_ValueError, "timeout value must be non-negative");
-      return -1;
-    }
-  }
-  // The same bound as time.sleep: what fits a 64-bit count of nanoseconds.
-  if (s > 9.2e9) {
-    PyErr_SetString(PyExc_OverflowError,
-                    "timestamp too large to convert to C _PyTime_t");
-    return -1;
-  }
-  *seconds = s;
-  return 0;
-}
 
 struct timeval to_timeval(double seconds) {
   struct timeval tv;
@@ -516,13 +467,6 @@ PyObject* Hub::run_loop() {
       PyErr_WriteUnraisable(hub_greenlet_.get());
     }
   }
-}
-
-double monotonic_seconds() noexcept {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) +
-         static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
 bool Hub::poll_due() const noexcept {

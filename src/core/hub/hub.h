@@ -42,40 +42,6 @@ struct Waiter;
 extern PyObject* LoopExit;
 extern PyObject* BlockingSwitchOutError;
 
-// How a timeout argument is read (seconds as int/float; None = forever).
-enum class TimeoutMode {
-  kSleep,   // as time.sleep: negative -> ValueError
-  kWait,    // as threading waits: negative means 0
-  kStrict,  // as socket.settimeout: negative -> ValueError
-};
-// Parses `obj` into *seconds (-1.0 for None). 0 on success, -1 with an error.
-int parse_timeout(PyObject* obj, TimeoutMode mode, double* seconds);
-struct timeval to_timeval(double seconds);
-
-// CLOCK_MONOTONIC, in seconds.
-double monotonic_seconds() noexcept;
-
-// A timeout in seconds for one call: < 0 blocks forever, 0 never waits.
-class Deadline {
- public:
-  explicit Deadline(double seconds) : seconds_(seconds) {
-    if (seconds > 0) at_ = monotonic_seconds() + seconds;
-  }
-  bool forever() const { return seconds_ < 0; }
-  bool never_wait() const { return seconds_ == 0; }
-  // -1 forever, else seconds left (>= 0).
-  double wait_seconds() const {
-    if (forever()) return -1.0;
-    if (never_wait()) return 0;
-    double left = at_ - monotonic_seconds();
-    return left > 0 ? left : 0;
-  }
-
- private:
-  double seconds_;
-  double at_ = 0;  // CLOCK_MONOTONIC seconds
-};
-
 struct EventBaseFree {
   void operator()(event_base* b) const noexcept { event_base_free(b); }
 };

@@ -23,6 +23,7 @@
 #include <deque>
 
 #include "hub/tasklet.h"
+#include "hub/timeout.h"
 #include "hub/waiters.h"
 #include "py/args.h"
 #include "py/errors.h"
@@ -69,20 +70,9 @@ int lock_timeout(PyObject* blocking_obj, PyObject* timeout_obj, double* out) {
     if (blocking < 0) return -1;
   }
   double timeout = -1;
-  if (timeout_obj) {
-    if (PyFloat_Check(timeout_obj)) {
-      timeout = PyFloat_AS_DOUBLE(timeout_obj);
-    } else {
-      py::Ref i = py::Ref::steal(PyNumber_Index(timeout_obj));  // TypeError
-      if (!i) return -1;
-      timeout = PyLong_AsDouble(i.get());
-      if (timeout == -1 && PyErr_Occurred()) return -1;
-    }
-  }
-  if (std::isnan(timeout)) {
-    PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
+  if (timeout_obj &&
+      parse_timeout(timeout_obj, TimeoutMode::kLock, &timeout) < 0)
     return -1;
-  }
   if (!blocking) {
     if (timeout != -1) {
       PyErr_SetString(PyExc_ValueError,

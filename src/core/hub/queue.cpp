@@ -23,8 +23,10 @@
 
 #include <cmath>
 
+#include "hub/clock.h"
 #include "hub/lock.h"
 #include "hub/tasklet.h"
+#include "hub/timeout.h"
 #include "hub/waiters.h"
 #include "py/args.h"
 #include "py/errors.h"

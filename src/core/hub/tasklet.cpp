@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <structmember.h>
 
+#include "hub/clock.h"
 #include "py/datastack.h"
 #include "py/errors.h"
 #include "py/greenlet_api.h"

@@ -5,6 +5,7 @@
 #include <structmember.h>
 
 #include "hub/tasklet.h"
+#include "hub/timeout.h"
 #include "hub/timer.h"
 #include "py/args.h"
 #include "py/datastack.h"

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 
+#include "hub/clock.h"
 #include "hub/tasklet.h"
+#include "hub/timeout.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
 #include "py/method.h"

@@ -3,6 +3,7 @@
 #include <structmember.h>
 
 #include "hub/tasklet.h"
+#include "hub/timeout.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
 #include "py/method.h"

@@ -4,6 +4,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <string_view>
+
+#include "hub/timeout.h"
+#include "io/byte_buffer.h"
+#include "io/io_handle.h"
+#include "py/heap_type.h"
+#include "py/ref.h"
 
 namespace ptsevent::io {
 

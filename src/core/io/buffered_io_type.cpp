@@ -5,6 +5,7 @@
 
 #include <string_view>
 
+#include "hub/timeout.h"
 #include "io/buffered_io.h"
 #include "py/heap_type.h"
 #include "py/method.h"

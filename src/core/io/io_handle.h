@@ -10,8 +10,11 @@
 // order.
 //
 // The I/O loops (try the call, wait on EAGAIN, retry until the deadline)
-// for recv/recv_into/send/sendall run here in C++; Python composes the
-// rest of the socket API from wait_read()/wait_write().
+// run here in C++: recv/recv_into/send/sendall/recvfrom/recvfrom_into/
+// sendto make the system call themselves; retry_read()/retry_write() loop
+// the same way around a Python call that raises BlockingIOError (accept,
+// recvmsg, sendmsg, sendfile, os.read ...). All read the deadline from the
+// handle's timeout; MSG_DONTWAIT in the flags makes one call non-blocking.
 //
 // Lifetime: the handle lives as long as the Python socket object holds it.
 // close() (or dealloc) removes the event before the descriptor is closed
@@ -24,6 +27,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "hub/clock.h"
 #include "hub/hub.h"
 
 namespace ptsevent::io {
@@ -46,7 +50,11 @@ struct IoHandle {
   // edge. While false, a read waits first instead of spending a system call
   // on a certain EAGAIN; an edge-triggered epoll reports every arrival, so
   // no data can be missed. (libuv stops reading on a short read likewise.)
-  double timeout_;  // the owner's timeout for recv/send without one: < 0 none
+  // The socket's timeout (socket.settimeout writes it, gettimeout reads
+  // it: its one owner): < 0 none, 0 non-blocking.
+  double timeout_;
+  // The socket's address family, read on first need (0: not yet).
+  int family_;
   bool stream_;
   bool maybe_readable_;
   bool peer_closed_;  // EV_CLOSED seen: reads never wait again (EOF/error)
@@ -74,6 +82,9 @@ struct IoHandle {
   // 0: ready, 1: timed out, -1: error (closed, interrupted ...).
   int wait(short what, double seconds);
   void unregister() noexcept;
+  // Takes the registration from another thread's hub (see wait()).
+  int release_from_owner();
+  static constexpr double kReleaseTimeout = 2.0;
   // Schedules every tasklet of *list and empties it.
   void wake_all(hub::Tasklet** list) noexcept;
   static void on_event(evutil_socket_t fd, short what, void* arg);
@@ -112,6 +123,22 @@ int retry_after_failure(IoHandle* h, short what, const Deadline& d);
 // Before a read on a stream: when the last read drained the socket, wait
 // for the next edge instead of trying (0 to read now, -1 on error).
 int wait_if_drained(IoHandle* h, const Deadline& d);
+
+// The loop of the retry_read()/retry_write() calls: call[0](*call[1:])
+// until it raises something else than BlockingIOError (which reaches the
+// caller when the deadline never waits); between tries, wait() (0 to try
+// again, -1 with an error set).
+template <class Wait>
+PyObject* retry_python_call(PyObject* const* call, size_t n, const Deadline& d,
+                            Wait wait) {
+  for (;;) {
+    PyObject* r = PyObject_Vectorcall(call[0], call + 1, n - 1, nullptr);
+    if (r || !PyErr_ExceptionMatches(PyExc_BlockingIOError) || d.never_wait())
+      return r;
+    PyErr_Clear();
+    if (wait() < 0) return nullptr;
+  }
+}
 
 extern PyTypeObject* IoHandleType;
 

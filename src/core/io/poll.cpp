@@ -3,9 +3,9 @@
 #include <errno.h>
 #include <poll.h>
 
-#include <chrono>
 #include <vector>
 
+#include "hub/clock.h"
 #include "hub/hub.h"
 #include "hub/tasklet.h"
 
@@ -77,20 +77,13 @@ int wait_any(Hub* hub, Tasklet* t, std::vector<pollfd>& fds, double seconds) {
 }  // namespace
 
 int poll_fds(std::vector<pollfd>& fds, double timeout) {
-  using Clock = std::chrono::steady_clock;
-  Clock::time_point deadline{};
-  if (timeout > 0)
-    deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                  std::chrono::duration<double>(timeout));
+  hub::Deadline deadline(timeout);
   for (;;) {
     int ready = poll_now(fds);
     if (ready < 0) return -1;
-    if (ready > 0 || timeout == 0) return 0;
-    double left = -1.0;
-    if (timeout > 0) {
-      left = std::chrono::duration<double>(deadline - Clock::now()).count();
-      if (left <= 0) return 0;
-    }
+    if (ready > 0 || deadline.never_wait()) return 0;
+    double left = deadline.wait_seconds();
+    if (deadline.expired()) return 0;
     Hub* hub = Hub::get();
     if (!hub) return -1;
     Tasklet* t = hub->current();

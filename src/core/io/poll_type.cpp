@@ -4,11 +4,18 @@
 
 #include <vector>
 
+#include "hub/clock.h"
 #include "hub/hub.h"
+#include "hub/tasklet.h"
+#include "hub/timeout.h"
+#include "io/io_handle.h"
 #include "io/poll.h"
 #include "py/method.h"
 
 namespace ptsevent::io {
+
+using hub::Hub;
+using hub::Tasklet;
 
 namespace {
 
@@ -63,9 +70,45 @@ PyObject* fn_poll_fds(PyObject*, PyObject* args) {
   return result_list(fds);
 }
 
+// retry_read(fd, fn, *args) / retry_write(...): the IoHandle's
+// retry_read() for a bare descriptor (os.read, os.write), without a
+// timeout.
+PyObject* retry_fd(short what, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs < 2) {
+    PyErr_SetString(PyExc_TypeError,
+                    "expected a descriptor, a callable and its arguments");
+    return nullptr;
+  }
+  long fd = PyLong_AsLong(args[0]);
+  if (fd == -1 && PyErr_Occurred()) return nullptr;
+  hub::Deadline forever(-1);
+  return retry_python_call(
+      args + 1, static_cast<size_t>(nargs - 1), forever, [&]() -> int {
+        Hub* hub = Hub::get();
+        Tasklet* t = hub ? hub->current() : nullptr;
+        if (!t) return -1;
+        return t->wait_fd(static_cast<int>(fd), what, -1) < 0 ? -1 : 0;
+      });
+}
+
+PyObject* fn_retry_read(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  return retry_fd(EV_READ, args, nargs);
+}
+
+PyObject* fn_retry_write(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  return retry_fd(EV_WRITE, args, nargs);
+}
+
 }  // namespace
 
 PyMethodDef poll_functions[] = {
+    {"retry_read", py::method(fn_retry_read), METH_FASTCALL,
+     "retry_read(fd, fn, /, *args)\n--\n\n"
+     "fn(*args), waiting until fd is readable while it raises "
+     "BlockingIOError."},
+    {"retry_write", py::method(fn_retry_write), METH_FASTCALL,
+     "retry_write(fd, fn, /, *args)\n--\n\n"
+     "retry_read() waiting until fd is writable."},
     {"poll_fds", py::method(fn_poll_fds), METH_VARARGS,
      "poll_fds(fds, timeout=None, /)\n--\n\n"
      "poll_fds([(fd, events), ...], timeout=None) -> [(fd, revents), ...]: "
