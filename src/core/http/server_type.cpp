@@ -98,31 +98,13 @@ PyObject* server_start(PyObject* self, PyObject*) {
   Py_RETURN_NONE;
 }
 
-PyObject* server_stop_accepting(PyObject* self, PyObject*) {
+// stop_accepting(), close_idle(), abort() and close(): each runs one of the
+// server's stop steps, only on the thread whose hub the server belongs to.
+template <void (*step)(Server*)>
+PyObject* server_step(PyObject* self, PyObject*) {
   Server* s = reinterpret_cast<Server*>(self);
   if (check_thread(s) < 0) return nullptr;
-  stop_accepting(s);
-  Py_RETURN_NONE;
-}
-
-PyObject* server_close_idle(PyObject* self, PyObject*) {
-  Server* s = reinterpret_cast<Server*>(self);
-  if (check_thread(s) < 0) return nullptr;
-  stop_idle(s);
-  Py_RETURN_NONE;
-}
-
-PyObject* server_abort(PyObject* self, PyObject*) {
-  Server* s = reinterpret_cast<Server*>(self);
-  if (check_thread(s) < 0) return nullptr;
-  abort_all(s);
-  Py_RETURN_NONE;
-}
-
-PyObject* server_close(PyObject* self, PyObject*) {
-  Server* s = reinterpret_cast<Server*>(self);
-  if (check_thread(s) < 0) return nullptr;
-  close_server(s);
+  step(s);
   Py_RETURN_NONE;
 }
 
@@ -186,17 +168,17 @@ PyMethodDef server_methods[] = {
     {"start", py::method(server_start), METH_NOARGS,
      "start($self, /)\n--\n\n"
      "start accepting connections on this thread's hub"},
-    {"stop_accepting", py::method(server_stop_accepting), METH_NOARGS,
+    {"stop_accepting", py::method(server_step<stop_accepting>), METH_NOARGS,
      "stop_accepting($self, /)\n--\n\n"
      "stop accepting new connections"},
-    {"close_idle", py::method(server_close_idle), METH_NOARGS,
+    {"close_idle", py::method(server_step<stop_idle>), METH_NOARGS,
      "close_idle($self, /)\n--\n\n"
      "close idle keep-alive connections now; busy ones close after their "
      "response"},
-    {"abort", py::method(server_abort), METH_NOARGS,
+    {"abort", py::method(server_step<abort_all>), METH_NOARGS,
      "abort($self, /)\n--\n\n"
      "close every connection now, busy ones too"},
-    {"close", py::method(server_close), METH_NOARGS,
+    {"close", py::method(server_step<close_server>), METH_NOARGS,
      "close($self, /)\n--\n\n"
      "stop accepting and close every connection"},
     {"wait_drained", py::method(server_wait_drained), METH_VARARGS,
