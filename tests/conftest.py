@@ -119,6 +119,23 @@ def run_python():
 
 
 @pytest.fixture
+def track():
+    """track(sock) -> sock; every tracked socket is closed after the test."""
+    objs = []
+
+    def add(obj):
+        objs.append(obj)
+        return obj
+
+    yield add
+    for obj in reversed(objs):
+        try:
+            obj.close()
+        except OSError:
+            pass
+
+
+@pytest.fixture
 def socketpair():
     import socket
 

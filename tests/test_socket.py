@@ -62,23 +62,6 @@ def pause(mod, seconds):
 
 
 @pytest.fixture
-def track():
-    """track(sock) -> sock; every tracked socket is closed after the test."""
-    objs = []
-
-    def add(obj):
-        objs.append(obj)
-        return obj
-
-    yield add
-    for obj in reversed(objs):
-        try:
-            obj.close()
-        except OSError:
-            pass
-
-
-@pytest.fixture
 def default_timeout():
     """Set socket.setdefaulttimeout() for one test, restoring it afterwards."""
     saved = stdsocket.getdefaulttimeout()

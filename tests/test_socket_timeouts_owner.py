@@ -22,7 +22,7 @@ import pytest
 import ptsevent
 import ptsevent.os as pos
 import ptsevent.socket as psocket
-from test_socket import fill_send_buffer, full_listener, track  # noqa: F401
+from test_socket import fill_send_buffer, full_listener
 
 LOCAL = "127.0.0.1"
 IMPLS = [psocket, stdsocket]
