@@ -4,9 +4,12 @@
 #include "http/server.h"
 #include "hub/channel.h"
 #include "hub/datastack.h"
+#include "hub/event.h"
 #include "hub/hub.h"
 #include "hub/lock.h"
 #include "hub/queue.h"
+#include "hub/rlock.h"
+#include "hub/semaphore.h"
 #include "hub/tasklet.h"
 #include "hub/timer.h"
 #include "hub/wait_queue.h"
@@ -23,8 +26,7 @@ NB_MODULE(_core, m) {
   hub::datastack::install();
   if (PyModule_AddFunctions(m.ptr(), hub::tasklet_functions) < 0 ||
       PyModule_AddFunctions(m.ptr(), io::poll_functions) < 0 ||
-      PyModule_AddFunctions(m.ptr(), hub::wait_queue_functions) < 0 ||
-      PyModule_AddFunctions(m.ptr(), hub::lock_functions) < 0)
+      PyModule_AddFunctions(m.ptr(), hub::post_functions) < 0)
     throw nb::python_error();
 
   auto add_type = [&](const char* name, PyTypeObject* type) {
@@ -37,6 +39,10 @@ NB_MODULE(_core, m) {
   add_type("WaitQueue", hub::make_wait_queue_type());
   add_type("Channel", hub::make_channel_type());
   add_type("Lock", hub::make_lock_type());
+  add_type("RLock", hub::make_rlock_type());
+  add_type("BoundedSemaphore", hub::make_semaphore_types());
+  add_type("Semaphore", hub::SemaphoreType);
+  add_type("Event", hub::make_event_type());
   add_type("Queue", hub::make_queue_type());
   add_type("IoHandle", io::make_io_handle_type());
   add_type("BufferedIo", io::make_buffered_io_type());

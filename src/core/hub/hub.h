@@ -76,6 +76,9 @@ class Deadline {
   double at_ = 0;  // CLOCK_MONOTONIC seconds
 };
 
+// Module functions: call_threadsafe (Hub::post_call for Python code).
+extern PyMethodDef post_functions[];
+
 struct EventBaseFree {
   void operator()(event_base* b) const noexcept { event_base_free(b); }
 };
