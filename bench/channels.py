@@ -15,7 +15,11 @@ Workloads (see bench/README.md):
             Event). Rate: wake-ups;
   lock      100 tasklets taking one Lock in turn, each sleep(0)-ing while it
             holds it (ptsevent.locks.Lock / gevent's threading.Lock,
-            gevent.thread.LockType). Rate: acquisitions.
+            gevent.thread.LockType). Rate: acquisitions;
+  rlock     the same with an RLock (ptsevent.locks.RLock /
+            gevent.lock.RLock);
+  semaphore the same with a Semaphore(1) (ptsevent.locks.Semaphore /
+            gevent.lock.Semaphore).
 
 Run with no arguments to measure every implementation, each in its own
 pinned subprocess, print one table per workload and check the targets:
@@ -53,6 +57,8 @@ REQUIRES = {
     "queue": {"ptsevent": "ptsevent.queue", "gevent": "gevent.queue"},
     "event": {"ptsevent": "ptsevent.event", "gevent": "gevent.event"},
     "lock": {"ptsevent": "ptsevent.locks", "gevent": "gevent.thread"},
+    "rlock": {"ptsevent": "ptsevent.locks", "gevent": "gevent.lock"},
+    "semaphore": {"ptsevent": "ptsevent.locks", "gevent": "gevent.lock"},
 }
 
 
@@ -230,13 +236,21 @@ def _hub_event(impl, p):
 # lock
 
 
-def _hub_lock(impl, p):
+def _lock_type(impl, kind):
+    if impl == "ptsevent":
+        from ptsevent import locks
+        return getattr(locks, kind)
+    if kind == "Lock":
+        from gevent.thread import LockType
+        return LockType
+    from gevent import lock
+    return getattr(lock, kind)
+
+
+def _hub_lock(impl, p, kind="Lock"):
     lib = _common.green_module(impl)
     spawn, joinall, sleep = lib.spawn, lib.joinall, lib.sleep
-    if impl == "ptsevent":
-        from ptsevent.locks import Lock
-    else:
-        from gevent.thread import LockType as Lock
+    Lock = _lock_type(impl, kind)
     contenders = p["tasklets"]
 
     def run(k):
@@ -313,6 +327,28 @@ WORKLOADS = [
         ),
         unit="lock acquisitions",
         runners=_both(_hub_lock),
+        params={"tasklets": 100, "target": 1.0},
+        quick_params={"tasklets": 100, "target": 0.25},
+    ),
+    _common.Workload(
+        name="rlock",
+        title=(
+            "{tasklets} tasklets each taking one RLock K times, sleep(0) while "
+            "holding it (run ~{target:g} s)"
+        ),
+        unit="lock acquisitions",
+        runners=_both(lambda impl, p: _hub_lock(impl, p, "RLock")),
+        params={"tasklets": 100, "target": 1.0},
+        quick_params={"tasklets": 100, "target": 0.25},
+    ),
+    _common.Workload(
+        name="semaphore",
+        title=(
+            "{tasklets} tasklets each taking one Semaphore(1) K times, "
+            "sleep(0) while holding it (run ~{target:g} s)"
+        ),
+        unit="acquisitions",
+        runners=_both(lambda impl, p: _hub_lock(impl, p, "Semaphore")),
         params={"tasklets": 100, "target": 1.0},
         quick_params={"tasklets": 100, "target": 0.25},
     ),

@@ -13,11 +13,8 @@ wake it, gets ``LoopExit`` as with any other wait: give it a timeout.
 """
 
 import threading as _threading
-from time import monotonic as _monotonic
 
 from ptsevent import _core
-from ptsevent.locks import _adopt
-from ptsevent.patch._registry import os_thread_ident as _get_ident
 
 __all__ = ["Event", "AsyncResult", "call_threadsafe"]
 
@@ -39,85 +36,9 @@ def call_threadsafe(thread, fn, *args):
     _core.call_threadsafe(ident, fn, *args)
 
 
-def _wait_flag(obj, timeout):
-    """Wait until obj._flag is set (True) or the timeout (False).
-
-    obj has _flag, _gen (bumped by every set) and _waiters. A wake-up
-    without a set since the wait began (a notification passed on by an
-    interrupted waiter) waits again for what is left of the timeout."""
-    if timeout is not None and not timeout > 0:
-        return obj._flag  # as threading: no waiting at all
-    w = obj._waiters
-    if w is None or w.tid != _get_ident():
-        w = obj._waiters = _adopt(w, obj)
-    # Read after publishing _waiters, see locks._Waiters.
-    gen = obj._gen
-    if obj._flag:
-        return True
-    wq = w.wq
-    deadline = None if timeout is None else _monotonic() + timeout
-    while True:
-        notified = wq.wait(timeout)
-        if obj._gen != gen or obj._flag:
-            return True
-        if not notified:
-            return False
-        if deadline is not None:
-            timeout = deadline - _monotonic()
-            if timeout <= 0:
-                return False
-
-
-class Event:
-    """A flag tasklets wait for, as ``threading.Event``."""
-
-    __slots__ = ("_flag", "_gen", "_waiters", "__weakref__")
-
-    def __init__(self):
-        self._flag = False
-        self._gen = 0
-        self._waiters = None
-
-    def is_set(self):
-        """True if the flag is set."""
-        return self._flag
-
-    def isSet(self):
-        """Deprecated alias of is_set()."""
-        import warnings
-        warnings.warn('isSet() is deprecated, use is_set() instead',
-                      DeprecationWarning, stacklevel=2)
-        return self.is_set()
-
-    def set(self):
-        """Set the flag and wake every waiting tasklet (any thread)."""
-        if self._flag:
-            return
-        self._gen += 1
-        self._flag = True
-        w = self._waiters  # read after the flag, see locks._Waiters
-        if w is not None:
-            w.notify_all()
-
-    def clear(self):
-        """Reset the flag."""
-        self._flag = False
-
-    def wait(self, timeout=None):
-        """Block until the flag is set or the timeout passes; return True if
-        it was set (before or during the wait), False on timeout."""
-        if self._flag:
-            return True
-        return _wait_flag(self, timeout)
-
-    def _at_fork_reinit(self):
-        self._flag = False
-        self._waiters = None
-
-    def __repr__(self):
-        cls = type(self)
-        status = 'set' if self._flag else 'unset'
-        return f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x}: {status}>"
+# Event is in C++ (src/core/hub/event.cpp), on the one waiter protocol of
+# the core (waiters.h).
+Event = _core.Event
 
 
 class AsyncResult:
@@ -129,22 +50,22 @@ class AsyncResult:
     block is false and none is there. Setting again replaces the result.
     """
 
-    __slots__ = ("_flag", "_gen", "_waiters", "_value", "_exc_info",
-                 "__weakref__")
+    __slots__ = ("_event", "_value", "_exc_info", "__weakref__")
 
     def __init__(self):
-        self._flag = False
-        self._gen = 0
-        self._waiters = None
+        self._event = Event()  # the waits; set once ready
         self._value = None
         self._exc_info = None
 
+    @property
+    def _waiters(self):
+        # None before any wait, else (wq: waiting tasklets, woken).
+        return self._event._waiters
+
     def _wake(self):
-        self._gen += 1
-        self._flag = True
-        w = self._waiters
-        if w is not None:
-            w.notify_all()
+        # Setting again replaces the result: the waiters of an event that
+        # is already set have all been woken.
+        self._event.set()
 
     def set(self, value=None):
         """Store value and wake every waiter (any thread)."""
@@ -171,11 +92,11 @@ class AsyncResult:
 
     def ready(self):
         """True once set() or set_exception() was called."""
-        return self._flag
+        return self._event.is_set()
 
     def successful(self):
         """True once set() (not set_exception()) was called."""
-        return self._flag and self._exc_info is None
+        return self._event.is_set() and self._exc_info is None
 
     @property
     def value(self):
@@ -196,8 +117,8 @@ class AsyncResult:
     def get(self, block=True, timeout=None):
         """Return the value, or raise the stored exception; wait for it
         first unless block is false. TimeoutError if none comes."""
-        if not self._flag:
-            if not block or not _wait_flag(self, timeout):
+        if not self._event.is_set():
+            if not block or not self._event.wait(timeout):
                 raise TimeoutError("no result from the AsyncResult in time")
         exc_info = self._exc_info
         if exc_info is not None:
@@ -211,13 +132,13 @@ class AsyncResult:
     def wait(self, timeout=None):
         """Wait until ready or the timeout; return value (None if not ready
         or if an exception was stored), as gevent."""
-        if not self._flag:
-            _wait_flag(self, timeout)
+        if not self._event.is_set():
+            self._event.wait(timeout)
         return self._value
 
     def __repr__(self):
         cls = type(self)
-        if not self._flag:
+        if not self._event.is_set():
             state = "unset"
         elif self._exc_info is not None:
             state = f"exception={self._exc_info[1]!r}"

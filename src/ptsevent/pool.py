@@ -394,8 +394,8 @@ class _Slots(Semaphore):
     """The slots of a Pool: a fair Semaphore that also sets ``available``
     (the Event wait_available() waits on, made on demand) when a permit
     comes back with no spawner waiting for it. That includes a permit
-    handed to a spawner killed before it could use it: the Semaphore takes
-    that one back by itself, through _give_back."""
+    handed to a spawner killed before it could use it: the Semaphore
+    releases that one again, through release()."""
 
     __slots__ = ("available",)
 
@@ -406,11 +406,6 @@ class _Slots(Semaphore):
     def release(self, n=1):
         Semaphore.release(self, n)  # to the oldest waiting spawner, if any
         if self.available is not None and self._value > 0:
-            self.available.set()
-
-    def _give_back(self, n):
-        Semaphore._give_back(self, n)
-        if self.available is not None:
             self.available.set()
 
 

@@ -14,9 +14,12 @@
 
 #include "http/server.h"
 #include "hub/channel.h"
+#include "hub/event.h"
 #include "hub/hub.h"
 #include "hub/lock.h"
 #include "hub/queue.h"
+#include "hub/rlock.h"
+#include "hub/semaphore.h"
 #include "hub/tasklet.h"
 #include "hub/timeout.h"
 #include "hub/timer.h"
@@ -68,8 +71,8 @@ int exec_core(PyObject* m) {
   if (!py::greenlet::import_api()) return -1;
   py::datastack::install();
   for (PyMethodDef* functions :
-       {hub::tasklet_functions, io::poll_functions, hub::wait_queue_functions,
-        hub::lock_functions, hub::timeout_functions})
+       {hub::tasklet_functions, io::poll_functions, hub::post_functions,
+        hub::timeout_functions})
     if (PyModule_AddFunctions(m, functions) < 0) return -1;
 
   if (add_type(m, "Tasklet", hub::make_tasklet_type()) < 0 ||
@@ -78,6 +81,10 @@ int exec_core(PyObject* m) {
       add_type(m, "WaitQueue", hub::make_wait_queue_type()) < 0 ||
       add_type(m, "Channel", hub::make_channel_type()) < 0 ||
       add_type(m, "Lock", hub::make_lock_type()) < 0 ||
+      add_type(m, "RLock", hub::make_rlock_type()) < 0 ||
+      add_type(m, "BoundedSemaphore", hub::make_semaphore_types()) < 0 ||
+      add_type(m, "Semaphore", hub::SemaphoreType) < 0 ||
+      add_type(m, "Event", hub::make_event_type()) < 0 ||
       add_type(m, "Queue", hub::make_queue_type()) < 0 ||
       add_type(m, "IoHandle", io::make_io_handle_type()) < 0 ||
       add_type(m, "BufferedIo", io::make_buffered_io_type()) < 0 ||

@@ -683,6 +683,40 @@ int Hub::post_method(unsigned long thread, PyObject* obj, const char* name,
   return post_call(thread, fn.get(), args ? args : none.get());
 }
 
+namespace {
+
+// call_threadsafe(thread_ident, fn, *args): Hub::post_call for Python code.
+PyObject* call_threadsafe(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs < 2) {
+    PyErr_SetString(PyExc_TypeError, "call_threadsafe(thread_ident, fn, *args)");
+    return nullptr;
+  }
+  unsigned long ident = PyLong_AsUnsignedLong(args[0]);
+  if (ident == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
+  if (!PyCallable_Check(args[1])) {
+    PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
+                 Py_TYPE(args[1])->tp_name);
+    return nullptr;
+  }
+  py::Ref rest = py::Ref::steal(PyTuple_New(nargs - 2));
+  if (!rest) return nullptr;
+  for (Py_ssize_t i = 2; i < nargs; ++i)
+    PyTuple_SET_ITEM(rest.get(), i - 2, Py_NewRef(args[i]));
+  if (Hub::post_call(ident, args[1], rest.get()) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+}  // namespace
+
+PyMethodDef post_functions[] = {
+    {"call_threadsafe",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(call_threadsafe)),
+     METH_FASTCALL,
+     "call_threadsafe(thread_ident, fn, /, *args)\n--\n\n"
+     "call_threadsafe(thread_ident, fn, *args): run fn(*args) in a new tasklet "
+     "of that thread's hub; callable from any thread"},
+    {nullptr, nullptr, 0, nullptr}};
+
 // ------------------------------------------------------------- stats/exit
 
 PyObject* Hub::stats() const {

@@ -42,6 +42,9 @@ struct Waiter;
 extern PyObject* LoopExit;
 extern PyObject* BlockingSwitchOutError;
 
+// Module functions: call_threadsafe (Hub::post_call for Python code).
+extern PyMethodDef post_functions[];
+
 struct EventBaseFree {
   void operator()(event_base* b) const noexcept { event_base_free(b); }
 };

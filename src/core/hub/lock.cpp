@@ -61,6 +61,8 @@ void Lock_destroy(Lock* l) {
   l->w_.destroy();
 }
 
+}  // namespace
+
 // acquire()'s timeout as _thread.lock.acquire checks it: -1 no limit (also
 // returned for blocking with timeout -1), else seconds >= 0.
 int lock_timeout(PyObject* blocking_obj, PyObject* timeout_obj, double* out) {
@@ -98,6 +100,8 @@ int lock_timeout(PyObject* blocking_obj, PyObject* timeout_obj, double* out) {
   *out = timeout;
   return 0;
 }
+
+namespace {
 
 // The contended acquire: wait up to `timeout` seconds (< 0: no limit).
 PyObject* acquire_slow(Lock* l, double timeout) {
@@ -221,9 +225,7 @@ PyObject* get_handed(Lock* l, void*) {
   return PyLong_FromSsize_t(l->w_.handed);
 }
 
-PyObject* get_has_queue(Lock* l, void*) {
-  return PyBool_FromLong(l->w_.list != nullptr);
-}
+PyObject* get_has_queue(Lock* l, void*) { return PyBool_FromLong(l->w_.used); }
 
 PyMethodDef Lock_methods[] = {
     {"acquire", py::method(Lock_acquire), METH_FASTCALL | METH_KEYWORDS,
@@ -261,28 +263,7 @@ PyGetSetDef Lock_getset[] = {
      "a waiter queue was ever needed", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
-// _lock_timeout(blocking, timeout): acquire()'s arguments checked as
-// _thread.lock.acquire checks them; None (no limit) or seconds >= 0. For
-// the Python RLock, so that both locks validate alike.
-PyObject* fn_lock_timeout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 2) {
-    PyErr_SetString(PyExc_TypeError, "_lock_timeout(blocking, timeout)");
-    return nullptr;
-  }
-  double seconds;
-  if (lock_timeout(args[0], args[1], &seconds) < 0) return nullptr;
-  if (seconds < 0) Py_RETURN_NONE;
-  return PyFloat_FromDouble(seconds);
-}
-
 }  // namespace
-
-PyMethodDef lock_functions[] = {
-    {"_lock_timeout", py::method(fn_lock_timeout), METH_FASTCALL,
-     "_lock_timeout(blocking, timeout, /)\n--\n\n"
-     "_lock_timeout(blocking, timeout) -> None or seconds, checked as "
-     "threading.Lock.acquire checks them"},
-    {nullptr, nullptr, 0, nullptr}};
 
 PyTypeObject* make_lock_type() {
   {

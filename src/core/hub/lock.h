@@ -7,8 +7,10 @@ namespace ptsevent::hub {
 
 extern PyTypeObject* LockType;
 PyTypeObject* make_lock_type();
-// Module functions: _lock_timeout (for the Python RLock).
-extern PyMethodDef lock_functions[];
+// acquire(blocking, timeout)'s arguments (either may be null: not given)
+// checked as threading.Lock.acquire checks them: *seconds is -1 for no
+// limit, else >= 0 (0 for blocking false). Shared with RLock.
+int lock_timeout(PyObject* blocking, PyObject* timeout, double* seconds);
 
 // For C++ callers, on an object of LockType: acquire(False) (true when
 // taken) and release() (nullptr with RuntimeError when not locked), without

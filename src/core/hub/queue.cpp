@@ -464,8 +464,7 @@ PyObject* get_waiting(Queue* q, void* which) {
 }
 
 PyObject* get_has_waiters(Queue* q, void*) {
-  return PyBool_FromLong(q->getters_.list || q->putters_.list ||
-                         q->joiners_.list);
+  return PyBool_FromLong(q->getters_.used || q->putters_.used || q->joiners_.used);
 }
 
 PyMethodDef Queue_methods[] = {

@@ -74,8 +74,6 @@ struct Tasklet {
   bool adopted_;       // wraps a greenlet ptsevent did not create
   bool main_;          // the thread's root greenlet
   uint8_t temp_kind_;  // what tempval_ is: 0 value, 1 exception, 2 closed
-  bool notified_;      // set by WaitQueue::notify (never a pointer into a
-                       // greenlet's stack: suspended stacks are moved)
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
   // Every owned reference, for construction, tp_traverse and destruction.

@@ -19,12 +19,8 @@ PyObject* WaitQueue_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     PyErr_SetString(PyExc_TypeError, "WaitQueue() takes no arguments");
     return nullptr;
   }
-  Hub* hub = Hub::get();
-  if (!hub) return nullptr;
   WaitQueue* q = reinterpret_cast<WaitQueue*>(type->tp_alloc(type, 0));
-  if (!q) return nullptr;
-  q->w_.adopt(hub, "WaitQueue");  // a new queue: always succeeds
-  return q->self();
+  return q ? q->self() : nullptr;
 }
 
 // py::make_heap_type's dealloc calls it.
@@ -45,13 +41,8 @@ PyObject* WaitQueue_wait(WaitQueue* q, PyObject* const* args,
   if (parse_timeout(nargs ? args[0] : Py_None, TimeoutMode::kWait, &timeout) <
       0)
     return nullptr;
-  Hub* hub = q->w_.owner_here();
-  if (!hub) {
-    PyErr_SetString(PyExc_RuntimeError,
-                    "this object belongs to another thread's hub: wait in the "
-                    "thread that made it");
-    return nullptr;
-  }
+  Hub* hub = Hub::get();
+  if (!hub || q->w_.adopt(hub, "WaitQueue") < 0) return nullptr;
   Tasklet* t = hub->current();
   if (!t) return nullptr;
   if (timeout == 0) Py_RETURN_FALSE;
@@ -71,6 +62,7 @@ PyObject* WaitQueue_wait(WaitQueue* q, PyObject* const* args,
 }
 
 PyObject* notify_method(WaitQueue* q, Py_ssize_t n) {
+  if (q->w_.empty()) return PyLong_FromLong(0);
   if (!q->w_.owner_here()) {
     // Another OS thread: the owner's hub does it.
     py::Ref args = py::Ref::steal(Py_BuildValue("(n)", n));
@@ -121,36 +113,16 @@ PyMethodDef WaitQueue_methods[] = {
      "notify_all() -> int: wake every waiter"},
     {nullptr, nullptr, 0, nullptr}};
 
-PyObject* call_threadsafe(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs < 2) {
-    PyErr_SetString(PyExc_TypeError,
-                    "call_threadsafe(thread_ident, fn, *args)");
-    return nullptr;
-  }
-  unsigned long ident = PyLong_AsUnsignedLong(args[0]);
-  if (ident == static_cast<unsigned long>(-1) && PyErr_Occurred())
-    return nullptr;
-  if (!PyCallable_Check(args[1])) {
-    PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
-                 Py_TYPE(args[1])->tp_name);
-    return nullptr;
-  }
-  py::Ref rest = py::Ref::steal(PyTuple_New(nargs - 2));
-  if (!rest) return nullptr;
-  for (Py_ssize_t i = 2; i < nargs; ++i)
-    PyTuple_SET_ITEM(rest.get(), i - 2, Py_NewRef(args[i]));
-  if (Hub::post_call(ident, args[1], rest.get()) < 0) return nullptr;
-  Py_RETURN_NONE;
-}
+PyObject* get_waiters(WaitQueue* q, void*) { return waiters_snapshot(q->w_); }
+
+PyGetSetDef WaitQueue_getset[] = {
+    {"_waiters", reinterpret_cast<getter>(get_waiters), nullptr,
+     "None before any wait, else (wq: the waiting tasklets, woken: notified "
+     "ones not yet returned)",
+     nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 }  // namespace
-
-PyMethodDef wait_queue_functions[] = {
-    {"call_threadsafe", py::method(call_threadsafe), METH_FASTCALL,
-     "call_threadsafe(thread_ident, fn, /, *args)\n--\n\n"
-     "call_threadsafe(thread_ident, fn, *args): run fn(*args) in a new tasklet "
-     "of that thread's hub; callable from any thread"},
-    {nullptr, nullptr, 0, nullptr}};
 
 PyTypeObject* make_wait_queue_type() {
   static PyMemberDef members[] = {
@@ -161,11 +133,12 @@ PyTypeObject* make_wait_queue_type() {
       {Py_tp_new, reinterpret_cast<void*>(WaitQueue_new)},
       {Py_tp_members, members},
       {Py_tp_methods, WaitQueue_methods},
+      {Py_tp_getset, WaitQueue_getset},
       {Py_sq_length, reinterpret_cast<void*>(WaitQueue_len)},
       {Py_tp_doc, const_cast<char*>(
                       "WaitQueue()\n--\n\n"
-                      "WaitQueue(): a FIFO of suspended tasklets, the core of "
-                      "Event, Lock, Semaphore, Condition and Queue")},
+                      "WaitQueue(): a FIFO of suspended tasklets, woken by "
+                      "notify() oldest first; the waits of Condition")},
       {0, nullptr}};
   static PyType_Spec spec = {"ptsevent._core.WaitQueue", sizeof(WaitQueue), 0,
                              Py_TPFLAGS_DEFAULT, slots};

@@ -1,24 +1,37 @@
-// Waiters: the FIFO of tasklets blocked on one side of a C++ coordination
-// primitive (a Lock's acquirers, a Queue's getters, putters or joiners),
-// with the bookkeeping of direct hand-off.
+// Waiters: the FIFO of tasklets blocked on one side of a coordination
+// primitive (a Lock's or RLock's acquirers, a Semaphore's, an Event's
+// waiters, a Queue's getters, putters or joiners, a WaitQueue's sleepers),
+// with the bookkeeping of direct hand-off. The one waiter protocol of the
+// core: every primitive that suspends tasklets until another one gives them
+// something is built on it.
 //
 // A hand-off gives the oldest waiter the resource (the lock, an item, a
-// slot) and appends it to the current hub pass; `handed` counts waiters
-// given something that have not returned from wait() yet, so the primitive
-// can keep what they were given reserved for them. A waiter interrupted
-// (kill, Timeout) after a hand-off returns -1 with *handed true: the
-// primitive passes the resource on, so it is never lost.
+// permit, a wake-up) and appends it to the current hub pass; `handed`
+// counts waiters given something that have not returned from wait() yet,
+// so the primitive can keep what they were given reserved for them. A
+// waiter interrupted (kill, Timeout) after a hand-off returns -1 with
+// *handed true: the primitive passes the resource on, so it is never lost.
 //
 // The waiters all belong to one hub, the one of the thread that queued the
 // first of them; the primitive moves to another thread's hub when it is
 // idle (nobody queued, no hand-off in flight). Other threads never hand off
 // themselves: they change the primitive's state and post a dispatch to the
-// owner hub (Hub::post_call), which serves its waiters.
+// owner hub (Hub::post_call), which serves its waiters. With the GIL
+// ordering the steps, either a tasklet about to wait sees the new state
+// (it reads it after adopt()) or the other thread sees the waiter and the
+// dispatch (which runs after the waiter is queued) serves it.
+//
+// Each wait has a WaitRecord: what the tasklet waits on and whether it was
+// handed something. Records come from a pool of spare ones (no allocation
+// per wait once warm) and never live on the waiting tasklet's stack:
+// greenlet moves a suspended stack away, and hand() writes the record
+// while another tasklet runs.
+//
+// Waiters is a plain member of its primitive's Python object, whose memory
+// comes zeroed from tp_alloc: all zeros is the empty, unowned state.
 #pragma once
 
 #include <Python.h>
-
-#include <deque>
 
 #include "hub/hub.h"
 #include "hub/tasklet.h"
@@ -26,17 +39,35 @@
 
 namespace ptsevent::hub {
 
+struct Waiters;
+
+struct WaitRecord {
+  WaitRecord* prev;
+  WaitRecord* next;
+  Tasklet* tasklet;
+  PyObject* owner;   // the primitive (the wait holds a reference)
+  Waiters* waiters;  // null once a fork reset the queue under the record
+  bool handed;       // hand() chose this waiter
+};
+
+// The pool of spare records (waiters.cpp). GIL held. Null with MemoryError.
+WaitRecord* take_wait_record();
+void give_wait_record(WaitRecord* r) noexcept;
+
 struct Waiters {
   Hub* hub;  // only dereferenced when serial matches a live hub
   uint64_t serial;
   unsigned long thread;
-  std::deque<Tasklet*>* list;  // made on the first wait
-  Py_ssize_t handed;
-  bool posted;  // a dispatch is queued in the owner hub
+  WaitRecord* head;  // the oldest waiter
+  WaitRecord* tail;
+  Py_ssize_t count;   // records queued
+  Py_ssize_t handed;  // handed something, not yet returned from wait()
+  bool posted;        // a dispatch is queued in the owner hub
+  bool used;          // a tasklet waited here (since the last reset)
 
-  bool idle() const noexcept { return (!list || list->empty()) && handed == 0; }
-  size_t size() const noexcept { return list ? list->size() : 0; }
-  bool empty() const noexcept { return !list || list->empty(); }
+  bool idle() const noexcept { return count == 0 && handed == 0; }
+  size_t size() const noexcept { return static_cast<size_t>(count); }
+  bool empty() const noexcept { return count == 0; }
 
   // The owner hub if it is the running thread's.
   Hub* owner_here() const noexcept { return Hub::here(hub, serial); }
@@ -63,12 +94,12 @@ struct Waiters {
   // the owner hub's thread.
   Py_ssize_t hand(Py_ssize_t n) noexcept {
     Py_ssize_t done = 0;
-    while (done < n && list && !list->empty()) {
-      Tasklet* t = list->front();
-      list->pop_front();
-      t->notified_ = true;
+    while (done < n && head) {
+      WaitRecord* r = head;
+      unlink(r);
+      r->handed = true;
       ++handed;
-      hub->schedule_in_pass(t);
+      hub->schedule_in_pass(r->tasklet);
       ++done;
     }
     return done;
@@ -79,22 +110,29 @@ struct Waiters {
   // meanwhile. 1: handed something, 0: timed out, -1: interrupted (an
   // exception is set; *was_handed says whether a hand-off came first).
   int wait(PyObject* owner, Tasklet* me, double seconds, bool* was_handed) {
-    if (!list) list = new std::deque<Tasklet*>();
-    me->notified_ = false;
-    list->push_back(me);
+    *was_handed = false;
+    WaitRecord* r = take_wait_record();
+    if (!r) return -1;
+    r->tasklet = me;
+    r->owner = owner;
+    r->waiters = this;
+    r->handed = false;
+    r->next = nullptr;
+    r->prev = tail;
+    (tail ? tail->next : head) = r;
+    tail = r;
+    ++count;
+    used = true;
     Py_INCREF(owner);
     int rc = me->wait_with_timer(seconds);
-    bool got = me->notified_;
-    me->notified_ = false;
-    if (got) {
-      --handed;
-    } else {
-      for (auto it = list->begin(); it != list->end(); ++it)
-        if (*it == me) {
-          list->erase(it);
-          break;
-        }
+    bool got = r->handed;
+    if (r->waiters) {  // else a fork reset the queue meanwhile
+      if (got)
+        --handed;
+      else
+        unlink(r);
     }
+    give_wait_record(r);
     *was_handed = got;
     Py_DECREF(owner);  // the caller holds another reference
     if (rc < 0) return -1;
@@ -123,12 +161,18 @@ struct Waiters {
       post(owner, dispatch);
   }
 
-  // After fork: the waiting tasklets stayed in the parent.
+  // The waiting tasklets, oldest first (a new tuple), for introspection.
+  PyObject* tasklets() const;
+
+  // After fork: the waiting tasklets stayed in the parent. Their records
+  // are theirs (given back if one ever returns), detached from this queue.
   void reset() noexcept {
-    delete list;
-    list = nullptr;
+    for (WaitRecord* r = head; r; r = r->next) r->waiters = nullptr;
+    head = tail = nullptr;
+    count = 0;
     handed = 0;
     posted = false;
+    used = false;
     hub = nullptr;
     serial = 0;
   }
@@ -136,9 +180,30 @@ struct Waiters {
   // it, so nobody waits here.
   void destroy() noexcept {
     PTSEVENT_ASSERT(empty(), "a primitive is freed while tasklets wait on it");
-    delete list;
-    list = nullptr;
+  }
+
+ private:
+  void unlink(WaitRecord* r) noexcept {
+    (r->prev ? r->prev->next : head) = r->next;
+    (r->next ? r->next->prev : tail) = r->prev;
+    r->prev = r->next = nullptr;
+    --count;
   }
 };
+
+// The `_waiters` attribute of a primitive, for tests and debugging: None
+// before any tasklet waited on it, else a snapshot with `wq` (the tuple of
+// waiting tasklets, oldest first) and `woken` (the waiters handed
+// something that have not returned yet).
+PyObject* waiters_snapshot(const Waiters& w);
+
+// The timeout of a threading-style wait (Event.wait, Semaphore.acquire,
+// Condition.wait): None -> -1 (no limit); a value that is not > 0 -> 0 (do
+// not wait, as threading); else seconds. -1 with TypeError/OverflowError.
+int threading_wait_timeout(PyObject* obj, double* seconds);
+
+// The __module__ and __qualname__ of self's type, for a repr. -1 with an
+// error.
+int type_names(PyObject* self, py::Ref* module, py::Ref* qualname);
 
 }  // namespace ptsevent::hub
