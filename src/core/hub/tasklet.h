@@ -154,7 +154,7 @@ struct Tasklet : TaskletHead {
   py::Ref pending_exc_;  // raised at the next wake-up (kill, Timeout ...)
   // The tasklets waiting in join(): this tasklet's own waiting structure.
   WaitList joiners_;
-  WaitRecord* wait_;     // what this tasklet waits on (owned by it), or null
+  WaitRecord* wait_;  // what it waits on (owned by that structure), or null
 
   // One libevent event for every wait of this tasklet: a descriptor wait
   // (wait_fd, io_armed_), a timer (wait_with_timer, or start() with a
@@ -175,6 +175,8 @@ struct Tasklet : TaskletHead {
   bool adopted_;     // wraps a greenlet ptsevent did not create
   bool main_;        // the thread's root greenlet
 
+  // Waiters' hand-off flag (hub/waiters.h writes it): public until Waiters
+  // keeps it in a wait record of its own.
  public:
   bool notified_;    // set by WaitQueue::notify (never a pointer into a
                      // greenlet's stack: suspended stacks are moved)

@@ -393,9 +393,10 @@ static PyGetSetDef Tasklet_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 static PyMemberDef Tasklet_members[] = {
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(TaskletHead, weakrefs), READONLY,
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(TaskletHead, weakrefs),
+     READONLY, nullptr},
+    {"__dictoffset__", T_PYSSIZET, offsetof(TaskletHead, dict), READONLY,
      nullptr},
-    {"__dictoffset__", T_PYSSIZET, offsetof(TaskletHead, dict), READONLY, nullptr},
     {nullptr, 0, 0, 0, nullptr}};
 
 PyTypeObject* make_tasklet_type() {
