@@ -64,7 +64,7 @@ void destroy_conn(Connection* c) {
     if (c->registered) {
       event_del(&c->ev);
       c->registered = false;
-      c->hub->add_native_events(-1);
+      c->hub->count(hub::Source::kActiveEvent, -1);
     }
   }
   if (c->fd >= 0) ::close(c->fd);
@@ -317,16 +317,10 @@ void start_app(Connection* c) {
   Server* s = c->server;
   disarm_timer(c);
   c->state = Connection::State::kApp;
-  Tasklet* t = hub::alloc_tasklet(hub::TaskletType, c->hub);
+  // The app runs in a copy of the context the server was started in.
+  Tasklet* t =
+      hub::start_native_job(c->hub, serve_connection, c, s->context_.get());
   if (!t) goto fail;
-  t->run_ = py::Ref::borrow(request_entry);
-  t->args_ = py::Ref::steal(PyTuple_New(0));
-  t->context_ = py::Ref::steal(PyContext_Copy(s->context_.get()));
-  t->job_arg_ = c;
-  if (!t->args_ || !t->context_ || t->start(0) < 0) {
-    Py_DECREF(t->self());
-    goto fail;
-  }
   c->tasklet = t;
   ++s->active_;
   // The connection keeps its reference: a tasklet killed before it ever
@@ -373,7 +367,7 @@ void open_conn(Connection* c) {
     return;
   }
   c->registered = true;
-  c->hub->add_native_events(1);
+  c->hub->count(hub::Source::kActiveEvent, 1);
   c->readable = true;
   process_conn(c);
 }

@@ -18,8 +18,6 @@ namespace ptsevent::http {
 using hub::Hub;
 using hub::Tasklet;
 
-PyObject* request_entry = nullptr;
-
 namespace {
 
 // A logging callback of the server's failed. Ctrl-C that landed in it (the
@@ -234,18 +232,12 @@ AppOutcome handle_request(Connection* c, Request* req) {
                                    : AppOutcome::kClose;
 }
 
-// The tasklet entry point: serves the connection's requests until it has
-// no complete request left, then hands it back to the hub as idle.
-PyObject* serve(PyObject*, PyObject*) {
-  Hub* hub = Hub::peek();
-  Tasklet* t = hub ? hub->current_or_null() : nullptr;
-  Connection* c = t ? static_cast<Connection*>(t->job_arg_) : nullptr;
-  if (!c) {
-    PyErr_SetString(PyExc_RuntimeError,
-                    "_serve_connection is the HTTP server's own");
-    return nullptr;
-  }
-  t->job_arg_ = nullptr;
+}  // namespace
+
+// Serves the connection's requests until it has no complete request left,
+// then hands it back to the hub as idle.
+PyObject* serve_connection(void* conn) {
+  Connection* c = static_cast<Connection*>(conn);
   Server* s = c->server;
   py::Ref hold =
       py::Ref::borrow(s->self());  // a closing connection drops its own
@@ -274,15 +266,6 @@ PyObject* serve(PyObject*, PyObject*) {
     break;
   }
   Py_RETURN_NONE;
-}
-
-PyMethodDef serve_def = {"_serve_connection", serve, METH_NOARGS, nullptr};
-
-}  // namespace
-
-int make_request_entry() {
-  request_entry = PyCFunction_New(&serve_def, nullptr);
-  return request_entry ? 0 : -1;
 }
 
 }  // namespace ptsevent::http

@@ -48,10 +48,9 @@ struct Request {
   py::Ref escape;
 };
 
-// The request tasklet's entry point, a Python function the connection's
-// start_app() gives each tasklet it starts (request.cpp). Null until
-// make_request_entry() ran.
-extern PyObject* request_entry;
-int make_request_entry();
+// The request tasklet's job (a hub::NativeJob): serves the requests of
+// the connection `conn` (a Connection*) that start_app() started it for,
+// until it has no complete request left.
+PyObject* serve_connection(void* conn);
 
 }  // namespace ptsevent::http

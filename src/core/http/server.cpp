@@ -128,7 +128,7 @@ void stop_accepting(Server* s) {
   s->accepting_ = false;
   if (s->hub_ && Hub::alive(s->hub_)) {
     event_del(&s->accept_ev_);
-    s->hub_->add_native_events(-1);
+    s->hub_->count(hub::Source::kActiveEvent, -1);
     if (s->backoff_armed_) {
       event_del(&s->backoff_ev_);
       s->backoff_armed_ = false;
@@ -159,7 +159,7 @@ void abort_active(Server* s) {
   for (Connection *c = s->head_, *next; c; c = next) {
     next = c->next;
     if (c->state != Connection::State::kApp || c->aborted) continue;
-    if (c->tasklet && c->tasklet->state_ == hub::State::kDead) {
+    if (c->tasklet && c->tasklet->dead()) {
       // Its tasklet was killed before it ran: nothing will end it.
       app_done(s);
       destroy_conn(c);
@@ -169,7 +169,7 @@ void abort_active(Server* s) {
     if (!s->inherited_) ::shutdown(c->fd, SHUT_RDWR);
     if (c->waiting_read || c->waiting_write) {
       c->hub->schedule(c->waiter);
-    } else if (c->tasklet && c->tasklet->state_ == hub::State::kRunning &&
+    } else if (c->tasklet && c->tasklet->state() == hub::State::kRunning &&
                c->tasklet != c->hub->current_or_null()) {
       // The app waits on something else (a sleep, another socket): end it.
       if (c->tasklet->kill(py::greenlet::exit_exception(), false, 0) < 0)
@@ -220,7 +220,7 @@ int start(Server* s) {
                     "libevent: cannot watch the listening socket");
     return -1;
   }
-  hub->add_native_events(1);
+  hub->count(hub::Source::kActiveEvent, 1);
   hub->add_owner(&s->owner_);
   s->started_ = true;
   s->accepting_ = true;
@@ -320,7 +320,7 @@ void ServerOwner::after_fork_in_child() {
     if (c->registered) {
       event_del(&c->ev);
       c->registered = false;
-      c->hub->add_native_events(-1);
+      c->hub->count(hub::Source::kActiveEvent, -1);
     }
     disarm_timer(c);
     if (c->fd >= 0) ::close(c->fd);

@@ -192,7 +192,7 @@ PyMethodDef server_methods[] = {
 }  // namespace
 
 PyTypeObject* make_server_type() {
-  if (init_keys() < 0 || make_request_entry() < 0) return nullptr;
+  if (init_keys() < 0) return nullptr;
   bool types_made = make_input_type() && make_start_response_type() &&
                     make_file_wrapper_type();
   static PyType_Slot server_slots[] = {

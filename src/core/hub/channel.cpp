@@ -4,7 +4,8 @@
 // A send with no receiver waiting blocks the sender in the channel's FIFO
 // (balance > 0); a receive with no sender waiting blocks the receiver
 // (balance < 0). When the counterpart is there the value moves through the
-// blocked tasklet's tempval_ and the channel's preference decides who runs:
+// blocked tasklet's wait record (ChannelWait, Stackless's tempval) and the
+// channel's preference decides who runs:
 // the counterpart is switched to at once when preference == -direction
 // (direction +1 for send, -1 for receive: the default -1 prefers the
 // receiver), and the current tasklet goes to the end of the run queue;
@@ -18,9 +19,8 @@
 #include <Python.h>
 #include <structmember.h>
 
-#include <deque>
-
 #include "hub/tasklet.h"
+#include "hub/wait_record.h"
 #include "py/errors.h"
 #include "py/heap_type.h"
 #include "py/method.h"
@@ -33,12 +33,21 @@ namespace {
 
 enum : uint8_t { kValue = 0, kException = 1, kClosed = 2 };
 
+// A blocked tasklet's place in the channel, with the transfer: a blocked
+// sender's value, or what a counterpart hands a blocked receiver.
+struct ChannelWait : WaitRecord {
+  ChannelWait() noexcept : WaitRecord(WaitKind::kChannel) {}
+  py::Ref value;
+  uint8_t kind = kValue;  // what value is: kValue, kException or kClosed
+};
+
 struct Channel {
   PyObject_HEAD PyObject* weakrefs_;
   Hub* hub_;
   uint64_t hub_serial_;
-  std::deque<Tasklet*>* queue_;  // blocked tasklets, all one direction
-  long balance_;                 // > 0 senders wait, < 0 receivers wait
+  WaitList queue_;  // blocked tasklets' ChannelWaits, all one direction
+  WaitRecordPool<ChannelWait> spare_;
+  long balance_;  // > 0 senders wait, < 0 receivers wait
   int preference_;
   bool closing_;
 
@@ -56,13 +65,8 @@ Hub* channel_hub(Channel* ch) {
   return hub;
 }
 
-bool remove_waiter(Channel* ch, Tasklet* t) {
-  for (auto it = ch->queue_->begin(); it != ch->queue_->end(); ++it)
-    if (*it == t) {
-      ch->queue_->erase(it);
-      return true;
-    }
-  return false;
+ChannelWait* pop_waiter(Channel* ch) {
+  return static_cast<ChannelWait*>(ch->queue_.pop_front());
 }
 
 // Hands control according to the preference after a transfer to `target`
@@ -78,23 +82,24 @@ int hand_over(Channel* ch, Hub* hub, Tasklet* me, Tasklet* target, int dir) {
   return 0;
 }
 
-// Blocks `me` in the channel until a counterpart takes it out (0), or an
-// interrupt (-1: it left the queue).
-int block(Channel* ch, Hub* hub, Tasklet* me, int dir) {
-  ch->queue_->push_back(me);
+// Blocks `me` in the channel through r until a counterpart takes r out (0),
+// or an interrupt (-1: r left the queue).
+int block(Channel* ch, Tasklet* me, int dir, ChannelWait* r) {
   ch->balance_ += dir;
   Py_INCREF(ch->self());  // the queue entry points into this channel
-  int rc = hub->suspend(me);
-  if (rc < 0 && remove_waiter(ch, me)) {
-    ch->balance_ -= dir;
-    me->tempval_.reset();
-  }
+  bool woken;
+  int rc;
+  do {
+    rc = me->wait_listed(&ch->queue_, r, -1, &woken);
+    // A wake-up that is not the channel's (none is expected) waits again.
+  } while (rc == 0 && !woken);
+  if (!woken) ch->balance_ -= dir;
   Py_DECREF(ch->self());
   return rc;
 }
 
 // Delivers what a receiver got: a value, or an exception to raise.
-PyObject* deliver(Tasklet* me, py::Ref value, uint8_t kind) {
+PyObject* deliver(py::Ref value, uint8_t kind) {
   if (kind == kException) {
     py::raise(value.get());
     return nullptr;
@@ -103,7 +108,6 @@ PyObject* deliver(Tasklet* me, py::Ref value, uint8_t kind) {
     PyErr_SetString(PyExc_ValueError, "the channel is closed");
     return nullptr;
   }
-  (void)me;
   return value.release();
 }
 
@@ -117,17 +121,21 @@ PyObject* do_send(Channel* ch, PyObject* value, uint8_t kind) {
   Tasklet* me = hub->current();
   if (!me) return nullptr;
   if (ch->balance_ < 0) {
-    Tasklet* target = ch->queue_->front();
-    ch->queue_->pop_front();
+    ChannelWait* target = pop_waiter(ch);
     ++ch->balance_;
-    target->tempval_ = py::Ref::borrow(value);
-    target->temp_kind_ = kind;
-    if (hand_over(ch, hub, me, target, +1) < 0) return nullptr;
+    target->value = py::Ref::borrow(value);
+    target->kind = kind;
+    if (hand_over(ch, hub, me, target->tasklet, +1) < 0) return nullptr;
     Py_RETURN_NONE;
   }
-  me->tempval_ = py::Ref::borrow(value);
-  me->temp_kind_ = kind;
-  if (block(ch, hub, me, +1) < 0) return nullptr;
+  ChannelWait* r = ch->spare_.take();
+  if (!r) return PyErr_NoMemory();
+  r->value = py::Ref::borrow(value);
+  r->kind = kind;
+  int rc = block(ch, me, +1, r);
+  r->value.reset();  // a receiver took it, or nobody will
+  ch->spare_.give(r);
+  if (rc < 0) return nullptr;
   Py_RETURN_NONE;
 }
 
@@ -137,21 +145,26 @@ PyObject* do_receive(Channel* ch) {
   Tasklet* me = hub->current();
   if (!me) return nullptr;
   if (ch->balance_ > 0) {
-    Tasklet* target = ch->queue_->front();
-    ch->queue_->pop_front();
+    ChannelWait* target = pop_waiter(ch);
     --ch->balance_;
-    py::Ref value = std::move(target->tempval_);
-    uint8_t kind = target->temp_kind_;
-    if (hand_over(ch, hub, me, target, -1) < 0) return nullptr;
-    return deliver(me, std::move(value), kind);
+    py::Ref value = std::move(target->value);
+    uint8_t kind = target->kind;
+    if (hand_over(ch, hub, me, target->tasklet, -1) < 0) return nullptr;
+    return deliver(std::move(value), kind);
   }
   if (ch->closing_) {
     PyErr_SetString(PyExc_ValueError, "the channel is closed");
     return nullptr;
   }
-  if (block(ch, hub, me, -1) < 0) return nullptr;
-  py::Ref value = std::move(me->tempval_);
-  return deliver(me, std::move(value), me->temp_kind_);
+  ChannelWait* r = ch->spare_.take();
+  if (!r) return PyErr_NoMemory();
+  r->kind = kValue;
+  int rc = block(ch, me, -1, r);
+  py::Ref value = std::move(r->value);
+  uint8_t kind = r->kind;
+  ch->spare_.give(r);
+  if (rc < 0) return nullptr;
+  return deliver(std::move(value), kind);
 }
 
 // An exception instance from (type, *args) as `raise type(*args)` would.
@@ -194,7 +207,8 @@ PyObject* Channel_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   if (!ch) return nullptr;
   ch->hub_ = hub;
   ch->hub_serial_ = hub->serial();
-  ch->queue_ = new std::deque<Tasklet*>();
+  new (&ch->queue_) WaitList();
+  new (&ch->spare_) WaitRecordPool<ChannelWait>();
   ch->preference_ = -1;
   return ch->self();
 }
@@ -202,9 +216,9 @@ PyObject* Channel_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
 // py::make_heap_type's dealloc calls it.
 void Channel_destroy(Channel* ch) {
   // A blocked tasklet holds the channel: nobody waits here.
-  PTSEVENT_ASSERT(!ch->queue_ || ch->queue_->empty(),
+  PTSEVENT_ASSERT(ch->queue_.empty(),
                   "a channel is freed while tasklets wait on it");
-  delete ch->queue_;
+  ch->spare_.destroy();
 }
 
 PyObject* Channel_send(Channel* ch, PyObject* value) {
@@ -298,12 +312,11 @@ PyObject* Channel_close(Channel* ch, PyObject*) {
   // Receivers waiting now can never get a value (sends raise): they are
   // woken with "the channel is closed".
   while (ch->balance_ < 0) {
-    Tasklet* t = ch->queue_->front();
-    ch->queue_->pop_front();
+    ChannelWait* r = pop_waiter(ch);
     ++ch->balance_;
-    t->tempval_.reset();
-    t->temp_kind_ = kClosed;
-    hub->schedule_in_pass(t);
+    r->value.reset();
+    r->kind = kClosed;
+    hub->schedule_in_pass(r->tasklet);
   }
   Py_RETURN_NONE;
 }
@@ -334,8 +347,8 @@ PyObject* get_closed(Channel* ch, void*) {
   return PyBool_FromLong(ch->closed());
 }
 PyObject* get_queue(Channel* ch, void*) {
-  if (ch->queue_->empty()) Py_RETURN_NONE;
-  return Py_NewRef(ch->queue_->front()->self());
+  if (ch->queue_.empty()) Py_RETURN_NONE;
+  return Py_NewRef(ch->queue_.front()->tasklet->self());
 }
 PyObject* get_preference(Channel* ch, void*) {
   return PyLong_FromLong(ch->preference_);
@@ -395,6 +408,11 @@ PyMethodDef Channel_methods[] = {
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace
+
+PyObject* channel_transfer(const WaitRecord* r) noexcept {
+  if (!r || r->kind != WaitKind::kChannel) return nullptr;
+  return static_cast<const ChannelWait*>(r)->value.get();
+}
 
 PyTypeObject* make_channel_type() {
   static PyMemberDef members[] = {

@@ -23,8 +23,7 @@
 namespace ptsevent::hub {
 
 struct Event {
-  PyObject_HEAD
-  PyObject* weakrefs_;
+  PyObject_HEAD PyObject* weakrefs_;
   Waiters w_;
   uint64_t gen_;  // set() calls so far
   bool flag_;

@@ -1,13 +1,12 @@
 // The Python face of Event (`ptsevent.Event`): the threading.Event
 // interface, the type. The engine is event.cpp.
 #include <Python.h>
+#include <structmember.h>
 
 #include "hub/event.h"
 #include "py/args.h"
 #include "py/heap_type.h"
 #include "py/method.h"
-
-#include <structmember.h>
 
 namespace ptsevent::hub {
 
@@ -78,9 +77,8 @@ PyObject* Event_dispatch(Event* e, PyObject*) {
 PyObject* Event_repr(Event* e) {
   py::Ref module, qualname;
   if (type_names(e->self(), &module, &qualname) < 0) return nullptr;
-  return PyUnicode_FromFormat("<%S.%S at %p: %s>", module.get(),
-                              qualname.get(), e->self(),
-                              e->flag_ ? "set" : "unset");
+  return PyUnicode_FromFormat("<%S.%S at %p: %s>", module.get(), qualname.get(),
+                              e->self(), e->flag_ ? "set" : "unset");
 }
 
 PyObject* get_waiters(Event* e, void*) { return waiters_snapshot(e->w_); }
@@ -127,9 +125,9 @@ PyTypeObject* make_event_type() {
       {Py_tp_methods, Event_methods},
       {Py_tp_getset, Event_getset},
       {Py_tp_members, members},
-      {Py_tp_doc, const_cast<char*>(
-                      "Event()\n--\n\n"
-                      "A flag tasklets wait for, as threading.Event.")},
+      {Py_tp_doc,
+       const_cast<char*>("Event()\n--\n\n"
+                         "A flag tasklets wait for, as threading.Event.")},
       {0, nullptr}};
   static PyType_Spec spec = {"ptsevent.event.Event", sizeof(Event), 0,
                              Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};

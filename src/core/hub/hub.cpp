@@ -242,21 +242,24 @@ Hub::~Hub() {
 
 // ------------------------------------------------------------- scheduling
 
-Tasklet* Hub::main_or_adopt() {
-  if (main_) return reinterpret_cast<Tasklet*>(main_.get());
-  PyObject* g = root_greenlet_.get();
-  PyObject* t = PyDict_GetItemWithError(adopted_.get(), g);
-  if (t) {
-    main_ = py::Ref::borrow(t);
-    return reinterpret_cast<Tasklet*>(t);
-  }
+Tasklet* Hub::adopted_tasklet(PyObject* g) {
+  if (PyObject* t = PyDict_GetItemWithError(adopted_.get(), g))
+    return Tasklet::from(t);
   if (PyErr_Occurred()) return nullptr;
-  Tasklet* nt = adopt_greenlet(this, g, true);
-  if (!nt) return nullptr;
-  int rc = PyDict_SetItem(adopted_.get(), g, nt->self());
-  main_ = py::Ref::borrow(nt->self());
-  Py_DECREF(nt->self());
-  return rc < 0 ? nullptr : nt;
+  bool is_main = g == root_greenlet_.get();
+  Tasklet* t = adopt_greenlet(this, g, is_main);
+  if (!t) return nullptr;
+  int rc = PyDict_SetItem(adopted_.get(), g, t->self());
+  if (is_main && rc == 0) main_ = py::Ref::borrow(t->self());
+  Py_DECREF(t->self());  // adopted_ holds it
+  return rc < 0 ? nullptr : t;
+}
+
+Tasklet* Hub::main_or_adopt() {
+  if (main_) return Tasklet::from(main_.get());
+  Tasklet* t = adopted_tasklet(root_greenlet_.get());
+  if (t && !main_) main_ = py::Ref::borrow(t->self());
+  return t;
 }
 
 Tasklet* Hub::current() {
@@ -270,19 +273,9 @@ Tasklet* Hub::current() {
                     "a tasklet for blocking work");
     return nullptr;
   }
-  PyObject* t = PyDict_GetItemWithError(adopted_.get(), g.get());
-  if (!t) {
-    if (PyErr_Occurred()) return nullptr;
-    bool is_main = g.get() == root_greenlet_.get();
-    Tasklet* nt = adopt_greenlet(this, g.get(), is_main);
-    if (!nt) return nullptr;
-    int rc = PyDict_SetItem(adopted_.get(), g.get(), nt->self());
-    if (is_main) main_ = py::Ref::borrow(nt->self());
-    Py_DECREF(nt->self());
-    if (rc < 0) return nullptr;
-    t = nt->self();
-  }
-  current_ = reinterpret_cast<Tasklet*>(t);
+  Tasklet* t = adopted_tasklet(g.get());
+  if (!t) return nullptr;
+  current_ = t;
   return current_;
 }
 
@@ -424,7 +417,7 @@ PyObject* Hub::run_loop() {
     if (batch_.empty()) {
       if (ready_.empty() && !can_wake()) {
         // Nothing can ever make a tasklet ready: tell the main tasklet.
-        Tasklet* m = reinterpret_cast<Tasklet*>(main_.get());
+        Tasklet* m = Tasklet::from(main_.get());
         if (m && m->waiting_) {
           py::Ref e = py::Ref::steal(PyObject_CallFunction(
               LoopExit, "s",
@@ -548,7 +541,7 @@ void Hub::deliver_signals() {
 }
 
 bool Hub::raise_in_main(PyObject* exc) {
-  Tasklet* m = reinterpret_cast<Tasklet*>(main_.get());
+  Tasklet* m = Tasklet::from(main_.get());
   if (!m || m == current_ || !m->waiting_) return false;
   interrupt(m, exc, true);
   return true;
@@ -601,6 +594,25 @@ void Hub::on_wake(evutil_socket_t fd, short, void* arg) {
   static_cast<Hub*>(arg)->posts_pending_ = true;
 }
 
+void Hub::enqueue_post(Waiter* w, PyObject* call) {
+  bool first;
+  {
+    std::lock_guard<std::mutex> lock(posts_mu_);
+    first = posts_.empty() && calls_.empty();
+    if (w)
+      posts_.push_back(w);
+    else
+      calls_.push_back(call);
+  }
+  // Otherwise a wake-up is already on its way: the hub drains both queues
+  // at once.
+  if (first) {
+    uint64_t one = 1;
+    ssize_t n = write(wake_fd_, &one, sizeof one);
+    (void)n;  // EAGAIN means the counter is already non-zero: awake anyway
+  }
+}
+
 int Hub::post(Waiter* w) {
   if (closed_) {
     PyErr_SetString(PyExc_RuntimeError,
@@ -608,17 +620,7 @@ int Hub::post(Waiter* w) {
     return -1;
   }
   Py_INCREF(w->self());
-  bool first;
-  {
-    std::lock_guard<std::mutex> lock(posts_mu_);
-    first = posts_.empty() && calls_.empty();
-    posts_.push_back(w);
-  }
-  if (first) {
-    uint64_t one = 1;
-    ssize_t n = write(wake_fd_, &one, sizeof one);
-    (void)n;  // EAGAIN means the counter is already non-zero: awake anyway
-  }
+  enqueue_post(w, nullptr);
   return 0;
 }
 
@@ -645,7 +647,7 @@ void Hub::deliver_calls(std::vector<PyObject*>* calls) {
     if (!t || t->start(0) < 0) PyErr_WriteUnraisable(PyTuple_GET_ITEM(call, 0));
     Py_XDECREF(t ? t->self() : nullptr);
     Py_DECREF(call);
-    add_thread_jobs(-1);
+    count(Source::kThreadJob, -1);
   }
 }
 
@@ -655,18 +657,9 @@ int Hub::post_call(unsigned long thread, PyObject* fn, PyObject* args) {
   std::lock_guard<std::mutex> hubs_lock(hubs_mu);  // the hub cannot go away
   for (Hub* hub : all_hubs) {
     if (hub->thread_ident_ != thread || hub->closed_) continue;
-    bool first;
-    {
-      std::lock_guard<std::mutex> lock(hub->posts_mu_);
-      first = hub->posts_.empty() && hub->calls_.empty();
-      hub->calls_.push_back(call);
-    }
-    hub->add_thread_jobs(1);  // pending: something that can wake its tasklets
-    if (first) {
-      uint64_t one = 1;
-      ssize_t n = write(hub->wake_fd_, &one, sizeof one);
-      (void)n;
-    }
+    // Pending: something that can wake its tasklets.
+    hub->count(Source::kThreadJob, 1);
+    hub->enqueue_post(nullptr, call);
     return 0;
   }
   Py_DECREF(call);
@@ -688,11 +681,13 @@ namespace {
 // call_threadsafe(thread_ident, fn, *args): Hub::post_call for Python code.
 PyObject* call_threadsafe(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs < 2) {
-    PyErr_SetString(PyExc_TypeError, "call_threadsafe(thread_ident, fn, *args)");
+    PyErr_SetString(PyExc_TypeError,
+                    "call_threadsafe(thread_ident, fn, *args)");
     return nullptr;
   }
   unsigned long ident = PyLong_AsUnsignedLong(args[0]);
-  if (ident == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
+  if (ident == static_cast<unsigned long>(-1) && PyErr_Occurred())
+    return nullptr;
   if (!PyCallable_Check(args[1])) {
     PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
                  Py_TYPE(args[1])->tp_name);
@@ -710,7 +705,8 @@ PyObject* call_threadsafe(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 PyMethodDef post_functions[] = {
     {"call_threadsafe",
-     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(call_threadsafe)),
+     reinterpret_cast<PyCFunction>(
+         reinterpret_cast<void (*)()>(call_threadsafe)),
      METH_FASTCALL,
      "call_threadsafe(thread_ident, fn, /, *args)\n--\n\n"
      "call_threadsafe(thread_ident, fn, *args): run fn(*args) in a new tasklet "
@@ -727,10 +723,12 @@ PyObject* Hub::stats() const {
       event_base_get_num_events(base(), EVENT_BASE_COUNT_ADDED), "thread_jobs",
       thread_jobs_.load(), "ready",
       static_cast<Py_ssize_t>(ready_.size() + batch_.size()), "signal_handlers",
-      signal_handlers_, "native_events", native_events_, "polls",
+      counted(Source::kSignalHandler), "native_events",
+      counted(Source::kActiveEvent), "polls",
       static_cast<unsigned long long>(polls_), "blocking_polls",
       static_cast<unsigned long long>(blocking_polls_), "io_handles",
-      io_handles_, "io_waiters", io_waiters_);
+      counted(Source::kIdleRegistration), "io_waiters",
+      counted(Source::kListedWaiter));
 }
 
 void Hub::set_error_handler(PyObject* fn) {
@@ -843,7 +841,6 @@ int Hub::reinit_after_fork() {
     for (Waiter* w : hub->posts_) Py_DECREF(w->self());
     hub->posts_.clear();
     for (PyObject* call : hub->calls_) Py_DECREF(call);
-    hub->thread_jobs_ -= static_cast<long>(hub->calls_.size());
     hub->calls_.clear();
   }
   hub->thread_jobs_ = 0;

@@ -49,6 +49,25 @@ struct EventBaseFree {
   void operator()(event_base* b) const noexcept { event_base_free(b); }
 };
 
+// What can wake a waiting tasklet besides its own armed event, counted so
+// that the hub knows when nothing can (LoopExit) and hub_stats() is exact.
+// A source says what it is, never which structure counts it.
+enum class Source : uint8_t {
+  // A tasklet listed on a structure whose persistent event wakes it.
+  kListedWaiter,
+  // A persistent registration that wakes nobody unless a tasklet is listed
+  // on its owner: counted for the statistics, not a wake source.
+  kIdleRegistration,
+  // A persistent event whose callback makes work by itself (a listener
+  // accepts, a connection parses and starts a tasklet).
+  kActiveEvent,
+  // A Python signal handler (signals wake the main tasklet).
+  kSignalHandler,
+  // A job for or from another OS thread (posted call, run_in_thread).
+  kThreadJob,
+  kCount,
+};
+
 class Hub {
  public:
   // This thread's hub, created on first use. Null with an error set.
@@ -127,18 +146,17 @@ class Hub {
   // the main tasklet (or nobody else can take it).
   static int check_signals();
 
-  // Bookkeeping of what can still wake a waiting tasklet (LoopExit).
+  // Bookkeeping of what can still wake a waiting tasklet (LoopExit): a
+  // one-shot libevent event armed, and the other sources.
   void on_event_armed() noexcept { ++armed_events_; }
   void on_event_disarmed() noexcept { --armed_events_; }
-  void add_signal_handlers(long n) noexcept { signal_handlers_ += n; }
-  void add_thread_jobs(long n) noexcept { thread_jobs_ += n; }
-  // Tasklets waiting on an IoHandle, and the IoHandles registered with
-  // libevent (their persistent events are not "armed" waits).
-  void add_io_waiters(long n) noexcept { io_waiters_ += n; }
-  void add_io_handles(long n) noexcept { io_handles_ += n; }
-  // Persistent events of native (C++) owners such as the HTTP server's
-  // listeners and connections: something that can wake a waiting tasklet.
-  void add_native_events(long n) noexcept { native_events_ += n; }
+  void count(Source s, long n) noexcept {
+    // Thread jobs are counted from other OS threads too.
+    if (s == Source::kThreadJob)
+      thread_jobs_ += n;
+    else
+      counts_[static_cast<size_t>(s)] += n;
+  }
 
   // Work for the hub to run with the GIL after the current poll: a libevent
   // callback (no GIL) queues it. fn must not be queued twice for one arg
@@ -258,10 +276,21 @@ class Hub {
   void deliver_signals();
   void deliver_posts();
   void deliver_fired_timers();
-  bool can_wake() const noexcept {
-    return armed_events_ > 0 || io_waiters_ > 0 || thread_jobs_ > 0 ||
-           signal_handlers_ > 0 || native_events_ > 0 || !deferred_.empty();
+  long counted(Source s) const noexcept {
+    return s == Source::kThreadJob ? thread_jobs_.load()
+                                   : counts_[static_cast<size_t>(s)];
   }
+  bool can_wake() const noexcept {
+    return armed_events_ > 0 || counted(Source::kListedWaiter) > 0 ||
+           thread_jobs_ > 0 || counted(Source::kSignalHandler) > 0 ||
+           counted(Source::kActiveEvent) > 0 || !deferred_.empty();
+  }
+  // The Tasklet of greenlet g, one ptsevent did not create, adopted the
+  // first time (the root greenlet's becomes main_).
+  Tasklet* adopted_tasklet(PyObject* g);
+  // Queues a finished Waiter (w) or a call under posts_mu_ and wakes the
+  // hub's poll through the eventfd if the queues were empty.
+  void enqueue_post(Waiter* w, PyObject* call);
   Tasklet* pop_batch() noexcept;
   PyObject* switch_to_next(Tasklet* self);
   int ensure_hub_greenlet();
@@ -292,10 +321,7 @@ class Hub {
 
   long armed_events_ = 0;
   long internal_events_ = 0;
-  long signal_handlers_ = 0;
-  long io_waiters_ = 0;
-  long io_handles_ = 0;
-  long native_events_ = 0;
+  long counts_[static_cast<size_t>(Source::kCount)] = {};  // but thread jobs
   struct Deferred {
     DeferredFn fn;
     void* arg;

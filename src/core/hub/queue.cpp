@@ -464,7 +464,8 @@ PyObject* get_waiting(Queue* q, void* which) {
 }
 
 PyObject* get_has_waiters(Queue* q, void*) {
-  return PyBool_FromLong(q->getters_.used || q->putters_.used || q->joiners_.used);
+  return PyBool_FromLong(q->getters_.used || q->putters_.used ||
+                         q->joiners_.used);
 }
 
 PyMethodDef Queue_methods[] = {

@@ -23,10 +23,9 @@
 namespace ptsevent::hub {
 
 struct RLock {
-  PyObject_HEAD
-  PyObject* weakrefs_;
+  PyObject_HEAD PyObject* weakrefs_;
   Waiters w_;
-  PyObject* owner_;  // the owning Tasklet (a reference), or null
+  PyObject* owner_;   // the owning Tasklet (a reference), or null
   Py_ssize_t count_;  // recursion levels of the owner
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }

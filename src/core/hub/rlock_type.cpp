@@ -2,14 +2,13 @@
 // threading's, the Condition support methods, the type. The engine is
 // rlock.cpp.
 #include <Python.h>
+#include <structmember.h>
 
 #include "hub/lock.h"
 #include "hub/rlock.h"
 #include "py/args.h"
 #include "py/heap_type.h"
 #include "py/method.h"
-
-#include <structmember.h>
 
 namespace ptsevent::hub {
 
@@ -64,8 +63,7 @@ PyObject* RLock_acquire(RLock* l, PyObject* const* args, Py_ssize_t nargs,
   if (py::parse_args("acquire", args, nargs, kwnames, names, 2, a) < 0)
     return nullptr;
   double seconds = -1;
-  if ((a[0] || a[1]) && lock_timeout(a[0], a[1], &seconds) < 0)
-    return nullptr;
+  if ((a[0] || a[1]) && lock_timeout(a[0], a[1], &seconds) < 0) return nullptr;
   return acquire(l, seconds);
 }
 
@@ -104,8 +102,8 @@ PyObject* RLock_release_save(RLock* l, PyObject*) {
     PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
     return nullptr;
   }
-  PyObject* state = Py_BuildValue("(nO)", l->count_,
-                                  l->owner_ ? l->owner_ : Py_None);
+  PyObject* state =
+      Py_BuildValue("(nO)", l->count_, l->owner_ ? l->owner_ : Py_None);
   if (!state) return nullptr;
   rlock_free(l);
   return state;

@@ -23,8 +23,7 @@
 namespace ptsevent::hub {
 
 struct Semaphore {
-  PyObject_HEAD
-  PyObject* weakrefs_;
+  PyObject_HEAD PyObject* weakrefs_;
   Waiters w_;
   Py_ssize_t value_;  // free permits
   Py_ssize_t bound_;  // the initial value of a BoundedSemaphore, else -1

@@ -2,13 +2,12 @@
 // argument checks as threading's, method tables, the two types. The
 // engine is semaphore.cpp.
 #include <Python.h>
+#include <structmember.h>
 
 #include "hub/semaphore.h"
 #include "py/args.h"
 #include "py/heap_type.h"
 #include "py/method.h"
-
-#include <structmember.h>
 
 namespace ptsevent::hub {
 
@@ -208,8 +207,9 @@ PyTypeObject* make_semaphore_types() {
   static PyType_Spec bounded_spec = {
       "ptsevent.locks.BoundedSemaphore", sizeof(Semaphore), 0,
       Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, bounded_slots};
-  BoundedSemaphoreType = py::make_heap_type<Semaphore, nullptr, Semaphore_destroy>(
-      &bounded_spec, reinterpret_cast<PyObject*>(SemaphoreType));
+  BoundedSemaphoreType =
+      py::make_heap_type<Semaphore, nullptr, Semaphore_destroy>(
+          &bounded_spec, reinterpret_cast<PyObject*>(SemaphoreType));
   return BoundedSemaphoreType;
 }
 

@@ -4,6 +4,9 @@
 #include <fcntl.h>
 #include <structmember.h>
 
+#include <memory>
+#include <new>
+
 #include "hub/clock.h"
 #include "py/datastack.h"
 #include "py/errors.h"
@@ -13,8 +16,6 @@ namespace ptsevent::hub {
 
 PyTypeObject* TaskletType = nullptr;
 
-namespace {}  // namespace
-
 int bind_job(Tasklet* t, PyObject* fn, PyObject* args, PyObject* kw) {
   if (!PyCallable_Check(fn)) {
     PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
@@ -22,6 +23,8 @@ int bind_job(Tasklet* t, PyObject* fn, PyObject* args, PyObject* kw) {
     return -1;
   }
   t->run_ = py::Ref::borrow(fn);
+  t->native_ = nullptr;
+  t->native_arg_ = nullptr;
   t->args_ = args ? py::Ref::borrow(args) : py::Ref::steal(PyTuple_New(0));
   t->kwargs_ = py::Ref::borrow(kw);
   // Each tasklet runs in a copy of its spawner's context, as asyncio tasks.
@@ -29,10 +32,8 @@ int bind_job(Tasklet* t, PyObject* fn, PyObject* args, PyObject* kw) {
   return t->args_ && t->context_ ? 0 : -1;
 }
 
-namespace {
-
-Hub* hub_of(Tasklet* t) {
-  Hub* hub = Hub::here(t->hub_, t->hub_serial_);
+Hub* Tasklet::hub_or_error() {
+  Hub* hub = Hub::here(hub_, hub_serial_);
   if (!hub) {
     PyErr_SetString(PyExc_RuntimeError,
                     "this tasklet belongs to another thread's hub, or to a "
@@ -42,14 +43,14 @@ Hub* hub_of(Tasklet* t) {
   return hub;
 }
 
-}  // namespace
-
 // ----------------------------------------------------------- construction
 
 Tasklet* alloc_tasklet(PyTypeObject* type, Hub* hub) {
-  Tasklet* t = reinterpret_cast<Tasklet*>(type->tp_alloc(type, 0));
-  if (!t) return nullptr;
+  PyObject* o = type->tp_alloc(type, 0);
+  if (!o) return nullptr;
+  Tasklet* t = Tasklet::from(o);
   for (py::Ref* r : t->refs()) new (r) py::Ref();
+  new (&t->joiners_) WaitList();
   t->hub_ = hub;
   t->hub_serial_ = hub->serial();
   t->state_ = State::kIdle;
@@ -60,6 +61,20 @@ Tasklet* new_tasklet(Hub* hub, PyObject* fn, PyObject* args, PyObject* kw) {
   Tasklet* t = alloc_tasklet(TaskletType, hub);
   if (!t) return nullptr;
   if (bind_job(t, fn, args, kw) < 0) {
+    Py_DECREF(t->self());
+    return nullptr;
+  }
+  return t;
+}
+
+Tasklet* start_native_job(Hub* hub, NativeJob fn, void* arg,
+                          PyObject* context) {
+  Tasklet* t = alloc_tasklet(TaskletType, hub);
+  if (!t) return nullptr;
+  t->native_ = fn;
+  t->native_arg_ = arg;
+  t->context_ = py::Ref::steal(PyContext_Copy(context));
+  if (!t->context_ || t->start(0) < 0) {
     Py_DECREF(t->self());
     return nullptr;
   }
@@ -188,6 +203,18 @@ int Tasklet::wait_fd(int fd, short what, double seconds) {
   return why == Wake::kTimeout ? 1 : 0;
 }
 
+int Tasklet::wait_listed(WaitList* list, WaitRecord* r, double seconds,
+                         bool* woken) {
+  r->tasklet = this;
+  list->push_back(r);
+  wait_ = r;
+  int rc = wait_with_timer(seconds);
+  wait_ = nullptr;
+  *woken = !r->linked;  // the owner took it off to wake us
+  if (!*woken) list->remove(r);
+  return rc;
+}
+
 // -------------------------------------------------------------- lifecycle
 
 int Tasklet::start(double delay, bool in_pass) {
@@ -195,7 +222,7 @@ int Tasklet::start(double delay, bool in_pass) {
     PyErr_SetString(PyExc_RuntimeError, "the tasklet is already started");
     return -1;
   }
-  Hub* hub = hub_of(this);
+  Hub* hub = hub_or_error();
   if (!hub) return -1;
   if (delay > 0) {
     assign_timer(&ev_, hub->base(), on_timer, this);
@@ -226,16 +253,14 @@ void Tasklet::finish(PyObject* value, PyObject* exc) {
   args_.reset();
   kwargs_.reset();
   context_.reset();
+  native_ = nullptr;
+  native_arg_ = nullptr;
   pending_exc_.reset();
   Hub* hub = hub_;
-  if (py::Ref joiners = std::move(joiners_)) {
-    Py_ssize_t n = PyList_GET_SIZE(joiners.get());
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      Tasklet* w =
-          reinterpret_cast<Tasklet*>(PyList_GET_ITEM(joiners.get(), i));
-      if (w->waiting_ && hub) hub->schedule(w);
-    }
-  }
+  joiners_.take_all([hub](WaitRecord* r) {
+    Tasklet* w = r->tasklet;
+    if (w->waiting_ && hub) hub->schedule(w);
+  });
   if (py::Ref links = std::move(links_)) {
     py::Ref args = py::Ref::steal(PyTuple_Pack(1, self()));
     Py_ssize_t n = args ? PyList_GET_SIZE(links.get()) : 0;
@@ -255,16 +280,16 @@ void Tasklet::finish(PyObject* value, PyObject* exc) {
     Py_DECREF(self());
 }
 
-// Runs the job in the current worker greenlet. Returns the outcome in
-// *value or *exc (normalized instance); reports unexpected errors.
-static void run_job(Tasklet* t, py::Ref* value, py::Ref* exc) {
-  Hub* hub = t->hub_;
-  PyObject* ctx = t->context_.get();
+void Tasklet::run_job(py::Ref* value, py::Ref* exc) {
+  Tasklet* t = this;
+  Hub* hub = hub_;
+  PyObject* ctx = context_.get();
   if (PyContext_Enter(ctx) < 0) {
     *exc = py::fetch_error();
     return;
   }
-  PyObject* r = PyObject_Call(t->run_.get(), t->args_.get(), t->kwargs_.get());
+  PyObject* r = native_ ? native_(native_arg_)
+                        : PyObject_Call(run_.get(), args_.get(), kwargs_.get());
   if (!r) *exc = py::fetch_error();
   if (PyContext_Exit(ctx) < 0) PyErr_WriteUnraisable(t->self());
   if (r) {
@@ -295,7 +320,7 @@ PyObject* Hub::worker_main(PyObject*, PyObject*) {
     if (!hub) Py_RETURN_NONE;
     Tasklet* t = hub->current_;
     py::Ref value, exc;
-    run_job(t, &value, &exc);
+    t->run_job(&value, &exc);
     PyObject* g = t->greenlet_.release();
     t->finish(value.get(), exc.get());  // may free t
     value.reset();
@@ -333,7 +358,7 @@ PyObject* Hub::worker_main(PyObject*, PyObject*) {
 
 int Tasklet::join(double timeout) {
   if (state_ == State::kDead) return 0;
-  Hub* hub = hub_of(this);
+  Hub* hub = hub_or_error();
   if (!hub) return -1;
   Tasklet* me = hub->current();
   if (!me) return -1;
@@ -341,28 +366,22 @@ int Tasklet::join(double timeout) {
     PyErr_SetString(PyExc_RuntimeError, "cannot join the current tasklet");
     return -1;
   }
-  if (!joiners_) {
-    joiners_ = py::Ref::steal(PyList_New(0));
-    if (!joiners_) return -1;
+  // On the heap (never on a suspended stack); join is not a hot path.
+  std::unique_ptr<WaitRecord> r(new (std::nothrow) WaitRecord(WaitKind::kJoin));
+  if (!r) {
+    PyErr_NoMemory();
+    return -1;
   }
-  if (PyList_Append(joiners_.get(), me->self()) < 0) return -1;
-  int rc = me->wait_with_timer(timeout);
-  if (joiners_) {
-    // Still listed (timeout, interrupt): take us off.
-    PyObject* list = joiners_.get();
-    for (Py_ssize_t i = PyList_GET_SIZE(list) - 1; i >= 0; --i)
-      if (PyList_GET_ITEM(list, i) == me->self()) {
-        PySequence_DelItem(list, i);
-        break;
-      }
-  }
+  bool woken;
+  // The caller holds a reference to this tasklet: the list outlives the wait.
+  int rc = me->wait_listed(&joiners_, r.get(), timeout, &woken);
   return rc < 0 ? -1 : 0;
 }
 
 int Tasklet::kill(PyObject* exc, bool block, double timeout) {
   if (py::check_exception_arg(exc) < 0) return -1;
   if (state_ == State::kDead) return 0;
-  Hub* hub = hub_of(this);
+  Hub* hub = hub_or_error();
   if (!hub) return -1;
   if (state_ == State::kIdle || state_ == State::kPending) {
     // Never started: it never will. The exception is its outcome.

@@ -4,6 +4,7 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "hub/channel.h"
 #include "hub/tasklet.h"
 #include "hub/timeout.h"
 #include "hub/timer.h"
@@ -89,41 +90,88 @@ static PyObject* Tasklet_new(PyTypeObject* type, PyObject* args,
   return t->self();
 }
 
-static int Tasklet_traverse(Tasklet* t, visitproc visit, void* arg) {
-  Py_VISIT(Py_TYPE(t));
-  Py_VISIT(t->dict_);
-  for (py::Ref* r : t->refs())
+int Tasklet::traverse(visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(this));
+  Py_VISIT(dict);
+  for (py::Ref* r : refs())
     if (int rc = r->visit(visit, arg)) return rc;
   return 0;
 }
 
-static int Tasklet_clear(Tasklet* t) {
-  Py_CLEAR(t->dict_);
+void Tasklet::clear() noexcept {
+  Py_CLEAR(dict);
   // greenlet_ is kept: an adopted greenlet may still be running.
-  for (py::Ref* r : t->refs())
-    if (r != &t->greenlet_) r->reset();
+  for (py::Ref* r : refs())
+    if (r != &greenlet_) r->reset();
+}
+
+void Tasklet::destroy() noexcept {
+  // A live tasklet is referenced by its hub, so nothing is armed here; stay
+  // defensive all the same: no event may outlive its memory.
+  PTSEVENT_ASSERT(!io_armed_ && !timer_armed_,
+                  "a tasklet is freed with an armed event");
+  // The run queue holds raw pointers: a queued tasklet is held by the hub
+  // (live list, or the queue itself for a zombie).
+  PTSEVENT_ASSERT(!queued_, "a tasklet is freed while on the run queue");
+  // A waiting structure holds whoever waits on it: nobody waits on a freed
+  // one, and this tasklet, waiting, would be held by its hub.
+  PTSEVENT_ASSERT(!wait_, "a tasklet is freed while listed as waiting");
+  PTSEVENT_ASSERT(joiners_.empty(), "a tasklet is freed while joined");
+  Hub* hub = Hub::peek();
+  if (hub && hub == hub_ && hub->serial() == hub_serial_) disarm();
+  for (py::Ref* r : refs()) r->~Ref();
+}
+
+int Tasklet::link(PyObject* cb) {
+  if (!PyCallable_Check(cb)) {
+    PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
+                 Py_TYPE(cb)->tp_name);
+    return -1;
+  }
+  if (state_ == State::kDead) {
+    Hub* hub = Hub::get();
+    if (!hub) return -1;
+    py::Ref args = py::Ref::steal(PyTuple_Pack(1, self()));
+    if (!args) return -1;
+    Tasklet* l = new_tasklet(hub, cb, args.get(), nullptr);
+    if (!l) return -1;
+    int rc = l->start(0);
+    Py_DECREF(l->self());
+    return rc;
+  }
+  if (!links_) {
+    links_ = py::Ref::steal(PyList_New(0));
+    if (!links_) return -1;
+  }
+  return PyList_Append(links_.get(), cb);
+}
+
+int Tasklet::unlink(PyObject* cb) {
+  if (!links_) return 0;
+  PyObject* list = links_.get();
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); ++i) {
+    int eq = PyObject_RichCompareBool(PyList_GET_ITEM(list, i), cb, Py_EQ);
+    if (eq < 0) return -1;
+    if (eq) return PySequence_DelItem(list, i);
+  }
+  return 0;
+}
+
+static int Tasklet_traverse(Tasklet* t, visitproc visit, void* arg) {
+  return t->traverse(visit, arg);
+}
+
+static int Tasklet_clear(Tasklet* t) {
+  t->clear();
   return 0;
 }
 
 // After Tasklet_clear (py::make_heap_type's dealloc).
-static void Tasklet_destroy(Tasklet* t) {
-  // A live tasklet is referenced by its hub, so nothing is armed here; stay
-  // defensive all the same: no event may outlive its memory.
-  PTSEVENT_ASSERT(!t->io_armed_ && !t->timer_armed_,
-                  "a tasklet is freed with an armed event");
-  // The run queue holds raw pointers: a queued tasklet is held by the hub
-  // (live list, or the queue itself for a zombie).
-  PTSEVENT_ASSERT(!t->queued_, "a tasklet is freed while on the run queue");
-  PTSEVENT_ASSERT(!t->io_wait_next_,
-                  "a tasklet is freed while on a descriptor's waiter list");
-  Hub* hub = Hub::peek();
-  if (hub && hub == t->hub_ && hub->serial() == t->hub_serial_) t->disarm();
-  for (py::Ref* r : t->refs()) r->~Ref();
-}
+static void Tasklet_destroy(Tasklet* t) { t->destroy(); }
 
 static PyObject* Tasklet_repr(Tasklet* t) {
   const char* state = "idle";
-  switch (t->state_) {
+  switch (t->state()) {
     case State::kIdle:
       state = "idle";
       break;
@@ -131,17 +179,16 @@ static PyObject* Tasklet_repr(Tasklet* t) {
       state = "pending";
       break;
     case State::kRunning:
-      state = t->waiting_ ? "waiting" : "running";
+      state = t->waiting() ? "waiting" : "running";
       break;
     case State::kDead:
       state = "dead";
       break;
   }
-  if (t->main_)
+  if (t->is_main())
     return PyUnicode_FromFormat("<Tasklet main at %p: %s>", t, state);
-  if (t->run_)
-    return PyUnicode_FromFormat("<Tasklet at %p: %R: %s>", t, t->run_.get(),
-                                state);
+  if (t->run())
+    return PyUnicode_FromFormat("<Tasklet at %p: %R: %s>", t, t->run(), state);
   return PyUnicode_FromFormat("<Tasklet at %p: %s>", t, state);
 }
 
@@ -181,19 +228,18 @@ static PyObject* Tasklet_get(Tasklet* t, PyObject* const* args,
   if (block < 0) return nullptr;
   double timeout;
   if (parse_timeout(a[1], TimeoutMode::kWait, &timeout) < 0) return nullptr;
-  if (t->state_ != State::kDead) {
+  if (!t->dead()) {
     if (block && t->join(timeout) < 0) return nullptr;
-    if (t->state_ != State::kDead) {
+    if (!t->dead()) {
       PyErr_SetString(PyExc_TimeoutError, "timed out");
       return nullptr;
     }
   }
-  if (t->exception_) {
-    PyObject* e = t->exception_.get();
+  if (PyObject* e = t->exception()) {
     PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(e)), e);
     return nullptr;
   }
-  return Py_NewRef(t->value_ ? t->value_.get() : Py_None);
+  return Py_NewRef(t->value() ? t->value() : Py_None);
 }
 
 static PyObject* Tasklet_start(Tasklet* t, PyObject*) {
@@ -216,7 +262,7 @@ static PyObject* Tasklet_bind(Tasklet* t, PyObject* const* args,
     PyErr_SetString(PyExc_TypeError, "_bind(run, args=(), kwargs=None)");
     return nullptr;
   }
-  if (t->state_ != State::kIdle) {
+  if (t->state() != State::kIdle) {
     PyErr_SetString(PyExc_RuntimeError,
                     "cannot bind a tasklet that was started");
     return nullptr;
@@ -236,15 +282,16 @@ static PyObject* Tasklet_bind(Tasklet* t, PyObject* const* args,
 }
 
 static PyObject* Tasklet_get_waiting(Tasklet* t, void*) {
-  return PyBool_FromLong(t->waiting_);
+  return PyBool_FromLong(t->waiting());
 }
 
 static PyObject* Tasklet_get_queued(Tasklet* t, void*) {
-  return PyBool_FromLong(t->queued_ || t->state_ == State::kPending);
+  return PyBool_FromLong(t->queued());
 }
 
 static PyObject* Tasklet_get_tempval(Tasklet* t, void*) {
-  return Py_NewRef(t->tempval_ ? t->tempval_.get() : Py_None);
+  PyObject* v = channel_transfer(t->wait_record());
+  return Py_NewRef(v ? v : Py_None);
 }
 
 static PyObject* Tasklet_start_later(Tasklet* t, PyObject* seconds) {
@@ -259,70 +306,38 @@ static PyObject* Tasklet_start_later(Tasklet* t, PyObject* seconds) {
 }
 
 static PyObject* Tasklet_ready(Tasklet* t, PyObject*) {
-  return PyBool_FromLong(t->state_ == State::kDead);
+  return PyBool_FromLong(t->dead());
 }
 
 static PyObject* Tasklet_successful(Tasklet* t, PyObject*) {
-  return PyBool_FromLong(t->state_ == State::kDead && !t->exception_);
+  return PyBool_FromLong(t->dead() && !t->exception());
 }
 
 static PyObject* Tasklet_link(Tasklet* t, PyObject* cb) {
-  if (!PyCallable_Check(cb)) {
-    PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
-                 Py_TYPE(cb)->tp_name);
-    return nullptr;
-  }
-  if (t->state_ == State::kDead) {
-    Hub* hub = Hub::get();
-    if (!hub) return nullptr;
-    py::Ref args = py::Ref::steal(PyTuple_Pack(1, t->self()));
-    if (!args) return nullptr;
-    Tasklet* l = new_tasklet(hub, cb, args.get(), nullptr);
-    if (!l) return nullptr;
-    int rc = l->start(0);
-    Py_DECREF(l->self());
-    if (rc < 0) return nullptr;
-    Py_RETURN_NONE;
-  }
-  if (!t->links_) {
-    t->links_ = py::Ref::steal(PyList_New(0));
-    if (!t->links_) return nullptr;
-  }
-  if (PyList_Append(t->links_.get(), cb) < 0) return nullptr;
+  if (t->link(cb) < 0) return nullptr;
   Py_RETURN_NONE;
 }
 
 static PyObject* Tasklet_unlink(Tasklet* t, PyObject* cb) {
-  if (t->links_) {
-    PyObject* list = t->links_.get();
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); ++i) {
-      int eq = PyObject_RichCompareBool(PyList_GET_ITEM(list, i), cb, Py_EQ);
-      if (eq < 0) return nullptr;
-      if (eq) {
-        if (PySequence_DelItem(list, i) < 0) return nullptr;
-        break;
-      }
-    }
-  }
+  if (t->unlink(cb) < 0) return nullptr;
   Py_RETURN_NONE;
 }
 
 static PyObject* Tasklet_get_dead(Tasklet* t, void*) {
-  if (t->adopted_)
-    return PyBool_FromLong(py::greenlet::dead(t->greenlet_.get()));
-  return PyBool_FromLong(t->state_ == State::kDead);
+  if (t->adopted()) return PyBool_FromLong(py::greenlet::dead(t->greenlet()));
+  return PyBool_FromLong(t->dead());
 }
 static PyObject* Tasklet_get_started(Tasklet* t, void*) {
-  return PyBool_FromLong(t->state_ != State::kIdle);
+  return PyBool_FromLong(t->state() != State::kIdle);
 }
 static PyObject* Tasklet_get_value(Tasklet* t, void*) {
-  return Py_NewRef(t->value_ ? t->value_.get() : Py_None);
+  return Py_NewRef(t->value() ? t->value() : Py_None);
 }
 static PyObject* Tasklet_get_exception(Tasklet* t, void*) {
-  return Py_NewRef(t->exception_ ? t->exception_.get() : Py_None);
+  return Py_NewRef(t->exception() ? t->exception() : Py_None);
 }
 static PyObject* Tasklet_get_main(Tasklet* t, void*) {
-  return PyBool_FromLong(t->main_);
+  return PyBool_FromLong(t->is_main());
 }
 
 static PyMethodDef Tasklet_methods[] = {
@@ -386,9 +401,10 @@ static PyGetSetDef Tasklet_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 static PyMemberDef Tasklet_members[] = {
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(Tasklet, weakrefs_), READONLY,
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(TaskletHead, weakrefs),
+     READONLY, nullptr},
+    {"__dictoffset__", T_PYSSIZET, offsetof(TaskletHead, dict), READONLY,
      nullptr},
-    {"__dictoffset__", T_PYSSIZET, offsetof(Tasklet, dict_), READONLY, nullptr},
     {nullptr, 0, 0, 0, nullptr}};
 
 PyTypeObject* make_tasklet_type() {
@@ -555,7 +571,7 @@ static PyObject* fn_add_signal_handlers(PyObject*, PyObject* n) {
   if (v == -1 && PyErr_Occurred()) return nullptr;
   Hub* hub = Hub::get();
   if (!hub) return nullptr;
-  hub->add_signal_handlers(v);
+  hub->count(Source::kSignalHandler, v);
   Py_RETURN_NONE;
 }
 
@@ -616,7 +632,9 @@ static PyObject* fn_assign_event_on_stack(PyObject*, PyObject*) {
   if (!hub) return nullptr;
   alignas(Tasklet) unsigned char on_stack[sizeof(Tasklet)] = {};
   Tasklet* t = reinterpret_cast<Tasklet*>(on_stack);
-  assign_timer(&t->ev_, hub->base(), Tasklet::on_timer, t);
+  struct event ev;
+  assign_timer(
+      &ev, hub->base(), [](evutil_socket_t, short, void*) {}, t);
   Py_RETURN_NONE;  // not reached
 }
 #endif

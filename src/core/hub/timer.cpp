@@ -48,9 +48,9 @@ void Timer::disarm() noexcept {
 void Timer::deliver() {
   fired_ = false;
   if (!cancelled_ && target_) {
-    Tasklet* t = reinterpret_cast<Tasklet*>(target_.get());
-    if (t->state_ == State::kRunning && t->waiting_) {
-      if (t->pending_exc_) {
+    Tasklet* t = Tasklet::from(target_.get());
+    if (t->waiting()) {
+      if (t->interrupt_pending()) {
         // Another interrupt is on its way (an inner Timeout, a kill): fire
         // again on the next pass, after that one has been raised.
         struct timeval zero = {0, 0};
@@ -234,11 +234,11 @@ void Waiter::deliver() {
   done_ = true;
   if (counted_) {
     counted_ = false;
-    hub_->add_thread_jobs(-1);
+    hub_->count(Source::kThreadJob, -1);
   }
   if (waiter_) {
-    Tasklet* t = reinterpret_cast<Tasklet*>(waiter_.get());
-    if (t->waiting_) hub_->schedule(t);
+    Tasklet* t = Tasklet::from(waiter_.get());
+    if (t->waiting()) hub_->schedule(t);
   }
 }
 
@@ -259,7 +259,7 @@ static PyObject* Waiter_new(PyTypeObject* type, PyObject* args,
   self->hub_ = hub;
   if (remote) {
     self->counted_ = true;
-    hub->add_thread_jobs(1);
+    hub->count(Source::kThreadJob, 1);
   }
   return self->self();
 }
@@ -282,7 +282,8 @@ static int Waiter_clear(Waiter* self) {
 static void Waiter_destroy(Waiter* self) {
   // The count is atomic: a Waiter dropped in another thread (its result
   // never delivered) still releases it, or LoopExit could never fire.
-  if (self->counted_ && Hub::alive(self->hub_)) self->hub_->add_thread_jobs(-1);
+  if (self->counted_ && Hub::alive(self->hub_))
+    self->hub_->count(Source::kThreadJob, -1);
   self->waiter_.~Ref();
   self->value_.~Ref();
   self->exc_.~Ref();

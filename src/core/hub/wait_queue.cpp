@@ -135,10 +135,10 @@ PyTypeObject* make_wait_queue_type() {
       {Py_tp_methods, WaitQueue_methods},
       {Py_tp_getset, WaitQueue_getset},
       {Py_sq_length, reinterpret_cast<void*>(WaitQueue_len)},
-      {Py_tp_doc, const_cast<char*>(
-                      "WaitQueue()\n--\n\n"
-                      "WaitQueue(): a FIFO of suspended tasklets, woken by "
-                      "notify() oldest first; the waits of Condition")},
+      {Py_tp_doc,
+       const_cast<char*>("WaitQueue()\n--\n\n"
+                         "WaitQueue(): a FIFO of suspended tasklets, woken by "
+                         "notify() oldest first; the waits of Condition")},
       {0, nullptr}};
   static PyType_Spec spec = {"ptsevent._core.WaitQueue", sizeof(WaitQueue), 0,
                              Py_TPFLAGS_DEFAULT, slots};

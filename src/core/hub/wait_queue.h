@@ -22,8 +22,7 @@
 namespace ptsevent::hub {
 
 struct WaitQueue {
-  PyObject_HEAD
-  PyObject* weakrefs_;
+  PyObject_HEAD PyObject* weakrefs_;
   Waiters w_;
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }

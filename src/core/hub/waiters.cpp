@@ -2,6 +2,8 @@
 // the introspection snapshot, the threading-style wait timeout.
 #include "hub/waiters.h"
 
+#include <new>
+
 #include "hub/timeout.h"
 
 namespace ptsevent::hub {
@@ -10,7 +12,7 @@ namespace {
 
 // Spare records, linked through `next`. The GIL guards them: every wait
 // and every hand-off runs with it held.
-WaitRecord* g_spare = nullptr;
+HandoffWait* g_spare = nullptr;
 size_t g_spare_count = 0;
 // Enough for the waiters of a busy process; beyond, records are freed.
 constexpr size_t kMaxSpare = 1024;
@@ -27,20 +29,24 @@ PyStructSequence_Desc snapshot_desc = {
 
 }  // namespace
 
-WaitRecord* take_wait_record() {
-  if (WaitRecord* r = g_spare) {
-    g_spare = r->next;
+HandoffWait* take_handoff_wait() {
+  if (HandoffWait* r = g_spare) {
+    g_spare = static_cast<HandoffWait*>(r->next);
+    r->next = nullptr;
     --g_spare_count;
     return r;
   }
-  auto* r = static_cast<WaitRecord*>(PyMem_RawMalloc(sizeof(WaitRecord)));
+  auto* r = new (std::nothrow) HandoffWait();
   if (!r) PyErr_NoMemory();
   return r;
 }
 
-void give_wait_record(WaitRecord* r) noexcept {
+void give_handoff_wait(HandoffWait* r) noexcept {
+  PTSEVENT_ASSERT(!r->linked, "a wait record is recycled while listed");
+  r->tasklet = nullptr;
+  r->owner = nullptr;
   if (g_spare_count >= kMaxSpare) {
-    PyMem_RawFree(r);
+    delete r;
     return;
   }
   r->next = g_spare;
@@ -52,7 +58,7 @@ PyObject* Waiters::tasklets() const {
   PyObject* t = PyTuple_New(count);
   if (!t) return nullptr;
   Py_ssize_t i = 0;
-  for (WaitRecord* r = head; r && i < count; r = r->next, ++i)
+  for (WaitRecord* r = list.front(); r && i < count; r = r->next, ++i)
     PyTuple_SET_ITEM(t, i, Py_NewRef(r->tasklet->self()));
   return t;
 }

@@ -21,11 +21,12 @@
 // (it reads it after adopt()) or the other thread sees the waiter and the
 // dispatch (which runs after the waiter is queued) serves it.
 //
-// Each wait has a WaitRecord: what the tasklet waits on and whether it was
-// handed something. Records come from a pool of spare ones (no allocation
-// per wait once warm) and never live on the waiting tasklet's stack:
-// greenlet moves a suspended stack away, and hand() writes the record
-// while another tasklet runs.
+// Each wait is a HandoffWait (a WaitRecord, hub/wait_record.h) on the
+// Waiters' WaitList: what the tasklet waits on and whether it was handed
+// something. Records come from one pool of spare ones shared by every
+// primitive (no allocation per wait once warm) and never live on the
+// waiting tasklet's stack: greenlet moves a suspended stack away, and
+// hand() writes the record while another tasklet runs.
 //
 // Waiters is a plain member of its primitive's Python object, whose memory
 // comes zeroed from tp_alloc: all zeros is the empty, unowned state.
@@ -35,31 +36,32 @@
 
 #include "hub/hub.h"
 #include "hub/tasklet.h"
+#include "hub/wait_record.h"
 #include "py/ref.h"
 
 namespace ptsevent::hub {
 
 struct Waiters;
 
-struct WaitRecord {
-  WaitRecord* prev;
-  WaitRecord* next;
-  Tasklet* tasklet;
-  PyObject* owner;   // the primitive (the wait holds a reference)
-  Waiters* waiters;  // null once a fork reset the queue under the record
-  bool handed;       // hand() chose this waiter
+// One tasklet's wait on a primitive: which primitive (the wait holds a
+// reference to it) and whether hand() chose this waiter.
+struct HandoffWait : WaitRecord {
+  HandoffWait() noexcept : WaitRecord(WaitKind::kHandoff) {}
+  PyObject* owner = nullptr;
+  Waiters* waiters = nullptr;  // null once a fork reset the queue
+  bool handed = false;         // hand() chose this waiter
 };
 
-// The pool of spare records (waiters.cpp). GIL held. Null with MemoryError.
-WaitRecord* take_wait_record();
-void give_wait_record(WaitRecord* r) noexcept;
+// The pool of spare records, shared by every primitive (waiters.cpp). GIL
+// held. Null with MemoryError.
+HandoffWait* take_handoff_wait();
+void give_handoff_wait(HandoffWait* r) noexcept;
 
 struct Waiters {
   Hub* hub;  // only dereferenced when serial matches a live hub
   uint64_t serial;
   unsigned long thread;
-  WaitRecord* head;  // the oldest waiter
-  WaitRecord* tail;
+  WaitList list;      // the HandoffWaits, oldest first
   Py_ssize_t count;   // records queued
   Py_ssize_t handed;  // handed something, not yet returned from wait()
   bool posted;        // a dispatch is queued in the owner hub
@@ -94,9 +96,9 @@ struct Waiters {
   // the owner hub's thread.
   Py_ssize_t hand(Py_ssize_t n) noexcept {
     Py_ssize_t done = 0;
-    while (done < n && head) {
-      WaitRecord* r = head;
-      unlink(r);
+    while (done < n && !list.empty()) {
+      auto* r = static_cast<HandoffWait*>(list.pop_front());
+      --count;
       r->handed = true;
       ++handed;
       hub->schedule_in_pass(r->tasklet);
@@ -111,28 +113,24 @@ struct Waiters {
   // exception is set; *was_handed says whether a hand-off came first).
   int wait(PyObject* owner, Tasklet* me, double seconds, bool* was_handed) {
     *was_handed = false;
-    WaitRecord* r = take_wait_record();
+    HandoffWait* r = take_handoff_wait();
     if (!r) return -1;
-    r->tasklet = me;
     r->owner = owner;
     r->waiters = this;
     r->handed = false;
-    r->next = nullptr;
-    r->prev = tail;
-    (tail ? tail->next : head) = r;
-    tail = r;
     ++count;
     used = true;
     Py_INCREF(owner);
-    int rc = me->wait_with_timer(seconds);
+    bool woken;
+    int rc = me->wait_listed(&list, r, seconds, &woken);
     bool got = r->handed;
     if (r->waiters) {  // else a fork reset the queue meanwhile
       if (got)
         --handed;
       else
-        unlink(r);
+        --count;  // wait_listed took it off the list
     }
-    give_wait_record(r);
+    give_handoff_wait(r);
     *was_handed = got;
     Py_DECREF(owner);  // the caller holds another reference
     if (rc < 0) return -1;
@@ -167,8 +165,8 @@ struct Waiters {
   // After fork: the waiting tasklets stayed in the parent. Their records
   // are theirs (given back if one ever returns), detached from this queue.
   void reset() noexcept {
-    for (WaitRecord* r = head; r; r = r->next) r->waiters = nullptr;
-    head = tail = nullptr;
+    list.take_all(
+        [](WaitRecord* r) { static_cast<HandoffWait*>(r)->waiters = nullptr; });
     count = 0;
     handed = 0;
     posted = false;
@@ -180,14 +178,6 @@ struct Waiters {
   // it, so nobody waits here.
   void destroy() noexcept {
     PTSEVENT_ASSERT(empty(), "a primitive is freed while tasklets wait on it");
-  }
-
- private:
-  void unlink(WaitRecord* r) noexcept {
-    (r->prev ? r->prev->next : head) = r->next;
-    (r->next ? r->next->prev : tail) = r->prev;
-    r->prev = r->next = nullptr;
-    --count;
   }
 };
 

@@ -76,46 +76,9 @@ int call_seconds(IoHandle* h, PyObject* obj, int flags, double* out) {
 
 // ---------------------------------------------------------------- waiting
 
-namespace {
-
-void push_waiter(Tasklet** list, Tasklet* t) noexcept {
-  if (Tasklet* head = *list) {
-    Tasklet* tail = head->io_wait_prev_;
-    tail->io_wait_next_ = t;
-    t->io_wait_prev_ = tail;
-    t->io_wait_next_ = head;
-    head->io_wait_prev_ = t;
-  } else {
-    t->io_wait_prev_ = t->io_wait_next_ = t;
-    *list = t;
-  }
-}
-
-void remove_waiter(Tasklet** list, Tasklet* t) noexcept {
-  if (t->io_wait_next_ == t) {
-    *list = nullptr;
-  } else {
-    t->io_wait_prev_->io_wait_next_ = t->io_wait_next_;
-    t->io_wait_next_->io_wait_prev_ = t->io_wait_prev_;
-    if (*list == t) *list = t->io_wait_next_;
-  }
-  t->io_wait_prev_ = t->io_wait_next_ = nullptr;
-}
-
-}  // namespace
-
-void IoHandle::wake_all(Tasklet** list) noexcept {
+void IoHandle::wake_all(hub::WaitList* list) noexcept {
   // Runs from libevent callbacks, maybe without the GIL: no Python.
-  Tasklet* head = *list;
-  if (!head) return;
-  *list = nullptr;
-  Tasklet* t = head;
-  do {
-    Tasklet* next = t->io_wait_next_;
-    t->io_wait_prev_ = t->io_wait_next_ = nullptr;
-    hub_->schedule(t);
-    t = next;
-  } while (t != head);
+  list->take_all([this](hub::WaitRecord* r) { hub_->schedule(r->tasklet); });
 }
 
 void IoHandle::on_event(evutil_socket_t, short what, void* arg) {
@@ -132,7 +95,7 @@ void IoHandle::unregister() noexcept {
   if (!registered_) return;
   event_del(&ev_);
   registered_ = false;
-  hub_->add_io_handles(-1);
+  hub_->count(hub::Source::kIdleRegistration, -1);
 }
 
 int IoHandle::wait(short what, double seconds) {
@@ -141,7 +104,7 @@ int IoHandle::wait(short what, double seconds) {
   if (!hub) return -1;
   if (hub != hub_ || hub->serial() != hub_serial_) {
     // First use from another thread: move the registration to its hub.
-    if (readers_ || writers_) {
+    if (!readers_.empty() || !writers_.empty()) {
       PyErr_SetString(PyExc_RuntimeError,
                       "this descriptor is being waited on in another thread");
       return -1;
@@ -173,15 +136,18 @@ int IoHandle::wait(short what, double seconds) {
       return -1;
     }
     registered_ = true;
-    hub->add_io_handles(1);
+    hub->count(hub::Source::kIdleRegistration, 1);
   }
-  Tasklet** list = what == EV_READ ? &readers_ : &writers_;
-  push_waiter(list, t);
-  hub->add_io_waiters(1);
-  int rc = t->wait_with_timer(seconds);
-  hub->add_io_waiters(-1);
-  bool woken = !t->io_wait_next_;  // wake_all took us off the list
-  if (!woken) remove_waiter(list, t);
+  IoWait* r = spare_.take();
+  if (!r) return PyErr_NoMemory(), -1;
+  // Listed, the tasklet waits on the persistent event: that counts as
+  // something that can wake it.
+  hub->count(hub::Source::kListedWaiter, 1);
+  bool woken;  // wake_all took it off the list
+  int rc = t->wait_listed(what == EV_READ ? &readers_ : &writers_, r, seconds,
+                          &woken);
+  hub->count(hub::Source::kListedWaiter, -1);
+  spare_.give(r);
   if (rc < 0) return -1;
   if (closed_) return set_ebadf(), -1;
   return woken ? 0 : rc;
@@ -237,6 +203,9 @@ static PyObject* IoHandle_new(PyTypeObject* type, PyObject* args,
   if (!hub) return nullptr;
   IoHandle* h = reinterpret_cast<IoHandle*>(type->tp_alloc(type, 0));
   if (!h) return nullptr;
+  new (&h->readers_) hub::WaitList();
+  new (&h->writers_) hub::WaitList();
+  new (&h->spare_) hub::WaitRecordPool<IoWait>();
   h->hub_ = hub;
   h->hub_serial_ = hub->serial();
   h->fd_ = fd;
@@ -267,9 +236,10 @@ static void IoHandle_destroy(IoHandle* h) {
   // Here: this thread's hub, or one that is closing (its thread is in its
   // teardown, not polling, while we hold the GIL).
   // A waiting tasklet holds a reference to the handle: nobody waits here.
-  PTSEVENT_ASSERT(!h->readers_ && !h->writers_,
+  PTSEVENT_ASSERT(h->readers_.empty() && h->writers_.empty(),
                   "a descriptor handle is freed while tasklets wait on it");
   if (h->registered_ && Hub::alive(h->hub_, h->hub_serial_)) h->unregister();
+  h->spare_.destroy();
 }
 
 // close(): forget the descriptor (the caller closes it afterwards). Waiters

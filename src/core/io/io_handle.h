@@ -19,8 +19,8 @@
 // Lifetime: the handle lives as long as the Python socket object holds it.
 // close() (or dealloc) removes the event before the descriptor is closed
 // and wakes the waiters, which raise OSError(EBADF). A waiting tasklet is
-// live (held by its hub), so the raw pointers in the waiter lists stay
-// valid; a waiter always removes itself before it returns.
+// live (held by its hub) and holds the handle, so the records in the waiter
+// lists stay valid; a waiter is always off its list before it returns.
 #pragma once
 
 #include <Python.h>
@@ -29,8 +29,14 @@
 
 #include "hub/clock.h"
 #include "hub/hub.h"
+#include "hub/wait_record.h"
 
 namespace ptsevent::io {
+
+// A tasklet's place among a handle's readers or writers.
+struct IoWait : hub::WaitRecord {
+  IoWait() noexcept : WaitRecord(hub::WaitKind::kDescriptor) {}
+};
 
 struct IoHandle {
   PyObject_HEAD PyObject* weakrefs_;
@@ -72,10 +78,11 @@ struct IoHandle {
   // the next read is tried at once, without checking for data first.
   bool tls_streaming_;
   bool closed_;
-  // The tasklets waiting to read / to write: circular lists linked
-  // through Tasklet::io_wait_prev_/next_ (null when empty), in arrival order.
-  hub::Tasklet* readers_;
-  hub::Tasklet* writers_;
+  // The tasklets waiting to read / to write, in arrival order, and the
+  // records their waits take (one per tasklet that waits at a time).
+  hub::WaitList readers_;
+  hub::WaitList writers_;
+  hub::WaitRecordPool<IoWait> spare_;
 
   PyObject* self() noexcept { return reinterpret_cast<PyObject*>(this); }
   // Waits until the descriptor may be readable (EV_READ) or writable.
@@ -86,7 +93,7 @@ struct IoHandle {
   int release_from_owner();
   static constexpr double kReleaseTimeout = 2.0;
   // Schedules every tasklet of *list and empties it.
-  void wake_all(hub::Tasklet** list) noexcept;
+  void wake_all(hub::WaitList* list) noexcept;
   static void on_event(evutil_socket_t fd, short what, void* arg);
 
   // Whether to try a read now, or wait for readiness first.

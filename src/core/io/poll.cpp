@@ -22,7 +22,7 @@ void on_ready(evutil_socket_t, short, void* arg) {
   // while it waits; never a structure on the waiter's stack, which greenlet
   // moves away while the tasklet is suspended.
   Tasklet* t = static_cast<Tasklet*>(arg);
-  t->hub_->schedule(t);
+  t->hub()->schedule(t);
 }
 
 // Non-blocking poll(2), retried on EINTR. -1 with an error set.
