@@ -1,7 +1,7 @@
 """Waiting structures own their waiters: a descriptor's readers, a channel's
-blocked tasklets and a tasklet's joiners. A waiter that leaves early (timeout,
-kill) leaves no trace, the others are still woken, and nothing is counted as
-waiting afterwards."""
+blocked tasklets, a tasklet's joiners and the HTTP server's drain waiters. A
+waiter that leaves early (timeout, kill) leaves no trace, the others are
+still woken, and nothing is counted as waiting afterwards."""
 
 import ptsevent
 import ptsevent.socket as psocket
@@ -102,3 +102,45 @@ def test_many_blocked_senders_are_served_in_order_with_their_values():
         stackless.run()
         assert all(s.dead for s in senders)
         assert ch.balance == 0 and ch.queue is None
+
+
+def test_server_drain_waiters_that_time_out_or_are_killed_leave_the_others(
+        serve_app):
+    release = ptsevent.Event()
+
+    def app(environ, start_response):
+        release.wait()
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", "2")])
+        return [b"ok"]
+
+    server = serve_app(app)
+    client = psocket.create_connection(("127.0.0.1", server.server_port))
+    outcome = {}
+
+    def drain(name, timeout):
+        try:
+            outcome[name] = server._core.wait_drained(timeout)
+        except ptsevent.TaskletExit:
+            outcome[name] = "killed"
+
+    try:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        ptsevent.sleep(0.05)  # the app is running, waiting on `release`
+        waiters = [ptsevent.spawn(drain, "early", 0.01),
+                   ptsevent.spawn(drain, "killed", None),
+                   ptsevent.spawn(drain, "a", None),
+                   ptsevent.spawn(drain, "b", 5)]
+        ptsevent.sleep(0.05)
+        waiters[1].kill()
+        assert outcome == {"early": False, "killed": "killed"}
+        release.set()
+        for t in waiters:
+            t.join(5)
+        assert outcome == {"early": False, "killed": "killed", "a": True,
+                           "b": True}
+        assert client.recv(1024).endswith(b"ok")
+        # Nothing runs: a new wait returns at once.
+        assert server._core.wait_drained(0) is True
+    finally:
+        client.close()

@@ -39,7 +39,9 @@ int as_int(PyObject* o) {
 void app_done(Server* s) {
   // At 1, a waiter that is itself a request tasklet is the last one left.
   if (--s->active_ > 1 || s->drain_waiters_.empty() || !s->hub_) return;
-  for (Tasklet* t : s->drain_waiters_) s->hub_->schedule(t);
+  Hub* hub = s->hub_;
+  s->drain_waiters_.take_all(
+      [hub](hub::WaitRecord* r) { hub->schedule(r->tasklet); });
 }
 
 namespace {
@@ -269,14 +271,14 @@ int wait_drained(Server* s, double seconds) {
   while (s->active_ > own) {
     double left = deadline.wait_seconds();
     if (!deadline.forever() && left <= 0) break;
-    s->drain_waiters_.push_back(me);
-    rc = me->wait_with_timer(left);
-    auto& w = s->drain_waiters_;
-    for (auto it = w.begin(); it != w.end(); ++it)
-      if (*it == me) {
-        w.erase(it);
-        break;
-      }
+    DrainWait* r = s->drain_spare_.take();
+    if (!r) {
+      PyErr_NoMemory();
+      return -1;
+    }
+    bool woken;
+    rc = me->wait_listed(&s->drain_waiters_, r, left, &woken);
+    s->drain_spare_.give(r);
     if (rc < 0) return -1;
   }
   return s->active_ <= own;

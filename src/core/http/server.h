@@ -18,12 +18,12 @@
 #include <sys/socket.h>
 
 #include <string>
-#include <vector>
 
 #include "http/connection.h"
 #include "http/options.h"
 #include "http/parser.h"
 #include "hub/hub.h"
+#include "hub/wait_record.h"
 #include "py/ref.h"
 
 namespace ptsevent::http {
@@ -32,6 +32,11 @@ struct ServerOwner : hub::Hub::NativeOwner {
   Server* server = nullptr;
   void hub_closing() noexcept override;
   void after_fork_in_child() override;
+};
+
+// A tasklet's wait in wait_drained() (HttpServer.wait_drained, stop()).
+struct DrainWait : hub::WaitRecord {
+  DrainWait() noexcept : WaitRecord(hub::WaitKind::kDrain) {}
 };
 
 struct Server {
@@ -56,9 +61,11 @@ struct Server {
   Connection* head_ = nullptr;
   long connections_ = 0;
   long active_ = 0;  // connections running the app
-  // Tasklets in wait_drained(), woken when active_ drops to 0. They are
-  // suspended (live, held by the hub) and remove themselves when they wake.
-  std::vector<hub::Tasklet*> drain_waiters_;
+  // Tasklets in wait_drained(), woken when active_ drops to 0 (or to 1,
+  // when a waiter is itself a request tasklet); each re-checks and waits
+  // again if apps still run.
+  hub::WaitList drain_waiters_;
+  hub::WaitRecordPool<DrainWait> drain_spare_;
   unsigned long long requests_ = 0;
   unsigned long long accept_errors_ = 0;
   bool accepting_ = false;

@@ -31,7 +31,8 @@ PyObject* server_new(PyTypeObject* type, PyObject*, PyObject*) {
   new (&s->options_) Options();
   new (&s->owner_) ServerOwner();
   new (&s->date_) std::string();
-  new (&s->drain_waiters_) std::vector<Tasklet*>();
+  new (&s->drain_waiters_) hub::WaitList();
+  new (&s->drain_spare_) hub::WaitRecordPool<DrainWait>();
   s->owner_.server = s;
   s->listen_fd_ = -1;
   return s->self();
@@ -161,7 +162,9 @@ void server_destroy(PyObject* self) {
   s->options_.~Options();
   s->owner_.~ServerOwner();
   s->date_.~basic_string();
-  s->drain_waiters_.~vector();
+  PTSEVENT_ASSERT(s->drain_waiters_.empty(),
+                  "a server is freed while tasklets wait for it to drain");
+  s->drain_spare_.destroy();
 }
 
 PyMethodDef server_methods[] = {

@@ -41,6 +41,7 @@ enum class WaitKind : uint8_t {
   kChannel,     // a channel's counterpart (hub/channel.cpp)
   kJoin,        // another tasklet's end (Tasklet::join)
   kHandoff,     // a coordination primitive's hand-off (hub/waiters.h)
+  kDrain,       // the HTTP server's running apps to end (wait_drained)
 };
 
 struct WaitRecord {
