@@ -36,8 +36,8 @@ bool valid_text(std::string_view s) {
 }
 
 // The latin-1 bytes of a str, or an error (TypeError / ValueError).
-int latin1_of(PyObject* o, const char* what, std::string_view* out,
-              py::Ref* keep) {
+// The view borrows o's buffer: o must outlive it.
+int latin1_of(PyObject* o, const char* what, std::string_view* out) {
   if (!PyUnicode_Check(o)) {
     PyErr_Format(PyExc_TypeError, "%s must be str, not %.200s", what,
                  Py_TYPE(o)->tp_name);
@@ -49,7 +49,6 @@ int latin1_of(PyObject* o, const char* what, std::string_view* out,
     return 0;
   }
   PyErr_Format(PyExc_ValueError, "%s is not latin-1 text: %R", what, o);
-  (void)keep;
   return -1;
 }
 
@@ -66,7 +65,6 @@ struct HeaderFacts {
 // TypeError / ValueError.
 int collect_headers(PyObject* headers, bool no_body, std::string* head,
                     HeaderFacts* facts) {
-  py::Ref keep;
   Py_ssize_t n = PyList_GET_SIZE(headers);
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* item = PyList_GET_ITEM(headers, i);
@@ -76,8 +74,8 @@ int collect_headers(PyObject* headers, bool no_body, std::string* head,
       return -1;
     }
     std::string_view name, value;
-    if (latin1_of(PyTuple_GET_ITEM(item, 0), "header name", &name, &keep) < 0 ||
-        latin1_of(PyTuple_GET_ITEM(item, 1), "header value", &value, &keep) < 0)
+    if (latin1_of(PyTuple_GET_ITEM(item, 0), "header name", &name) < 0 ||
+        latin1_of(PyTuple_GET_ITEM(item, 1), "header value", &value) < 0)
       return -1;
     if (!valid_token(name)) {
       PyErr_Format(PyExc_ValueError, "invalid header name: %R",
@@ -128,8 +126,7 @@ int collect_headers(PyObject* headers, bool no_body, std::string* head,
 
 // The status line's code (100-599), or -1 with TypeError / ValueError.
 int parse_status(PyObject* status, std::string_view* st) {
-  py::Ref keep;
-  if (latin1_of(status, "status", st, &keep) < 0) return -1;
+  if (latin1_of(status, "status", st) < 0) return -1;
   std::string_view v = *st;
   if (v.size() < 4 || v[3] != ' ' || !(v[0] >= '1' && v[0] <= '5') ||
       !(v[1] >= '0' && v[1] <= '9') || !(v[2] >= '0' && v[2] <= '9') ||
