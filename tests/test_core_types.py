@@ -3,7 +3,6 @@ reference to its (heap) type and gives it back when freed, objects that
 hold Python objects take part in garbage collection, and every callable
 has a signature inspect can read."""
 
-import ast
 import gc
 import http.client
 import inspect
@@ -243,64 +242,3 @@ def test_signatures_match_how_the_functions_are_called():
 def test_the_reexported_core_functions_have_signatures(name):
     assert getattr(ptsevent, name) is getattr(_core, name)
     inspect.signature(getattr(ptsevent, name))
-
-
-def _stub():
-    path = os.path.join(os.path.dirname(ptsevent.__file__), "_core.pyi")
-    with open(path) as f:
-        return ast.parse(f.read())
-
-
-def _stub_params(fn):
-    a = fn.args
-    names = [p.arg for p in a.posonlyargs + a.args]
-    if a.vararg:
-        names.append("*" + a.vararg.arg)
-    names += [p.arg for p in a.kwonlyargs]
-    if a.kwarg:
-        names.append("**" + a.kwarg.arg)
-    return names
-
-
-def _real_params(obj):
-    names = []
-    for p in inspect.signature(obj).parameters.values():
-        prefix = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
-        names.append(prefix + p.name)
-    return names
-
-
-def test_the_stub_declares_every_public_name_with_its_parameters():
-    tree = _stub()
-    declared = {}
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            declared[node.name] = node
-        elif isinstance(node, ast.AnnAssign):
-            declared[node.target.id] = node
-    public = {n for n in vars(_core) if not n.startswith("_")}
-    assert public <= set(declared), public - set(declared)
-    for name, node in declared.items():
-        assert hasattr(_core, name), name
-        obj = getattr(_core, name)
-        if isinstance(node, ast.FunctionDef):
-            assert _stub_params(node) == _real_params(obj), name
-        elif isinstance(node, ast.ClassDef):
-            for item in node.body:
-                if not isinstance(item, ast.FunctionDef) or any(
-                        isinstance(d, ast.Name) and d.id == "property"
-                        for d in item.decorator_list):
-                    continue
-                if item.name in ("__getattr__", "__iter__", "__next__",
-                                 "__len__"):
-                    continue  # slots, or stub-only conveniences
-                qual = f"{name}.{item.name}"
-                if item.name == "__init__":
-                    real = _real_params(obj)
-                else:
-                    assert hasattr(obj, item.name), qual
-                    real = _real_params(getattr(obj, item.name))
-                stub = _stub_params(item)
-                if item.name == "__init__":
-                    stub = stub[1:]
-                assert stub == real, qual
