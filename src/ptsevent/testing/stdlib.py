@@ -123,7 +123,7 @@ SKIPS = (
          "ctypes.pythonapi.PyThreadState_SetAsyncExc(thread id): a tasklet "
          "thread's ident names no interpreter thread state"),
 
-    # -- ptsevent's classes are Python classes, not the C types ---------------
+    # -- ptsevent's classes are its own public classes, not the standard ones -
     Skip("test_threading.ThreadTests.test_disallow_instantiation",
          "expects type(_thread.allocate_lock()) to refuse instantiation, "
          "as the C lock type does; ptsevent.Lock is a public class"),
