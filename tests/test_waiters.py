@@ -27,9 +27,9 @@ def _acquire_sem(sem, timeout):
 # (factory, take it, give it back) for the primitives a tasklet acquires.
 ACQUIRABLE = [
     pytest.param((ptsevent.Lock, _acquire_lock,
-                  lambda l: l.release()), id="Lock"),
+                  lambda lock: lock.release()), id="Lock"),
     pytest.param((ptsevent.RLock, _acquire_lock,
-                  lambda l: l.release()), id="RLock"),
+                  lambda lock: lock.release()), id="RLock"),
     pytest.param((lambda: ptsevent.Semaphore(1), _acquire_sem,
                   lambda s: s.release()), id="Semaphore"),
     pytest.param((lambda: ptsevent.BoundedSemaphore(1), _acquire_sem,
