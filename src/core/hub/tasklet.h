@@ -105,7 +105,7 @@ struct Tasklet : TaskletHead {
   int link(PyObject* cb);
   int unlink(PyObject* cb);
 
-  // The Python type's GC and teardown (tasklet_api.cpp).
+  // The Python type's GC and teardown (tasklet_type.cpp).
   int traverse(visitproc visit, void* arg);
   void clear() noexcept;
   void destroy() noexcept;
