@@ -191,7 +191,8 @@ Tasklet* adopt_greenlet(Hub* hub, PyObject* greenlet, bool is_main);
 // an error set.
 Tasklet* start_native_job(Hub* hub, NativeJob fn, void* arg, PyObject* context);
 
-// Module-level functions (METH_FASTCALL), exposed through the binding.
+// Module-level functions that make a tasklet (spawn, spawn_later),
+// exposed through the binding.
 extern PyMethodDef tasklet_functions[];
 
 }  // namespace ptsevent::hub
