@@ -70,8 +70,9 @@ int make_exceptions() {
 int exec_core(PyObject* m) {
   if (!py::greenlet::import_api()) return -1;
   py::datastack::install();
-  for (PyMethodDef* functions : {hub::tasklet_functions, io::poll_functions,
-                                 hub::post_functions, hub::timeout_functions})
+  for (PyMethodDef* functions :
+       {hub::tasklet_functions, hub::hub_functions, io::poll_functions,
+        hub::post_functions, hub::timeout_functions})
     if (PyModule_AddFunctions(m, functions) < 0) return -1;
 
   if (add_type(m, "Tasklet", hub::make_tasklet_type()) < 0 ||

@@ -44,6 +44,9 @@ extern PyObject* BlockingSwitchOutError;
 
 // Module functions: call_threadsafe (Hub::post_call for Python code).
 extern PyMethodDef post_functions[];
+// Module functions about the running tasklet and the hub as a whole
+// (getcurrent, sleep, hub_stats ...): hub_type.cpp.
+extern PyMethodDef hub_functions[];
 
 struct EventBaseFree {
   void operator()(event_base* b) const noexcept { event_base_free(b); }

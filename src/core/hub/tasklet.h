@@ -105,7 +105,7 @@ struct Tasklet : TaskletHead {
   int link(PyObject* cb);
   int unlink(PyObject* cb);
 
-  // The Python type's GC and teardown (tasklet_api.cpp).
+  // The Python type's GC and teardown (tasklet_type.cpp).
   int traverse(visitproc visit, void* arg);
   void clear() noexcept;
   void destroy() noexcept;
@@ -191,7 +191,8 @@ Tasklet* adopt_greenlet(Hub* hub, PyObject* greenlet, bool is_main);
 // an error set.
 Tasklet* start_native_job(Hub* hub, NativeJob fn, void* arg, PyObject* context);
 
-// Module-level functions (METH_FASTCALL), exposed through the binding.
+// Module-level functions that make a tasklet (spawn, spawn_later),
+// exposed through the binding.
 extern PyMethodDef tasklet_functions[];
 
 }  // namespace ptsevent::hub

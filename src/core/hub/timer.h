@@ -12,6 +12,10 @@
 // hub's post queue and eventfd. A "remote" waiter counts as something that
 // can wake a waiting tasklet (a pending run_in_thread job) until its result
 // has been delivered.
+//
+// The engines (this header, timer.cpp) arm, fire and cancel a Timer and
+// move a Waiter's result; their Python face (construction, argument checks,
+// GC support, method tables, the types) is timer_type.cpp.
 #pragma once
 
 #include <Python.h>
@@ -66,5 +70,22 @@ extern PyTypeObject* TimerType;
 extern PyTypeObject* WaiterType;
 PyTypeObject* make_timer_type();
 PyTypeObject* make_waiter_type();
+
+// Arms t for the running tasklet: after `seconds` (>= 0) it raises exc
+// there. None, or null with an error.
+PyObject* timer_start(Timer* t, double seconds, PyObject* exc);
+// Disarms t; from another thread, hands the cancel to t's hub. None, or
+// null with an error.
+PyObject* timer_cancel(Timer* t);
+// cancel(), posted from another thread, if t is still in its n-th run.
+PyObject* timer_cancel_run(Timer* t, unsigned long long n);
+
+// Sets w's result: a value, or (exc not null) an exception to raise. From
+// another thread through w's hub. 0, or -1 with an error.
+int waiter_set(Waiter* w, PyObject* value, PyObject* exc);
+// Waits up to `timeout` seconds (< 0: no limit) for w's result, in the
+// thread that made w. New reference, or null with an error (the result's
+// exception, TimeoutError).
+PyObject* waiter_get(Waiter* w, double timeout);
 
 }  // namespace ptsevent::hub

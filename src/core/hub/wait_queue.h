@@ -12,6 +12,9 @@
 // A queue belongs to the hub of the thread whose tasklets wait on it, and
 // moves to another thread's hub when nobody waits. notify() from another
 // OS thread is forwarded to that hub (Hub::post_call) and returns 0.
+//
+// The engine (this header, wait_queue.cpp) works on the object; its Python
+// face is wait_queue_type.cpp.
 #pragma once
 
 #include <Python.h>
@@ -30,5 +33,12 @@ struct WaitQueue {
 
 extern PyTypeObject* WaitQueueType;
 PyTypeObject* make_wait_queue_type();
+
+// Suspends the running tasklet until notified (True) or `timeout` seconds
+// pass (False; < 0: no limit). Null with an error.
+PyObject* wait_queue_wait(WaitQueue* q, double timeout);
+// Wakes up to n waiters, oldest first: their count (0 when forwarded to
+// the owner hub from another thread). Null with an error.
+PyObject* wait_queue_notify(WaitQueue* q, Py_ssize_t n);
 
 }  // namespace ptsevent::hub

@@ -21,6 +21,11 @@
 // and wakes the waiters, which raise OSError(EBADF). A waiting tasklet is
 // live (held by its hub) and holds the handle, so the records in the waiter
 // lists stay valid; a waiter is always off its list before it returns.
+//
+// The engine (this header, io_handle.cpp) registers, waits and loops on
+// C++ arguments; its Python face (construction and teardown, the parsing
+// of the socket module's arguments and timeouts, attributes, the type) is
+// io_handle_type.cpp.
 #pragma once
 
 #include <Python.h>
@@ -153,5 +158,44 @@ inline bool is_io_handle(PyObject* o) {
   return PyObject_TypeCheck(o, IoHandleType);
 }
 PyTypeObject* make_io_handle_type();
+
+// The methods' engines, once the face has parsed their arguments: seconds
+// is the call's timeout (< 0 none, 0 never wait). Each returns a new
+// reference, or null with the Python error set.
+
+// close(): unregisters (through the owner hub from another thread) and
+// wakes the waiters, which raise OSError(EBADF). None.
+PyObject* io_handle_close(IoHandle* h);
+// close()'s and _release_in_owner()'s work, in the owner hub's thread
+// (nothing elsewhere).
+void io_handle_close_in_owner(IoHandle* h);
+void io_handle_release_in_owner(IoHandle* h);
+// wait_read()/wait_write(): None once ready, TimeoutError after seconds.
+PyObject* io_handle_wait(IoHandle* h, short what, double seconds);
+// recv(size, flags) -> bytes; recv_into(buf, nbytes, flags) -> int (nbytes
+// 0: nothing asked for); send(data, flags) -> int, or with `all` sendall()
+// -> None (seconds bound the whole call).
+PyObject* io_handle_recv(IoHandle* h, Py_ssize_t size, int flags,
+                         double seconds);
+PyObject* io_handle_recv_into(IoHandle* h, void* buf, Py_ssize_t nbytes,
+                              int flags, double seconds);
+PyObject* io_handle_send(IoHandle* h, const char* data, Py_ssize_t len,
+                         int flags, double seconds, bool all);
+// retry_read()/retry_write(): call[0](*call[1:n]) until it does not raise
+// BlockingIOError, waiting for `what` in between.
+PyObject* io_handle_retry(IoHandle* h, short what, PyObject* const* call,
+                          size_t n, double seconds);
+// finish_connect(err) with the handle's own timeout -> error number.
+PyObject* io_handle_finish_connect(IoHandle* h, int err);
+// recvfrom(size, flags) -> (bytes, address), recvfrom_into(buf, nbytes,
+// flags) -> (nbytes, address), sendto(data, flags, addr) -> int; each
+// NotImplemented for what the socket module must do itself (see
+// io_handle.cpp).
+PyObject* io_handle_recvfrom(IoHandle* h, Py_ssize_t size, int flags,
+                             double seconds);
+PyObject* io_handle_recvfrom_into(IoHandle* h, void* buf, Py_ssize_t nbytes,
+                                  int flags, double seconds);
+PyObject* io_handle_sendto(IoHandle* h, const void* data, Py_ssize_t len,
+                           int flags, PyObject* addr, double seconds);
 
 }  // namespace ptsevent::io
