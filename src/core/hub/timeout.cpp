@@ -93,7 +93,9 @@ int to_double(PyObject* obj, const Rules& r, double* out) {
         r.short_name ? _PyType_Name(Py_TYPE(obj)) : Py_TYPE(obj)->tp_name);
     return -1;
   }
-  *out = PyFloat_AsDouble(obj);
+  // An int converts without the float object its __float__ would make
+  // (sleep(0) is a hot call), with the same OverflowError.
+  *out = PyLong_Check(obj) ? PyLong_AsDouble(obj) : PyFloat_AsDouble(obj);
   if (*out == -1.0 && PyErr_Occurred()) {
     // An int too large for a double: for the modes without a bound, a
     // huge timeout (never reached), as a comparison with it would say.
