@@ -26,6 +26,7 @@
 // without the GIL.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <new>
 
@@ -117,8 +118,8 @@ class WaitList {
 
 // The spare records of one owner: a wait takes one and gives it back when
 // it ends. The owner calls destroy() when it is freed (nobody waits on it
-// then).
-template <class R>
+// then). At most kMaxSpare are kept: beyond, a record given back is freed.
+template <class R, size_t kMaxSpare = SIZE_MAX>
 class WaitRecordPool {
  public:
   // Null when memory is exhausted (the caller raises MemoryError).
@@ -126,6 +127,7 @@ class WaitRecordPool {
     if (R* r = spare_) {
       spare_ = static_cast<R*>(r->next);
       r->next = nullptr;
+      --count_;
       return r;
     }
     return new (std::nothrow) R();
@@ -133,18 +135,25 @@ class WaitRecordPool {
   void give(R* r) noexcept {
     PTSEVENT_ASSERT(!r->linked, "a wait record is recycled while listed");
     r->tasklet = nullptr;
+    if (count_ >= kMaxSpare) {
+      delete r;
+      return;
+    }
     r->next = spare_;
     spare_ = r;
+    ++count_;
   }
   void destroy() noexcept {
     while (R* r = spare_) {
       spare_ = static_cast<R*>(r->next);
       delete r;
     }
+    count_ = 0;
   }
 
  private:
   R* spare_ = nullptr;
+  size_t count_ = 0;
 };
 
 }  // namespace ptsevent::hub

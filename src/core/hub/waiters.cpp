@@ -2,20 +2,16 @@
 // the introspection snapshot, the threading-style wait timeout.
 #include "hub/waiters.h"
 
-#include <new>
-
 #include "hub/timeout.h"
 
 namespace ptsevent::hub {
 
 namespace {
 
-// Spare records, linked through `next`. The GIL guards them: every wait
-// and every hand-off runs with it held.
-HandoffWait* g_spare = nullptr;
-size_t g_spare_count = 0;
-// Enough for the waiters of a busy process; beyond, records are freed.
-constexpr size_t kMaxSpare = 1024;
+// Spare records for every primitive's waits. The GIL guards them: every
+// wait and every hand-off runs with it held. Enough for the waiters of a
+// busy process; beyond, records are freed.
+WaitRecordPool<HandoffWait, 1024> g_spare;
 
 PyTypeObject* g_snapshot_type = nullptr;
 
@@ -30,29 +26,12 @@ PyStructSequence_Desc snapshot_desc = {
 }  // namespace
 
 HandoffWait* take_handoff_wait() {
-  if (HandoffWait* r = g_spare) {
-    g_spare = static_cast<HandoffWait*>(r->next);
-    r->next = nullptr;
-    --g_spare_count;
-    return r;
-  }
-  auto* r = new (std::nothrow) HandoffWait();
+  HandoffWait* r = g_spare.take();
   if (!r) PyErr_NoMemory();
   return r;
 }
 
-void give_handoff_wait(HandoffWait* r) noexcept {
-  PTSEVENT_ASSERT(!r->linked, "a wait record is recycled while listed");
-  r->tasklet = nullptr;
-  r->owner = nullptr;
-  if (g_spare_count >= kMaxSpare) {
-    delete r;
-    return;
-  }
-  r->next = g_spare;
-  g_spare = r;
-  ++g_spare_count;
-}
+void give_handoff_wait(HandoffWait* r) noexcept { g_spare.give(r); }
 
 PyObject* Waiters::tasklets() const {
   PyObject* t = PyTuple_New(count);

@@ -43,11 +43,10 @@ namespace ptsevent::hub {
 
 struct Waiters;
 
-// One tasklet's wait on a primitive: which primitive (the wait holds a
-// reference to it) and whether hand() chose this waiter.
+// One tasklet's wait on a primitive: its queue, and whether hand() chose
+// this waiter.
 struct HandoffWait : WaitRecord {
   HandoffWait() noexcept : WaitRecord(WaitKind::kHandoff) {}
-  PyObject* owner = nullptr;
   Waiters* waiters = nullptr;  // null once a fork reset the queue
   bool handed = false;         // hand() chose this waiter
 };
@@ -115,7 +114,6 @@ struct Waiters {
     *was_handed = false;
     HandoffWait* r = take_handoff_wait();
     if (!r) return -1;
-    r->owner = owner;
     r->waiters = this;
     r->handed = false;
     ++count;
