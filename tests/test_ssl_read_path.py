@@ -7,8 +7,10 @@ Real TLS over a connected pair of ptsevent sockets, certificates from
 trustme (the conftest's contexts).
 """
 
+import fcntl
 import socket as stdsocket
 import struct
+import termios
 import time
 
 import pytest
@@ -174,3 +176,99 @@ def test_two_readers_share_what_arrives(pair):
     ptsevent.sleep(0.05)
     client.sendall(b"secnd")
     assert sorted(r.get() for r in readers) == [b"first", b"secnd"]
+
+
+# -- read-ahead: while the peer sends whole records, one read() takes more
+# than one record; pending() and select() users must still see them.
+
+
+def _arrived(server, n):
+    """Wait until n bytes are in server's descriptor, not read yet."""
+    deadline = time.monotonic() + 5
+    while True:
+        queued = struct.unpack("i", fcntl.ioctl(
+            server.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+        if queued >= n:
+            return
+        assert time.monotonic() < deadline
+        ptsevent.sleep(0.01)
+
+
+def test_after_a_whole_record_the_next_read_takes_more_than_its_record(pair):
+    server, client = pair
+    server.settimeout(5)
+    message = bytes(range(256)) * (3 * RECORD // 256)
+    client.sendall(message)
+    _arrived(server, 3 * RECORD)
+    assert server.recv(RECORD) == message[:RECORD]
+    assert not server._io.tls_read_ahead(server._sslobj)  # header, then body
+    assert server.recv(RECORD) == message[RECORD:2 * RECORD]
+    # The second read took the start of the third record with its own.
+    assert server._io.tls_read_ahead(server._sslobj)
+    assert server.pending() >= 1
+    assert server.recv(RECORD) == message[2 * RECORD:]
+
+
+def test_a_record_read_ahead_is_seen_by_pending_before_select(pair):
+    import select
+
+    server, client = pair
+    server.settimeout(5)
+    # Two whole records and a short one, sent at once: reading the second
+    # takes the short one with it, and the descriptor is then empty.
+    client.sendall(b"a" * RECORD + b"b" * RECORD + b"end")
+    _arrived(server, 2 * RECORD + 3)
+    got = []
+    for _ in range(3):
+        # The standard library's rule for TLS sockets: data pending()
+        # counts is read before select() is asked.
+        if not server.pending():
+            assert select.select([server], [], [], 2)[0] == [server]
+        got.append(server.recv(RECORD))
+    assert got == [b"a" * RECORD, b"b" * RECORD, b"end"]
+    assert server.pending() == 0
+
+
+def test_unwrap_after_whole_records_leaves_the_clear_text_to_the_socket(pair):
+    server, client = pair
+    server.settimeout(5)
+    client.settimeout(5)
+    client.sendall(b"x" * (4 * RECORD))
+    got = bytearray()
+    while len(got) < 4 * RECORD:
+        got += server.recv(RECORD)
+    assert got == b"x" * (4 * RECORD)
+    closing = ptsevent.spawn(client.unwrap)
+    plain_server = server.unwrap()
+    plain_client = closing.get()
+    plain_client.sendall(b"in the clear")
+    assert plain_server.recv(100) == b"in the clear"
+    plain_client.close()
+    plain_server.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_messages_of_any_size_read_in_pieces_of_any_size(pair, seed):
+    import random
+
+    server, client = pair
+    server.settimeout(5)
+    rng = random.Random(seed)
+    sizes = [rng.choice([1, 100, RECORD - 1, RECORD, RECORD + 1, 3 * RECORD,
+                         rng.randrange(1, 5 * RECORD)]) for _ in range(60)]
+    message = rng.randbytes(sum(sizes))
+
+    def send():
+        at = 0
+        for size in sizes:
+            client.sendall(message[at:at + size])
+            at += size
+            if rng.random() < 0.2:
+                ptsevent.sleep(0.001)
+
+    sender = ptsevent.spawn(send)
+    got = bytearray()
+    while len(got) < len(message):
+        got += server.recv(rng.choice([1, 500, RECORD, 65536]))
+    sender.get()
+    assert bytes(got) == message

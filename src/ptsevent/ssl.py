@@ -274,6 +274,18 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
                                          data) is NotImplemented:
             self.write(data)  # non-blocking, or another writer
 
+    def pending(self):
+        """The decrypted bytes a read returns without waiting; 1 when only
+        records read ahead wait in OpenSSL, not decrypted yet (during bulk
+        transfers reads take several records at once, and the descriptor
+        no longer shows them: a caller that checks pending() before
+        select() still reads them first)."""
+        n = super().pending()
+        sslobj = self._sslobj
+        if not n and sslobj is not None and self._io.tls_read_ahead(sslobj):
+            return 1
+        return n
+
     def unwrap(self):
         """Shut TLS down and return the socket, usable in the clear.
 

@@ -82,6 +82,9 @@ struct IoHandle {
   // a whole TLS record without waiting, so the peer is likely streaming:
   // the next read is tried at once, without checking for data first.
   bool tls_streaming_;
+  // tls_read(): the last read returned a whole record (16 KiB), so the
+  // next one reads ahead (see tls_calls.cpp).
+  bool tls_whole_records_;
   bool closed_;
   // The tasklets waiting to read / to write, in arrival order, and the
   // records their waits take (one per tasklet that waits at a time).

@@ -373,6 +373,10 @@ static PyMethodDef IoHandle_methods[] = {
     {"tls_write", py::method(IoHandle_tls_write), METH_FASTCALL,
      "tls_write($self, sslobj, lock, data, /)\n--\n\n"
      "sslobj.write(data) as tls_read() reads."},
+    {"tls_read_ahead", py::method(IoHandle_tls_read_ahead), METH_O,
+     "tls_read_ahead($self, sslobj, /)\n--\n\n"
+     "Whether OpenSSL holds records tls_read() read ahead and did not "
+     "decrypt yet (bytes sslobj.pending() does not count)."},
     {"wait_write", py::method(IoHandle_wait_write), METH_FASTCALL,
      "wait_write($self, timeout=None, /)\n--\n\n"
      "wait_write(timeout=None): wait until writable; TimeoutError."},

@@ -3,6 +3,7 @@
 #include <poll.h>
 
 #include "hub/lock.h"
+#include "io/tls_ssl.h"
 
 namespace ptsevent::io {
 
@@ -107,16 +108,23 @@ int wait_within(IoHandle* h, short what, const Deadline& d,
   return rc == 0 ? 0 : -1;
 }
 
-// Before a read with nothing decrypted left over in sslobj: when the
+// Before a read with nothing received left over in sslobj: when the
 // descriptor has nothing either, wait for it first (a poll() costs less than
-// an SSL_read failing with EAGAIN and reported as SSLWantReadError).
+// an SSL_read failing with EAGAIN and reported as SSLWantReadError). ssl,
+// when known, also tells of records read ahead and not yet decrypted.
 // 0: no wait needed, 1: waited, -1: error.
-int wait_before_read(IoHandle* h, PyObject* sslobj, const Deadline& d) {
-  PyObject* pending =
-      PyObject_VectorcallMethod(names.pending, &sslobj, 1, nullptr);
-  if (!pending) return -1;
-  int left_over = PyObject_IsTrue(pending);
-  Py_DECREF(pending);
+int wait_before_read(IoHandle* h, PyObject* sslobj, tls::Ssl* ssl,
+                     const Deadline& d) {
+  int left_over;
+  if (ssl) {
+    left_over = tls::has_pending(ssl);
+  } else {
+    PyObject* pending =
+        PyObject_VectorcallMethod(names.pending, &sslobj, 1, nullptr);
+    if (!pending) return -1;
+    left_over = PyObject_IsTrue(pending);
+    Py_DECREF(pending);
+  }
   if (left_over != 0 || h->closed_) return left_over < 0 ? -1 : 0;
   struct pollfd p = {h->fd_, POLLIN, 0};
   // Readable, or poll failed: the read itself tells.
@@ -139,8 +147,15 @@ PyObject* call_loop(IoHandle* h, PyObject* method, PyObject* const* args,
   const char* timed_out = reading ? kReadTimedOut : kWriteTimedOut;
   PyObject* result = nullptr;
   bool waited = false;
+  // While the peer sends whole records (a bulk transfer), read ahead: one
+  // read() takes several records, where OpenSSL otherwise reads each
+  // record's header and body apart. Only inside this call: the handshake,
+  // unwrap() and the standard library's own reads never read ahead.
+  tls::Ssl* ssl = reading ? tls::ssl_of(args[0], h->fd_) : nullptr;
+  bool ahead = ssl && h->tls_whole_records_;
+  if (ahead) tls::set_read_ahead(ssl, true);
   if (reading && !h->tls_streaming_) {
-    int rc = wait_before_read(h, args[0], d);
+    int rc = wait_before_read(h, args[0], ssl, d);
     if (rc < 0) goto done;
     waited = rc > 0;
   }
@@ -158,8 +173,10 @@ PyObject* call_loop(IoHandle* h, PyObject* method, PyObject* const* args,
     if (n < 0) PyErr_Clear();  // not a count: nothing to learn from it
     h->tls_streaming_ =
         !waited && (n >= kFullRecord || (n > 0 && n == want_len));
+    h->tls_whole_records_ = n >= kFullRecord;
   }
 done:
+  if (ahead) tls::set_read_ahead(ssl, false);
   if (release(lock) < 0) Py_CLEAR(result);
   return result;
 }
@@ -193,6 +210,11 @@ PyObject* IoHandle_tls_write(IoHandle* h, PyObject* const* args,
   PyObject* call[] = {args[0], args[2]};  // sslobj.write(data)
   if (init_names() < 0) return nullptr;
   return call_loop(h, names.write, call, 2, args[1], -1);
+}
+
+PyObject* IoHandle_tls_read_ahead(IoHandle* h, PyObject* sslobj) {
+  tls::Ssl* ssl = tls::ssl_of(sslobj, h->fd_);
+  return PyBool_FromLong(ssl && tls::has_pending(ssl));
 }
 
 }  // namespace ptsevent::io

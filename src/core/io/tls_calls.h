@@ -2,8 +2,9 @@
 // _ssl object (which reads and writes the descriptor itself, never waiting:
 // the descriptor is non-blocking) is called through its Python methods, and
 // the loop waits on the IoHandle when it raises SSLWantReadError or
-// SSLWantWriteError. No OpenSSL here: only the calls ssl.py would make, with
-// no Python frame and no exception raised in the common case.
+// SSLWantWriteError: the calls ssl.py would make, with no Python frame and
+// no exception raised in the common case. OpenSSL is called directly only
+// to read ahead (tls_ssl.h).
 #pragma once
 
 #include <Python.h>
@@ -20,5 +21,9 @@ PyObject* IoHandle_tls_read(IoHandle* h, PyObject* const* args,
                             Py_ssize_t nargs);
 PyObject* IoHandle_tls_write(IoHandle* h, PyObject* const* args,
                              Py_ssize_t nargs);
+// IoHandle.tls_read_ahead(sslobj) -> bool: OpenSSL holds received bytes
+// it has not decrypted (read ahead by tls_read()), which neither
+// sslobj.pending() nor the descriptor shows.
+PyObject* IoHandle_tls_read_ahead(IoHandle* h, PyObject* sslobj);
 
 }  // namespace ptsevent::io
