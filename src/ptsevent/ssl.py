@@ -36,6 +36,7 @@ from ssl import (
     SSLWantWriteError,
 )
 
+from ptsevent import _core
 from ptsevent import socket as _psocket
 from ptsevent._deadline import deadline as _deadline
 from ptsevent._deadline import remaining as _remaining
@@ -227,7 +228,9 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
                 return b"" if buffer is None else 0
             raise
 
-    def recv(self, buflen=1024, flags=0):
+    # recv() and sendall() are C (installed below the class): these are
+    # what they call for every case but a blocking socket's plain bytes.
+    def _recv_slow(self, buflen=1024, flags=0):
         sslobj = self._sslobj
         if sslobj is None or flags:
             return super().recv(buflen, flags)
@@ -258,8 +261,7 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
             return super().send(data, flags)
         return self.write(data)
 
-    def sendall(self, data, flags=0):
-        """Send all of data; no other tasklet's data is interleaved."""
+    def _sendall_slow(self, data, flags=0):
         sslobj = self._sslobj
         if sslobj is None or flags:
             return super().sendall(data, flags)
@@ -318,6 +320,9 @@ class SSLSocket(_ssl.SSLSocket, _psocket.socket):
             do_handshake_on_connect=self.do_handshake_on_connect,
             suppress_ragged_eofs=self.suppress_ragged_eofs)
         return newsock, addr
+
+
+SSLSocket.recv, SSLSocket.sendall = _core.tls_socket_methods(SSLSocket)
 
 
 class SSLContext(_ssl.SSLContext):

@@ -27,6 +27,7 @@
 #include "io/buffered_io.h"
 #include "io/io_handle.h"
 #include "io/poll.h"
+#include "io/tls_calls.h"
 #include "py/datastack.h"
 #include "py/greenlet_api.h"
 #include "py/ref.h"
@@ -72,7 +73,7 @@ int exec_core(PyObject* m) {
   py::datastack::install();
   for (PyMethodDef* functions :
        {hub::tasklet_functions, hub::hub_functions, io::poll_functions,
-        hub::post_functions, hub::timeout_functions})
+        hub::post_functions, hub::timeout_functions, io::tls_functions})
     if (PyModule_AddFunctions(m, functions) < 0) return -1;
 
   if (add_type(m, "Tasklet", hub::make_tasklet_type()) < 0 ||

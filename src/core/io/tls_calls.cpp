@@ -4,6 +4,7 @@
 
 #include "hub/lock.h"
 #include "io/tls_ssl.h"
+#include "py/method.h"
 
 namespace ptsevent::io {
 
@@ -23,33 +24,64 @@ struct Names {
   PyObject* pending;
   PyObject* acquire;
   PyObject* release;
+  // The SSLSocket's attributes and slow paths (ssl.py).
+  PyObject* sslobj;
+  PyObject* io;
+  PyObject* rlock;
+  PyObject* wlock;
+  PyObject* suppress_ragged_eofs;
+  PyObject* recv_slow;
+  PyObject* sendall_slow;
+  PyObject* len_1024;  // recv()'s default length
   PyObject* want_read;
   PyObject* want_write;
+  PyObject* ssl_error;
+  long ssl_error_eof;
 };
 Names names;
 
 int init_names() {
   if (names.want_write) return 0;
-  const char* strings[] = {"read", "write", "pending", "acquire", "release"};
-  PyObject** slots[] = {&names.read, &names.write, &names.pending,
-                        &names.acquire, &names.release};
-  for (int i = 0; i < 5; ++i) {
+  const char* strings[] = {"read",       "write",
+                           "pending",    "acquire",
+                           "release",    "_sslobj",
+                           "_io",        "_rlock",
+                           "_wlock",     "suppress_ragged_eofs",
+                           "_recv_slow", "_sendall_slow"};
+  PyObject** slots[] = {&names.read,      &names.write,
+                        &names.pending,   &names.acquire,
+                        &names.release,   &names.sslobj,
+                        &names.io,        &names.rlock,
+                        &names.wlock,     &names.suppress_ragged_eofs,
+                        &names.recv_slow, &names.sendall_slow};
+  for (int i = 0; i < 12; ++i) {
     if (*slots[i]) continue;
     *slots[i] = PyUnicode_InternFromString(strings[i]);
     if (!*slots[i]) return -1;
   }
+  if (!names.len_1024 && !(names.len_1024 = PyLong_FromLong(1024))) return -1;
   PyObject* ssl = PyImport_ImportModule("ssl");
   if (!ssl) return -1;
   PyObject* want_read = PyObject_GetAttrString(ssl, "SSLWantReadError");
   PyObject* want_write =
       want_read ? PyObject_GetAttrString(ssl, "SSLWantWriteError") : nullptr;
+  PyObject* ssl_error =
+      want_write ? PyObject_GetAttrString(ssl, "SSLError") : nullptr;
+  PyObject* eof =
+      ssl_error ? PyObject_GetAttrString(ssl, "SSL_ERROR_EOF") : nullptr;
   Py_DECREF(ssl);
-  if (!want_write) {
+  long eof_code = eof ? PyLong_AsLong(eof) : -1;
+  Py_XDECREF(eof);
+  if (eof_code == -1 && PyErr_Occurred()) {
     Py_XDECREF(want_read);
+    Py_XDECREF(want_write);
+    Py_XDECREF(ssl_error);
     return -1;
   }
   names.want_read = want_read;
-  names.want_write = want_write;
+  names.ssl_error = ssl_error;
+  names.ssl_error_eof = eof_code;
+  names.want_write = want_write;  // last: the "done" mark
   return 0;
 }
 
@@ -216,5 +248,201 @@ PyObject* IoHandle_tls_read_ahead(IoHandle* h, PyObject* sslobj) {
   tls::Ssl* ssl = tls::ssl_of(sslobj, h->fd_);
   return PyBool_FromLong(ssl && tls::has_pending(ssl));
 }
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// SSLSocket.recv(buflen=1024, flags=0) and SSLSocket.sendall(data, flags=0)
+// in C: the common case of a bulk transfer (a blocking socket, no flags,
+// bytes to send) calls tls_read()/tls_write() without a Python frame; any
+// other case goes to ssl.py's _recv_slow/_sendall_slow, which are what the
+// methods were in Python.
+
+// self.<method>(*args, **kwnames), for every case the fast path leaves.
+PyObject* slow(PyObject* method, PyObject* self, PyObject* const* args,
+               Py_ssize_t nargs, PyObject* kwnames) {
+  constexpr Py_ssize_t kStack = 8;
+  Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+  if (total >= kStack) {
+    PyObject* bound = PyObject_GetAttr(self, method);
+    if (!bound) return nullptr;
+    PyObject* r = PyObject_Vectorcall(bound, args, nargs, kwnames);
+    Py_DECREF(bound);
+    return r;
+  }
+  PyObject* stack[kStack];
+  stack[0] = self;
+  for (Py_ssize_t i = 0; i < total; ++i) stack[i + 1] = args[i];
+  return PyObject_VectorcallMethod(method, stack, nargs + 1, kwnames);
+}
+
+// flags given and not exactly 0 (or not an int): the slow path decides.
+bool plain_flags(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t at) {
+  if (nargs <= at) return true;
+  PyObject* f = args[at];
+  if (!PyLong_CheckExact(f)) return false;
+  int overflow = 0;
+  return PyLong_AsLongAndOverflow(f, &overflow) == 0 && !overflow;
+}
+
+// The socket's (sslobj, io) when the fast path applies, else false (no
+// error) or -1 (error set).
+int fast_parts(PyObject* self, PyObject** sslobj, IoHandle** io) {
+  *sslobj = PyObject_GetAttr(self, names.sslobj);
+  if (!*sslobj) return -1;
+  if (*sslobj == Py_None) {
+    Py_CLEAR(*sslobj);
+    return 0;
+  }
+  PyObject* h = PyObject_GetAttr(self, names.io);
+  if (!h) {
+    Py_CLEAR(*sslobj);
+    return -1;
+  }
+  if (!Py_IS_TYPE(h, IoHandleType)) {
+    Py_DECREF(h);
+    Py_CLEAR(*sslobj);
+    return 0;
+  }
+  *io = reinterpret_cast<IoHandle*>(h);
+  return 1;
+}
+
+// An SSLError for a ragged end (SSL_ERROR_EOF) with suppress_ragged_eofs
+// set: cleared, 1. Else 0 (the error left as is) or -1 (a new error).
+int ragged_end(PyObject* self) {
+  if (!PyErr_ExceptionMatches(names.ssl_error)) return 0;
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  int eof = 0;
+  PyObject* args = value ? PyObject_GetAttrString(value, "args") : nullptr;
+  if (args && PyTuple_Check(args) && PyTuple_GET_SIZE(args) > 0 &&
+      PyLong_Check(PyTuple_GET_ITEM(args, 0))) {
+    long code = PyLong_AsLong(PyTuple_GET_ITEM(args, 0));
+    eof = code == names.ssl_error_eof;
+  }
+  Py_XDECREF(args);
+  PyErr_Clear();
+  if (eof) {
+    PyObject* suppress = PyObject_GetAttr(self, names.suppress_ragged_eofs);
+    eof = suppress ? PyObject_IsTrue(suppress) : -1;
+    Py_XDECREF(suppress);
+  }
+  if (eof == 1) {
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return 1;
+  }
+  if (eof < 0) {  // suppress_ragged_eofs could not be read: that error
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return -1;
+  }
+  PyErr_Restore(type, value, tb);
+  return 0;
+}
+
+PyObject* tls_socket_recv(PyObject* self, PyObject* const* args,
+                          Py_ssize_t nargs, PyObject* kwnames) {
+  if (init_names() < 0) return nullptr;
+  if (kwnames || nargs > 2 || !plain_flags(args, nargs, 1))
+    return slow(names.recv_slow, self, args, nargs, kwnames);
+  PyObject* sslobj;
+  IoHandle* io;
+  int fast = fast_parts(self, &sslobj, &io);
+  if (fast <= 0) {
+    if (fast < 0) return nullptr;
+    return slow(names.recv_slow, self, args, nargs, kwnames);
+  }
+  PyObject* result = nullptr;
+  PyObject* lock = PyObject_GetAttr(self, names.rlock);
+  if (lock) {
+    PyObject* call[] = {sslobj, lock, nargs > 0 ? args[0] : names.len_1024};
+    result = IoHandle_tls_read(io, call, 3);
+    Py_DECREF(lock);
+  }
+  Py_DECREF(sslobj);
+  Py_DECREF(io);
+  if (result == Py_NotImplemented) {  // non-blocking, or another reader
+    Py_DECREF(result);
+    return slow(names.recv_slow, self, args, nargs, kwnames);
+  }
+  if (!result) {
+    int ragged = ragged_end(self);
+    if (ragged == 1) return PyBytes_FromStringAndSize(nullptr, 0);
+  }
+  return result;
+}
+
+PyObject* tls_socket_sendall(PyObject* self, PyObject* const* args,
+                             Py_ssize_t nargs, PyObject* kwnames) {
+  if (init_names() < 0) return nullptr;
+  if (kwnames || nargs < 1 || nargs > 2 || !PyBytes_CheckExact(args[0]) ||
+      PyBytes_GET_SIZE(args[0]) == 0 || !plain_flags(args, nargs, 1))
+    return slow(names.sendall_slow, self, args, nargs, kwnames);
+  PyObject* sslobj;
+  IoHandle* io;
+  int fast = fast_parts(self, &sslobj, &io);
+  if (fast <= 0) {
+    if (fast < 0) return nullptr;
+    return slow(names.sendall_slow, self, args, nargs, kwnames);
+  }
+  PyObject* result = nullptr;
+  PyObject* lock = PyObject_GetAttr(self, names.wlock);
+  if (lock) {
+    PyObject* call[] = {sslobj, lock, args[0]};
+    result = IoHandle_tls_write(io, call, 3);
+    Py_DECREF(lock);
+  }
+  Py_DECREF(sslobj);
+  Py_DECREF(io);
+  if (result == Py_NotImplemented) {  // non-blocking, or another writer
+    Py_DECREF(result);
+    return slow(names.sendall_slow, self, args, nargs, kwnames);
+  }
+  if (!result) return nullptr;
+  // One SSL_write takes the whole buffer (partial writes are not enabled):
+  // all of it went.
+  Py_DECREF(result);
+  Py_RETURN_NONE;
+}
+
+PyMethodDef tls_socket_recv_def = {
+    "recv", py::method(tls_socket_recv), METH_FASTCALL | METH_KEYWORDS,
+    "recv(buflen=1024, flags=0)\n--\n\n"
+    "Read up to buflen bytes from the TLS channel, waiting cooperatively."};
+PyMethodDef tls_socket_sendall_def = {
+    "sendall", py::method(tls_socket_sendall), METH_FASTCALL | METH_KEYWORDS,
+    "sendall(data, flags=0)\n--\n\n"
+    "Send all of data; no other tasklet's data is interleaved."};
+
+// _core.tls_socket_methods(socket_type) -> (recv, sendall): method
+// descriptors for a subclass of socket_type (ptsevent.ssl.SSLSocket).
+PyObject* tls_socket_methods(PyObject*, PyObject* type) {
+  if (!PyType_Check(type)) {
+    PyErr_SetString(PyExc_TypeError, "tls_socket_methods() takes a type");
+    return nullptr;
+  }
+  auto* t = reinterpret_cast<PyTypeObject*>(type);
+  PyObject* recv = PyDescr_NewMethod(t, &tls_socket_recv_def);
+  PyObject* sendall =
+      recv ? PyDescr_NewMethod(t, &tls_socket_sendall_def) : nullptr;
+  PyObject* pair = sendall ? PyTuple_Pack(2, recv, sendall) : nullptr;
+  Py_XDECREF(recv);
+  Py_XDECREF(sendall);
+  return pair;
+}
+
+}  // namespace
+
+PyMethodDef tls_functions[] = {
+    {"tls_socket_methods", tls_socket_methods, METH_O,
+     "tls_socket_methods(socket_type, /)\n--\n\n"
+     "(recv, sendall): ptsevent.ssl.SSLSocket's fast methods, bound to "
+     "instances of socket_type."},
+    {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace ptsevent::io

@@ -26,4 +26,10 @@ PyObject* IoHandle_tls_write(IoHandle* h, PyObject* const* args,
 // sslobj.pending() nor the descriptor shows.
 PyObject* IoHandle_tls_read_ahead(IoHandle* h, PyObject* sslobj);
 
+// _core.tls_socket_methods(socket_type) -> (recv, sendall): SSLSocket's
+// recv() and sendall() as method descriptors in C, which call the above
+// without a Python frame in the common case and ssl.py's _recv_slow /
+// _sendall_slow otherwise.
+extern PyMethodDef tls_functions[];
+
 }  // namespace ptsevent::io
