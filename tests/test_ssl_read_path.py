@@ -272,3 +272,81 @@ def test_messages_of_any_size_read_in_pieces_of_any_size(pair, seed):
         got += server.recv(rng.choice([1, 500, RECORD, 65536]))
     sender.get()
     assert bytes(got) == message
+
+
+# -- recv() and sendall() are C: they take what the standard ones take.
+
+
+def test_recv_and_sendall_take_the_standard_arguments(pair):
+    server, client = pair
+    server.settimeout(5)
+    client.sendall(b"positional")
+    assert server.recv(100, 0) == b"positional"
+    client.sendall(bytearray(b"bytearray"), 0)
+    assert server.recv(buflen=100) == b"bytearray"
+    client.sendall(memoryview(b"xxmemoryview")[2:])
+    assert server.recv(100, flags=0) == b"memoryview"
+    client.sendall(b"")
+    client.sendall(data=b"default length " * 100)
+    assert server.recv() == (b"default length " * 100)[:1024]
+    assert server.recv(2000) == (b"default length " * 100)[1024:]
+    # Flags are refused as the standard library refuses them.
+    with pytest.raises(ValueError, match="non-zero flags"):
+        server.recv(10, stdsocket.MSG_PEEK)
+    with pytest.raises(ValueError, match="non-zero flags"):
+        client.sendall(b"x", stdsocket.MSG_DONTWAIT)
+    # Refused at once, with the standard errors, not after a wait.
+    with pytest.raises(TypeError):
+        server.recv("10")
+    with pytest.raises(ValueError, match="negative"):
+        server.recv(-1)
+    with pytest.raises(TypeError):
+        client.sendall("text")
+    with pytest.raises(TypeError):
+        client.sendall()
+
+
+def test_recv_and_sendall_after_unwrap_are_the_plain_sockets(pair):
+    server, client = pair
+    server.settimeout(5)
+    closing = ptsevent.spawn(client.unwrap)
+    server.unwrap()
+    closing.get()
+    # The same objects, TLS gone: the plain socket's calls.
+    client.sendall(b"plain")
+    assert server.recv(100) == b"plain"
+
+
+def test_a_ragged_end_reads_as_end_of_stream_unless_told_otherwise(
+        server_ctx, client_ctx):
+    import ssl
+
+    for suppress in (True, False):
+        a, b = psocket.socketpair()
+        accepting = ptsevent.spawn(server_ctx.wrap_socket, b, server_side=True,
+                                   suppress_ragged_eofs=suppress)
+        client = client_ctx.wrap_socket(a, server_hostname="localhost")
+        server = accepting.get()
+        server.settimeout(5)
+        client.sendall(b"last")
+        client.close()  # no close_notify
+        assert server.recv(100) == b"last"
+        if suppress:
+            assert server.recv(100) == b""
+        else:
+            with pytest.raises(ssl.SSLEOFError):
+                server.recv(100)
+        server.close()
+
+
+def test_recv_and_sendall_keep_no_references(pair):
+    import sys
+
+    server, client = pair
+    server.settimeout(5)
+    data = b"y" * 3000
+    before = sys.getrefcount(data), sys.getrefcount(server._sslobj)
+    for _ in range(100):
+        client.sendall(data)
+        server.recv(3000)
+    assert (sys.getrefcount(data), sys.getrefcount(server._sslobj)) == before

@@ -227,8 +227,11 @@ PyObject* IoHandle_tls_read(IoHandle* h, PyObject* const* args,
   PyObject* call[] = {args[0], args[2], nargs == 4 ? args[3] : Py_None};
   Py_ssize_t n = nargs == 4 && args[3] != Py_None ? 3 : 2;
   if (init_names() < 0) return nullptr;
-  Py_ssize_t len = PyLong_AsSsize_t(args[2]);
-  if (len == -1 && PyErr_Occurred()) PyErr_Clear();  // read() reports it
+  Py_ssize_t len = PyNumber_AsSsize_t(args[2], nullptr);
+  if (len == -1 && PyErr_Occurred()) PyErr_Clear();
+  // A length read() refuses: its error at once, not after a wait.
+  if (len < 0 && (n == 2 || !PyIndex_Check(args[2])))
+    return PyObject_VectorcallMethod(names.read, call, n, nullptr);
   return call_loop(h, names.read, call, n, args[1], len < 0 ? 0 : len);
 }
 
