@@ -32,7 +32,8 @@ struct Names {
   PyObject* suppress_ragged_eofs;
   PyObject* recv_slow;
   PyObject* sendall_slow;
-  PyObject* len_1024;  // recv()'s default length
+  PyObject* len_1024;    // recv()'s default length
+  PyObject* len_record;  // kFullRecord
   PyObject* want_read;
   PyObject* want_write;
   PyObject* ssl_error;
@@ -60,6 +61,9 @@ int init_names() {
     if (!*slots[i]) return -1;
   }
   if (!names.len_1024 && !(names.len_1024 = PyLong_FromLong(1024))) return -1;
+  if (!names.len_record &&
+      !(names.len_record = PyLong_FromSsize_t(kFullRecord)))
+    return -1;
   PyObject* ssl = PyImport_ImportModule("ssl");
   if (!ssl) return -1;
   PyObject* want_read = PyObject_GetAttrString(ssl, "SSLWantReadError");
@@ -232,6 +236,12 @@ PyObject* IoHandle_tls_read(IoHandle* h, PyObject* const* args,
   // A length read() refuses: its error at once, not after a wait.
   if (len < 0 && (n == 2 || !PyIndex_Check(args[2])))
     return PyObject_VectorcallMethod(names.read, call, n, nullptr);
+  // One SSL_read returns one record at most: asked for more, _ssl would
+  // allocate all of len, then shrink it to the record.
+  if (n == 2 && len > kFullRecord) {
+    call[1] = names.len_record;
+    len = kFullRecord;
+  }
   return call_loop(h, names.read, call, n, args[1], len < 0 ? 0 : len);
 }
 
