@@ -350,3 +350,18 @@ def test_recv_and_sendall_keep_no_references(pair):
         client.sendall(data)
         server.recv(3000)
     assert (sys.getrefcount(data), sys.getrefcount(server._sslobj)) == before
+
+
+def test_recv_and_sendall_have_the_standard_signatures():
+    import inspect
+    import ssl
+
+    import ptsevent.ssl
+
+    for name in ("recv", "sendall"):
+        ours = getattr(ptsevent.ssl.SSLSocket, name)
+        theirs = getattr(ssl.SSLSocket, name)
+        # After self (positional-only in a C method), the same parameters.
+        assert (list(inspect.signature(ours).parameters.values())[1:] ==
+                list(inspect.signature(theirs).parameters.values())[1:])
+        assert ours.__doc__

@@ -425,11 +425,11 @@ PyObject* tls_socket_sendall(PyObject* self, PyObject* const* args,
 
 PyMethodDef tls_socket_recv_def = {
     "recv", py::method(tls_socket_recv), METH_FASTCALL | METH_KEYWORDS,
-    "recv(buflen=1024, flags=0)\n--\n\n"
+    "recv($self, buflen=1024, flags=0)\n--\n\n"
     "Read up to buflen bytes from the TLS channel, waiting cooperatively."};
 PyMethodDef tls_socket_sendall_def = {
     "sendall", py::method(tls_socket_sendall), METH_FASTCALL | METH_KEYWORDS,
-    "sendall(data, flags=0)\n--\n\n"
+    "sendall($self, data, flags=0)\n--\n\n"
     "Send all of data; no other tasklet's data is interleaved."};
 
 // _core.tls_socket_methods(socket_type) -> (recv, sendall): method
