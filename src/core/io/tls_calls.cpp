@@ -289,7 +289,8 @@ PyObject* slow(PyObject* method, PyObject* self, PyObject* const* args,
   return PyObject_VectorcallMethod(method, stack, nargs + 1, kwnames);
 }
 
-// flags given and not exactly 0 (or not an int): the slow path decides.
+// True when flags (args[at]) are absent or exactly the int 0; anything
+// else is for the slow path to accept or refuse.
 bool plain_flags(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t at) {
   if (nargs <= at) return true;
   PyObject* f = args[at];
@@ -298,8 +299,8 @@ bool plain_flags(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t at) {
   return PyLong_AsLongAndOverflow(f, &overflow) == 0 && !overflow;
 }
 
-// The socket's (sslobj, io) when the fast path applies, else false (no
-// error) or -1 (error set).
+// The socket's sslobj and io (new references) and 1 when the fast path
+// applies; 0 when not (no error), -1 with an error set.
 int fast_parts(PyObject* self, PyObject** sslobj, IoHandle** io) {
   *sslobj = PyObject_GetAttr(self, names.sslobj);
   if (!*sslobj) return -1;
