@@ -365,3 +365,29 @@ def test_recv_and_sendall_have_the_standard_signatures():
         assert (list(inspect.signature(ours).parameters.values())[1:] ==
                 list(inspect.signature(theirs).parameters.values())[1:])
         assert ours.__doc__
+
+
+def test_bulk_reads_in_spawned_tasklets_while_others_run(pair):
+    server, client = pair
+    server.settimeout(5)
+    message = bytes(range(256)) * (4 * 1024)  # 1 MiB: whole records
+    ticks = []
+
+    def ticker():
+        while True:
+            ticks.append(time.monotonic())
+            ptsevent.sleep(0.001)
+
+    def read_all():
+        got = bytearray()
+        while len(got) < len(message):
+            got += server.recv(65536)
+        return bytes(got)
+
+    ticking = ptsevent.spawn(ticker)
+    reader = ptsevent.spawn(read_all)
+    writer = ptsevent.spawn(client.sendall, message)
+    assert reader.get() == message
+    writer.get()
+    ticking.kill()
+    assert len(ticks) > 1

@@ -2,6 +2,8 @@
 
 #include <poll.h>
 
+#include <iterator>
+
 #include "hub/lock.h"
 #include "io/tls_ssl.h"
 #include "py/method.h"
@@ -55,7 +57,8 @@ int init_names() {
                         &names.io,        &names.rlock,
                         &names.wlock,     &names.suppress_ragged_eofs,
                         &names.recv_slow, &names.sendall_slow};
-  for (int i = 0; i < 12; ++i) {
+  static_assert(std::size(strings) == std::size(slots));
+  for (size_t i = 0; i < std::size(strings); ++i) {
     if (*slots[i]) continue;
     *slots[i] = PyUnicode_InternFromString(strings[i]);
     if (!*slots[i]) return -1;
@@ -299,27 +302,29 @@ bool plain_flags(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t at) {
   return PyLong_AsLongAndOverflow(f, &overflow) == 0 && !overflow;
 }
 
-// The socket's sslobj and io (new references) and 1 when the fast path
-// applies; 0 when not (no error), -1 with an error set.
-int fast_parts(PyObject* self, PyObject** sslobj, IoHandle** io) {
-  *sslobj = PyObject_GetAttr(self, names.sslobj);
-  if (!*sslobj) return -1;
-  if (*sslobj == Py_None) {
-    Py_CLEAR(*sslobj);
-    return 0;
+// tls(self._io, (self._sslobj, self.<lock>, arg)) when the fast path
+// applies; NotImplemented when it does not (no _sslobj, an _io that is not
+// an IoHandle) or when tls() itself says so (non-blocking, lock busy); null
+// with an error set.
+PyObject* fast_call(PyObject* self, PyObject* lock_name, PyObject* arg,
+                    PyObject* (*tls)(IoHandle*, PyObject* const*, Py_ssize_t)) {
+  PyObject* sslobj = PyObject_GetAttr(self, names.sslobj);
+  if (!sslobj) return nullptr;
+  PyObject* io = sslobj == Py_None ? nullptr : PyObject_GetAttr(self, names.io);
+  PyObject* result = nullptr;
+  if (sslobj == Py_None || (io && !Py_IS_TYPE(io, IoHandleType))) {
+    result = Py_NewRef(Py_NotImplemented);
+  } else if (io) {
+    PyObject* lock = PyObject_GetAttr(self, lock_name);
+    if (lock) {
+      PyObject* call[] = {sslobj, lock, arg};
+      result = tls(reinterpret_cast<IoHandle*>(io), call, 3);
+      Py_DECREF(lock);
+    }
   }
-  PyObject* h = PyObject_GetAttr(self, names.io);
-  if (!h) {
-    Py_CLEAR(*sslobj);
-    return -1;
-  }
-  if (!Py_IS_TYPE(h, IoHandleType)) {
-    Py_DECREF(h);
-    Py_CLEAR(*sslobj);
-    return 0;
-  }
-  *io = reinterpret_cast<IoHandle*>(h);
-  return 1;
+  Py_XDECREF(io);
+  Py_DECREF(sslobj);
+  return result;
 }
 
 // An SSLError for a ragged end (SSL_ERROR_EOF) with suppress_ragged_eofs
@@ -343,20 +348,16 @@ int ragged_end(PyObject* self) {
     eof = suppress ? PyObject_IsTrue(suppress) : -1;
     Py_XDECREF(suppress);
   }
-  if (eof == 1) {
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
-    return 1;
+  if (eof == 0) {
+    PyErr_Restore(type, value, tb);
+    return 0;
   }
-  if (eof < 0) {  // suppress_ragged_eofs could not be read: that error
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
-    return -1;
-  }
-  PyErr_Restore(type, value, tb);
-  return 0;
+  // Suppressed (1), or suppress_ragged_eofs could not be read (-1: that
+  // error is the one set).
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(tb);
+  return eof;
 }
 
 PyObject* tls_socket_recv(PyObject* self, PyObject* const* args,
@@ -364,30 +365,15 @@ PyObject* tls_socket_recv(PyObject* self, PyObject* const* args,
   if (init_names() < 0) return nullptr;
   if (kwnames || nargs > 2 || !plain_flags(args, nargs, 1))
     return slow(names.recv_slow, self, args, nargs, kwnames);
-  PyObject* sslobj;
-  IoHandle* io;
-  int fast = fast_parts(self, &sslobj, &io);
-  if (fast <= 0) {
-    if (fast < 0) return nullptr;
-    return slow(names.recv_slow, self, args, nargs, kwnames);
-  }
-  PyObject* result = nullptr;
-  PyObject* lock = PyObject_GetAttr(self, names.rlock);
-  if (lock) {
-    PyObject* call[] = {sslobj, lock, nargs > 0 ? args[0] : names.len_1024};
-    result = IoHandle_tls_read(io, call, 3);
-    Py_DECREF(lock);
-  }
-  Py_DECREF(sslobj);
-  Py_DECREF(io);
-  if (result == Py_NotImplemented) {  // non-blocking, or another reader
+  PyObject* result =
+      fast_call(self, names.rlock, nargs > 0 ? args[0] : names.len_1024,
+                IoHandle_tls_read);
+  if (result == Py_NotImplemented) {
     Py_DECREF(result);
     return slow(names.recv_slow, self, args, nargs, kwnames);
   }
-  if (!result) {
-    int ragged = ragged_end(self);
-    if (ragged == 1) return PyBytes_FromStringAndSize(nullptr, 0);
-  }
+  if (!result && ragged_end(self) == 1)
+    return PyBytes_FromStringAndSize(nullptr, 0);
   return result;
 }
 
@@ -397,23 +383,8 @@ PyObject* tls_socket_sendall(PyObject* self, PyObject* const* args,
   if (kwnames || nargs < 1 || nargs > 2 || !PyBytes_CheckExact(args[0]) ||
       PyBytes_GET_SIZE(args[0]) == 0 || !plain_flags(args, nargs, 1))
     return slow(names.sendall_slow, self, args, nargs, kwnames);
-  PyObject* sslobj;
-  IoHandle* io;
-  int fast = fast_parts(self, &sslobj, &io);
-  if (fast <= 0) {
-    if (fast < 0) return nullptr;
-    return slow(names.sendall_slow, self, args, nargs, kwnames);
-  }
-  PyObject* result = nullptr;
-  PyObject* lock = PyObject_GetAttr(self, names.wlock);
-  if (lock) {
-    PyObject* call[] = {sslobj, lock, args[0]};
-    result = IoHandle_tls_write(io, call, 3);
-    Py_DECREF(lock);
-  }
-  Py_DECREF(sslobj);
-  Py_DECREF(io);
-  if (result == Py_NotImplemented) {  // non-blocking, or another writer
+  PyObject* result = fast_call(self, names.wlock, args[0], IoHandle_tls_write);
+  if (result == Py_NotImplemented) {
     Py_DECREF(result);
     return slow(names.sendall_slow, self, args, nargs, kwnames);
   }

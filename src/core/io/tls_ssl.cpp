@@ -13,7 +13,8 @@ namespace {
 #define PTSEVENT_KNOWN_SSL_LAYOUT 1
 #endif
 struct SslSocketHead {
-  PyObject_HEAD PyObject* socket;  // weakref
+  PyObject ob_base;  // PyObject_HEAD
+  PyObject* socket;  // weakref
   Ssl* ssl;
 };
 
